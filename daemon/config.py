@@ -1,0 +1,354 @@
+"""The daemon's configuration: YAML read from disk, then validated into read-only models.
+
+One pydantic base with ``extra="forbid"`` (unknown keys are errors), one class per section,
+every field with a default, a description and bounds, cross-field rules in validators. Reading
+the file (:func:`read_yaml`) is apart from validating it (:func:`parse_config`).
+
+Camera passwords never need to sit in the file: ``password_env`` names an environment variable
+and ``password_credential`` a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``).
+The camera URL is kept as a secret: ``repr`` and validation errors never show it, and
+:func:`redact_url` is the one way a URL is ever displayed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+
+
+class ConfigError(ValueError):
+    """The config is invalid; ``str(err)`` is a readable, credential-free reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(_Section):
+    name: str = Field(
+        pattern=r"^[a-z0-9_-]{1,48}$",
+        description="Unique camera name, [a-z0-9_-]+; used as the metrics label.",
+    )
+    url: SecretStr = Field(
+        description="rtsp://[user[:pass]@]host[:port]/path, http(s)://..., or file:///path "
+        "(or a plain path) for recorded footage."
+    )
+    password_env: str | None = Field(
+        None, description="Environment variable holding the camera password (added to the URL)."
+    )
+    password_credential: str | None = Field(
+        None,
+        description="File name in $CREDENTIALS_DIRECTORY (systemd LoadCredential=) holding the "
+        "camera password.",
+    )
+    fps: float = Field(10.0, gt=0, le=120, description="Most frames per second to process.")
+    enhance: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: the low-light gate decides; always/never override it."
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    open_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout to open the stream.")
+    read_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="No frame for this long: the stream is stalled."
+    )
+    backoff_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Reconnect delay cap.")
+    loop: bool = Field(False, description="Loop file sources at their end (demo, benchmarks).")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _check_url(cls, v: Any) -> Any:
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if not isinstance(raw, str) or not raw.strip():
+            raise ValueError("must be a non-empty string such as rtsp://host:554/stream1")
+        parts = urlsplit(raw)
+        if parts.scheme == "" and (raw.startswith("/") or raw.startswith(".")):
+            return raw  # plain file path
+        if parts.scheme not in URL_SCHEMES:
+            raise ValueError(
+                f"scheme '{parts.scheme}' is not supported; use one of {', '.join(URL_SCHEMES)}"
+            )
+        if parts.scheme != "file" and not parts.hostname:
+            raise ValueError(f"has no host; write it as {parts.scheme}://host:port/path")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port; use a number from 1 to 65535") from None
+        return raw
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "CameraConfig":
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s}) must be >= backoff_initial_s "
+                f"({self.backoff_initial_s})"
+            )
+        if self.password_env and self.password_credential:
+            raise ValueError("set at most one of password_env and password_credential")
+        return self
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked: safe for logs, metrics, /cameras and errors."""
+        return redact_url(self.url.get_secret_value())
+
+    def resolved_url(self, environ: dict[str, str] | None = None) -> str:
+        """The URL to connect to, with the password from env/credentials filled in.
+
+        Never log the result; log :attr:`display_url`.
+        """
+        env = os.environ if environ is None else environ
+        url = self.url.get_secret_value()
+        password = None
+        if self.password_env:
+            password = env.get(self.password_env)
+            if password is None:
+                raise ConfigError(
+                    f"camera '{self.name}': environment variable {self.password_env} "
+                    "(password_env) is not set"
+                )
+        elif self.password_credential:
+            cred_dir = env.get("CREDENTIALS_DIRECTORY")
+            if not cred_dir:
+                raise ConfigError(
+                    f"camera '{self.name}': password_credential is set but $CREDENTIALS_DIRECTORY "
+                    "is not (add LoadCredential= to the systemd unit)"
+                )
+            path = Path(cred_dir) / self.password_credential
+            try:
+                password = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"camera '{self.name}': cannot read credential {path.name} "
+                    f"({exc.strerror})"
+                ) from None
+        return with_password(url, password) if password is not None else url
+
+    @property
+    def is_file(self) -> bool:
+        url = self.url.get_secret_value()
+        return urlsplit(url).scheme in ("", "file")
+
+
+class EnginesConfig(_Section):
+    detector: Path = Field(description="Detector engine (.onnx, .engine/.plan, .torchscript/.pt2).")
+    enhancer: Path | None = Field(
+        None, description="Low-light enhancer engine; without one, no frame is enhanced."
+    )
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda:N"
+    )
+    conf: float = Field(0.25, ge=0, le=1, description="Detection confidence threshold.")
+    iou: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold.")
+    check_files: bool = Field(
+        True, description="Fail validation when an engine file is missing (set by tests only)."
+    )
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> "EnginesConfig":
+        if not self.check_files:
+            return self
+        for key in ("detector", "enhancer"):
+            p = getattr(self, key)
+            if p is not None and not Path(p).is_file():
+                raise ValueError(
+                    f"{key}: engine file {p} does not exist; build it with "
+                    f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out {p}`"
+                )
+        return self
+
+
+class LowLightConfig(_Section):
+    enter_below: float = Field(
+        55.0, ge=0, le=255, description="Mean luma (0-255) under which a camera turns low-light."
+    )
+    exit_above: float = Field(
+        75.0, ge=0, le=255, description="Mean luma above which it turns back to daylight."
+    )
+    smoothing: float = Field(
+        0.2, gt=0, le=1, description="Weight of the newest frame in the luma moving average."
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "LowLightConfig":
+        if self.exit_above <= self.enter_below:
+            raise ValueError(
+                f"exit_above ({self.exit_above}) must be greater than enter_below "
+                f"({self.enter_below}) so that the gate has hysteresis"
+            )
+        return self
+
+
+class SchedulerConfig(_Section):
+    max_batch: int = Field(8, ge=1, le=64, description="Most frames per engine call.")
+    batch_timeout_ms: float = Field(
+        10.0, ge=0, le=1000, description="How long to wait for a batch to fill."
+    )
+
+
+class SinkConfig(_Section):
+    type: Literal["jsonl"] = Field("jsonl", description="Sink kind.")
+    path: str = Field("-", description="File to append JSON lines to, or - for stdout.")
+
+
+class HttpConfig(_Section):
+    listen: str = Field("0.0.0.0:9872", description="host:port for /metrics, /healthz, ...")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"'{v}' is not host:port (for example 0.0.0.0:9872)")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class SupervisionConfig(_Section):
+    heartbeat_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="A worker silent this long is unhealthy (/healthz, WATCHDOG)."
+    )
+
+
+class Config(_Section):
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras to watch.")
+    engines: EnginesConfig
+    lowlight: LowLightConfig = Field(default_factory=LowLightConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    sinks: list[SinkConfig] = Field(default_factory=lambda: [SinkConfig()])
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.name in seen:
+                raise ValueError(f"camera name '{cam.name}' is used twice; names must be unique")
+            seen.add(cam.name)
+        return self
+
+
+# -- reading and validating -------------------------------------------------------------------
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``; raise :class:`ConfigError` with the reason."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping with 'cameras' and 'engines'")
+    return data
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a mapping into a :class:`Config`; errors name the key and never echo values."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + format_errors(exc, data)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    return parse_config(read_yaml(path), str(path))
+
+
+def format_errors(exc: ValidationError, data: Any = None) -> str:
+    """One line per error: ``cameras[1] (gate).url: reason``. Input values are never shown."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = _format_loc(err["loc"], data)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling (see deploy/duskwatch.example.yaml)"
+        elif err["type"] == "missing":
+            msg = "is required"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
+def _format_loc(loc: tuple, data: Any) -> str:
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                out += f" ({node['name']})"
+        else:
+            out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+# -- URL helpers ------------------------------------------------------------------------------
+def redact_url(url: str) -> str:
+    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``; query strings are dropped
+    too, since cameras often carry tokens there."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if parts.username is not None:
+        cred = parts.username + (":***" if parts.password is not None else "")
+        host = f"{cred}@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
+
+
+def with_password(url: str, password: str) -> str:
+    """Insert ``password`` into ``url``'s userinfo (user defaults to 'admin' when absent)."""
+    parts = urlsplit(url)
+    user = parts.username or "admin"
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
+    """Every password the config can resolve, so logging filters can mask them."""
+    out = []
+    for cam in cfg.cameras:
+        try:
+            pw = urlsplit(cam.resolved_url(environ)).password
+        except ConfigError:
+            pw = None
+        if pw:
+            out.append(pw)
+    return out
+
+

@@ -1,0 +1,75 @@
+"""What flows from a camera source into the scheduler, and the seam that creates sources.
+
+A source owns one camera: it connects, decodes, reconnects, and keeps only the newest frame in
+a one-slot buffer (live streams must never queue). The scheduler polls :meth:`CameraSource.latest`
+and never blocks on a camera. Tests inject fake producers through :data:`SourceFactory`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from daemon.config import CameraConfig
+
+
+class CameraState(str, enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STALLED = "stalled"
+    BACKING_OFF = "backing_off"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Frame:
+    camera: str
+    image: np.ndarray  # HxWx3 uint8 BGR (monochrome streams are expanded to 3 channels)
+    seq: int  # per-source frame number, increasing by one for every decoded frame
+    captured_monotonic: float  # time.monotonic() when the frame left the decoder
+    captured_wall: float  # time.time() at the same moment
+    decode_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StateChange:
+    camera: str
+    old: CameraState
+    new: CameraState
+    reason: str = ""  # credential-free, human readable
+    at: float = field(default=0.0)
+
+
+class SourceEvents(Protocol):
+    """Callbacks a source reports through (the service wires them to metrics and logs)."""
+
+    def on_state(self, change: StateChange) -> None: ...
+    def on_frame_skipped(self, camera: str, count: int) -> None: ...
+    def on_reconnect(self, camera: str) -> None: ...
+
+
+class CameraSource(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 5.0) -> None: ...
+    def latest(self, after_seq: int = -1) -> Frame | None:
+        """The newest frame if its seq is greater than ``after_seq``, else ``None``."""
+        ...
+
+    @property
+    def state(self) -> CameraState: ...
+
+    def status(self) -> dict:
+        """JSON-able state for /cameras: no credentials."""
+        ...
+
+    def heartbeat(self) -> float:
+        """time.monotonic() of the reader thread's last sign of life."""
+        ...
+
+
+SourceFactory = Callable[[CameraConfig, SourceEvents], CameraSource]

@@ -1,0 +1,198 @@
+"""The one engine interface every backend implements.
+
+Modelled on Polygraphy's runners: an engine is opened from a file, reports its inputs and
+outputs (name, shape, dtype), checks what it is fed against that metadata, and runs a batch::
+
+    with open_engine("yolo11n.onnx") as eng:
+        print(eng.inputs, eng.outputs, eng.metadata)
+        out = eng.infer({"images": batch})
+
+Dynamic dimensions are reported as ``None``. Arrays are numpy arrays; the torch and TensorRT
+backends also accept and return ``torch.Tensor`` so that device memory stays on the device
+between stages. Backends are imported lazily: a CPU install works without torch or TensorRT.
+
+Every export writes a JSON *sidecar* beside the engine file (``yolo11n.onnx`` ->
+``yolo11n.onnx.json``) describing what the engine is (detector or enhancer, input size, class
+names, precision, and for TensorRT the version and GPU it was built for).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """An engine could not be opened or was fed the wrong thing; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (``None`` for a dynamic dimension) and numpy dtype of one engine tensor."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+    def describe(self) -> str:
+        dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}[{dims}]:{np.dtype(self.dtype).name}"
+
+
+class Engine:
+    """Base class: subclasses set ``inputs``, ``outputs``, ``metadata`` and implement ``_run``."""
+
+    backend: str = "?"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        self.metadata: dict[str, Any] = read_sidecar(self.path)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the runtime's resources. Safe to call twice."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- running ---------------------------------------------------------------------------
+    @property
+    def max_batch(self) -> int | None:
+        """Largest batch the engine accepts, or ``None`` when the batch dimension is dynamic."""
+        return self.inputs[0].shape[0] if self.inputs else None
+
+    def infer(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``feed`` against :attr:`inputs`, run, and return ``{output name: array}``."""
+        self.check_feed(feed)
+        return self._run(feed)
+
+    def _run(self, feed: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not implement _run")
+
+    def check_feed(self, feed: Mapping[str, Any]) -> None:
+        """Raise :class:`EngineError` naming the first mismatch in names, ranks, shapes or dtypes."""
+        want = {s.name: s for s in self.inputs}
+        missing = sorted(set(want) - set(feed))
+        extra = sorted(set(feed) - set(want))
+        if missing or extra:
+            raise EngineError(
+                f"{self.path.name}: feed has inputs {sorted(feed)} but the engine takes "
+                f"{[s.describe() for s in self.inputs]} (missing {missing}, unexpected {extra})"
+            )
+        for name, spec in want.items():
+            _check_tensor(self.path.name, spec, feed[name])
+
+
+def _check_tensor(engine_name: str, spec: TensorSpec, value: Any) -> None:
+    shape = tuple(value.shape)
+    dtype = _dtype_of(value)
+    if len(shape) != len(spec.shape):
+        raise EngineError(
+            f"{engine_name}: input '{spec.name}' has rank {len(shape)} (shape {shape}) but the "
+            f"engine expects {spec.describe()}"
+        )
+    for axis, (got, want) in enumerate(zip(shape, spec.shape)):
+        if want is not None and got != want:
+            what = "batch size" if axis == 0 else f"dimension {axis}"
+            hint = (
+                f"; re-export with a larger --batch or --dynamic"
+                if axis == 0 and got > want
+                else ""
+            )
+            raise EngineError(
+                f"{engine_name}: input '{spec.name}' {what} is {got} but the engine expects "
+                f"{want} ({spec.describe()}, fed {shape}){hint}"
+            )
+    if dtype is not None and np.dtype(dtype) != np.dtype(spec.dtype):
+        raise EngineError(
+            f"{engine_name}: input '{spec.name}' has dtype {np.dtype(dtype).name} but the engine "
+            f"expects {np.dtype(spec.dtype).name}; convert with .astype(np.{np.dtype(spec.dtype).name})"
+        )
+
+
+def _dtype_of(value: Any) -> np.dtype | None:
+    """numpy dtype of a numpy array or a torch tensor (without importing torch)."""
+    dt = getattr(value, "dtype", None)
+    if dt is None:
+        return None
+    if isinstance(dt, np.dtype):
+        return dt
+    name = str(dt).replace("torch.", "")
+    try:
+        return np.dtype({"bfloat16": "float32"}.get(name, name))
+    except TypeError:
+        return None
+
+
+# -- sidecar ---------------------------------------------------------------------------------
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
+def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
+    """The engine's JSON sidecar as a dict, or ``{}`` when there is none."""
+    sc = sidecar_path(engine_path)
+    if not sc.exists():
+        return {}
+    try:
+        return json.loads(sc.read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineError(
+            f"{sc}: sidecar is not valid JSON ({exc}); delete it and re-export the engine"
+        ) from exc
+
+
+def write_sidecar(engine_path: str | Path, meta: Mapping[str, Any]) -> Path:
+    sc = sidecar_path(engine_path)
+    sc.write_text(json.dumps(dict(meta), indent=2, sort_keys=True) + "\n")
+    return sc
+
+
+# -- opening ---------------------------------------------------------------------------------
+_BACKENDS = {
+    ".onnx": "engines.onnx_backend:OnnxEngine",
+    ".engine": "engines.trt_backend:TensorRTEngine",
+    ".plan": "engines.trt_backend:TensorRTEngine",
+    ".torchscript": "engines.torch_backend:TorchEngine",
+    ".pt2": "engines.torch_backend:TorchEngine",
+}
+
+
+def open_engine(path: str | Path, device: str = "auto", **options: Any) -> Engine:
+    """Open ``path`` with the backend its suffix names.
+
+    ``device`` is ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda:N``.
+    Raises :class:`EngineError` for a missing, empty or unreadable file or an unknown suffix.
+    """
+    p = Path(path)
+    if p.suffix not in _BACKENDS:
+        raise EngineError(
+            f"{p}: unknown engine suffix '{p.suffix}'; use one of {sorted(_BACKENDS)} "
+            "(.onnx ONNX Runtime, .engine/.plan TensorRT, .torchscript/.pt2 PyTorch)"
+        )
+    if not p.is_file():
+        raise EngineError(f"{p}: engine file not found; export one with `duskwatch export ...`")
+    if p.stat().st_size == 0:
+        raise EngineError(f"{p}: engine file is empty (an interrupted export?); export it again")
+    module_name, cls_name = _BACKENDS[p.suffix].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EngineError(
+            f"{p}: the {p.suffix} backend needs a package that is not installed ({exc}); "
+            "install it (`pip install duskwatch[export]` for torch, `duskwatch[trt]` for TensorRT) "
+            "or export an .onnx engine instead"
+        ) from exc
+    return getattr(module, cls_name)(p, device=device, **options)
