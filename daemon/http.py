@@ -1,0 +1,135 @@
+"""The HTTP endpoints: /metrics /healthz /readyz /cameras /snapshot/<camera>.jpg.
+
+A stdlib :class:`ThreadingHTTPServer` on a daemon thread; every handler asks an :class:`App`
+(the service) for its answer, so the server knows nothing about cameras or engines and tests
+can serve any object with those methods.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+log = logging.getLogger("duskwatch.http")
+
+CAMERA_NAME = re.compile(r"^[a-z0-9_-]{1,48}$")
+SNAPSHOT_PATH = re.compile(r"^/snapshot/([^/]+)\.jpg$")
+
+
+class App(Protocol):
+    def metrics_payload(self) -> tuple[bytes, str]: ...
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+    def cameras_status(self) -> dict[str, Any]: ...
+    def camera_names(self) -> list[str]: ...
+    def snapshot_jpeg(self, camera: str) -> bytes | None: ...
+
+
+class SnapshotNotReady(Exception):
+    """The camera exists but has no processed frame yet."""
+
+
+def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "duskwatch"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            try:
+                self._route(path)
+            except Exception as exc:  # noqa: BLE001 - one bad request never kills the server
+                log.exception("GET %s failed", path)
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": type(exc).__name__})
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.do_GET()
+
+        def _route(self, path: str) -> None:
+            if path == "/metrics":
+                body, ctype = app.metrics_payload()
+                self._send(HTTPStatus.OK, body, ctype)
+            elif path == "/healthz":
+                ok, info = app.health()
+                self._json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, info)
+            elif path == "/readyz":
+                ok, info = app.readiness()
+                self._json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, info)
+            elif path == "/cameras":
+                self._json(HTTPStatus.OK, app.cameras_status())
+            elif path == "/" or path == "":
+                self._json(HTTPStatus.OK, {"endpoints": self._endpoints()})
+            elif (m := SNAPSHOT_PATH.match(path)) is not None:
+                self._snapshot(m.group(1))
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "not found", "endpoints": self._endpoints()})
+
+        def _snapshot(self, name: str) -> None:
+            if not CAMERA_NAME.match(name) or name not in app.camera_names():
+                self._json(HTTPStatus.NOT_FOUND, {"error": "unknown camera",
+                                                  "cameras": app.camera_names()})
+                return
+            try:
+                jpeg = app.snapshot_jpeg(name)
+            except SnapshotNotReady as exc:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+                return
+            if jpeg is None:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "unknown camera"})
+                return
+            self._send(HTTPStatus.OK, jpeg, "image/jpeg", extra={"Cache-Control": "no-store"})
+
+        def _endpoints(self) -> list[str]:
+            return ["/metrics", "/healthz", "/readyz", "/cameras"] + [
+                f"/snapshot/{n}.jpg" for n in app.camera_names()
+            ]
+
+        def _json(self, status: HTTPStatus, obj: Any) -> None:
+            body = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+            self._send(status, body, "application/json")
+
+        def _send(self, status: HTTPStatus, body: bytes, ctype: str, extra: dict | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("%s " + fmt, self.address_string(), *args)
+
+    return Handler
+
+
+class HttpServer:
+    """Serves an :class:`App` on ``host:port`` (port 0 picks a free one) from a daemon thread."""
+
+    def __init__(self, app: App, host: str, port: int):
+        self._server = ThreadingHTTPServer((host, port), _handler_class(app))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+            name="duskwatch-http", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)

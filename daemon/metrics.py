@@ -1,0 +1,167 @@
+"""Prometheus metrics of one service instance (DESIGN.md's table, plus operator extras).
+
+Every metric lives in a registry owned by :class:`Metrics`, so each service (and each test) has
+its own. Every label value is created when its camera, class or stage becomes known, so a
+series exists at zero before anything happens (``rate()`` and alerts work from the first
+scrape). Label values are camera names, class names, stage and sink names only: never a URL.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from daemon.frames import CameraState
+
+OUTCOMES = ("processed", "dropped", "failed")
+STAGES = ("decode", "enhance", "detect", "end_to_end")
+ENGINE_STAGES = ("enhance", "detect")
+# 1 ms .. 10 s: decode of one frame is ~1-10 ms, a CPU detector batch up to seconds.
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """All of the service's metrics, in a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames = Counter(
+            "duskwatch_frames", "Frames by outcome: processed, dropped (skipped by the fps limit "
+            "or the latest-frame slot), failed (an engine call failed).",
+            ["camera", "outcome"], registry=r)
+        self.frames_enhanced = Counter(
+            "duskwatch_frames_enhanced", "Frames that went through the low-light enhancer.",
+            ["camera"], registry=r)
+        self.detections = Counter(
+            "duskwatch_detections", "Detections by class.", ["camera", "class"], registry=r)
+        self.stage = Histogram(
+            "duskwatch_stage_duration_seconds", "Time spent per stage: decode (per frame), "
+            "enhance and detect (per engine call), end_to_end (capture to results, per frame).",
+            ["stage"], buckets=STAGE_BUCKETS, registry=r)
+        self.camera_up = Gauge(
+            "duskwatch_camera_up", "1 while the camera is streaming, else 0.", ["camera"], registry=r)
+        self.reconnects = Counter(
+            "duskwatch_camera_reconnects", "Reconnect attempts after a camera failure.",
+            ["camera"], registry=r)
+        self.lowlight = Gauge(
+            "duskwatch_camera_lowlight", "1 while the low-light gate considers the scene dark.",
+            ["camera"], registry=r)
+        self.frame_age = Gauge(
+            "duskwatch_frame_age_seconds", "Seconds from the capture of the camera's last "
+            "processed frame to its results reaching the sinks.", ["camera"], registry=r)
+        self.camera_state = Gauge(
+            "duskwatch_camera_state", "1 for the camera's current source state, 0 for the others.",
+            ["camera", "state"], registry=r)
+        self.engine_failures = Counter(
+            "duskwatch_engine_failures", "Engine calls that raised, by stage.", ["stage"], registry=r)
+        self.sink_failures = Counter(
+            "duskwatch_sink_failures", "Results a sink failed to write.", ["sink"], registry=r)
+        self.build_info = Gauge(
+            "duskwatch_build_info", "Always 1; labels describe the running build and engines.",
+            ["version", "backend", "detector", "enhancer"], registry=r)
+        self.ready = Gauge(
+            "duskwatch_ready", "1 once the engines are loaded and warmed.", registry=r)
+        self.heartbeat_age = Gauge(
+            "duskwatch_heartbeat_age_seconds", "Seconds since each worker's last heartbeat.",
+            ["worker"], registry=r)
+        for stage in STAGES:
+            self.stage.labels(stage)
+        for stage in ENGINE_STAGES:
+            self.engine_failures.labels(stage)
+        self._cameras: set[str] = set()
+        self._classes: list[str] = []
+        self._sinks: set[str] = set()
+
+    # -- label sets ------------------------------------------------------------------------
+    def set_classes(self, names: Iterable[str]) -> None:
+        """Class names the detector knows; their detection series are created per camera."""
+        self._classes = sorted(set(names))
+        for cam in self._cameras:
+            self._create_class_series(cam)
+
+    def add_camera(self, camera: str) -> None:
+        """Create every series of ``camera`` at zero."""
+        self._cameras.add(camera)
+        for outcome in OUTCOMES:
+            self.frames.labels(camera, outcome)
+        self.frames_enhanced.labels(camera)
+        self.camera_up.labels(camera).set(0)
+        self.reconnects.labels(camera)
+        self.lowlight.labels(camera).set(0)
+        self.frame_age.labels(camera).set(0)
+        self.set_state(camera, CameraState.CONNECTING)
+        self._create_class_series(camera)
+
+    def remove_camera(self, camera: str) -> None:
+        """Drop every series of a camera taken out of the config."""
+        self._cameras.discard(camera)
+        for metric, labelsets in self._camera_labelsets(camera):
+            for labels in labelsets:
+                try:
+                    metric.remove(*labels)
+                except KeyError:
+                    pass
+
+    def add_sink(self, sink: str) -> None:
+        self._sinks.add(sink)
+        self.sink_failures.labels(sink)
+
+    def heartbeat_gauge(self, worker: str, last: Callable[[], float]) -> None:
+        """Export ``now - last()`` for ``worker`` at every scrape."""
+        self.heartbeat_age.labels(worker).set_function(lambda: time.monotonic() - last())
+
+    def remove_heartbeat(self, worker: str) -> None:
+        try:
+            self.heartbeat_age.remove(worker)
+        except KeyError:
+            pass
+
+    def _create_class_series(self, camera: str) -> None:
+        for cls in self._classes:
+            self.detections.labels(camera, cls)
+
+    def _camera_labelsets(self, camera: str):
+        return [
+            (self.frames, [(camera, o) for o in OUTCOMES]),
+            (self.frames_enhanced, [(camera,)]),
+            (self.detections, [(camera, c) for c in self._classes]),
+            (self.camera_up, [(camera,)]),
+            (self.reconnects, [(camera,)]),
+            (self.lowlight, [(camera,)]),
+            (self.frame_age, [(camera,)]),
+            (self.camera_state, [(camera, s.value) for s in CameraState]),
+        ]
+
+    # -- updates ---------------------------------------------------------------------------
+    def set_state(self, camera: str, state: CameraState) -> None:
+        for s in CameraState:
+            self.camera_state.labels(camera, s.value).set(1 if s == state else 0)
+        self.camera_up.labels(camera).set(1 if state == CameraState.STREAMING else 0)
+
+    def count_frames(self, camera: str, outcome: str, n: int = 1) -> None:
+        if n > 0 and camera in self._cameras:
+            self.frames.labels(camera, outcome).inc(n)
+
+    def count_detection(self, camera: str, cls: str) -> None:
+        if camera in self._cameras:
+            self.detections.labels(camera, cls).inc()
+
+    def set_build_info(self, version: str, backend: str, detector: str, enhancer: str) -> None:
+        self.build_info.clear()
+        self.build_info.labels(version, backend, detector, enhancer).set(1)
+
+    def render(self) -> bytes:
+        """The text exposition format, as served on /metrics."""
+        return generate_latest(self.registry)

@@ -1,0 +1,579 @@
+"""The service: wires config, camera sources, gates, engines, scheduler, metrics, HTTP and systemd.
+
+Life of a :class:`Service`::
+
+    svc = Service(cfg)            # metrics registry, HTTP app; nothing started
+    svc.start()                   # HTTP up, engines loaded + warmed, cameras started, READY=1
+    svc.serve(stop, reload)       # main thread: watchdog pings, supervision, reloads
+    svc.stop()                    # STOPPING=1, everything stopped within a few seconds
+
+Every dependency with a real-world side is a constructor argument (the seams): the source
+factory (:data:`daemon.frames.SourceFactory`), the detector and enhancer factories, the sink
+factory, the metrics registry and the systemd notifier. Tests inject fakes there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from daemon import __version__
+from daemon.config import CameraConfig, Config, ConfigError, EnginesConfig, load_config, secrets_of
+from daemon.frames import CameraSource, CameraState, SourceFactory, StateChange
+from daemon.gate import LowLightGate
+from daemon.http import HttpServer, SnapshotNotReady
+from daemon.metrics import CONTENT_TYPE, Metrics
+from daemon.scheduler import CameraSlot, Pipeline, Scheduler, Snapshot
+from daemon.sinks import SinkSet, make_sink
+from daemon.systemd import Notifier
+
+log = logging.getLogger("duskwatch.service")
+
+DetectorFactory = Callable[[EnginesConfig, int], Any]
+EnhancerFactory = Callable[[EnginesConfig], Any]
+
+# Fields of a camera whose change needs a new connection; the others are applied in place.
+_IN_PLACE_FIELDS = {"fps", "enhance"}
+
+
+# -- default factories (the real engines and sources, imported lazily) -------------------------
+def default_source_factory(cam: CameraConfig, events) -> CameraSource:
+    from daemon.sources import make_source
+
+    return make_source(cam, events)
+
+
+def default_detector_factory(ecfg: EnginesConfig, max_batch: int) -> Any:
+    from engines.yolo import Detector
+
+    return Detector(ecfg.detector, conf=ecfg.conf, iou=ecfg.iou, device=ecfg.device)
+
+
+def default_enhancer_factory(ecfg: EnginesConfig) -> Any:
+    if ecfg.enhancer is None:
+        return None
+    from engines.enhancer import Enhancer
+
+    return Enhancer(ecfg.enhancer, device=ecfg.device)
+
+
+def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:
+    """What validation cannot see: every camera's password can be resolved."""
+    for cam in cfg.cameras:
+        cam.resolved_url(environ)
+
+
+# -- logging defence in depth --------------------------------------------------------------------
+class SecretsFilter(logging.Filter):
+    """Masks every configured password in log records (in case one slips into a message)."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        super().__init__()
+        self.set_secrets(secrets)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a password containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string still gets logged
+            msg = str(record.msg)
+        masked = self.mask(msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if masked != msg or record.args:
+            record.msg, record.args = masked, ()
+        return True
+
+    def install(self, logger: logging.Logger | None = None) -> None:
+        """Attach to every handler of ``logger`` (the root logger by default)."""
+        target = logger or logging.getLogger()
+        for handler in target.handlers:
+            if self not in handler.filters:
+                handler.addFilter(self)
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+def annotate(snap: Snapshot) -> np.ndarray:
+    """The snapshot's frame with its boxes, class names and scores drawn on a copy."""
+    import cv2
+
+    img = np.ascontiguousarray(snap.image.copy())
+    thick = max(1, round(max(img.shape[:2]) / 500))
+    for det in snap.result.detections:
+        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+        color = _class_color(det.class_id)
+        cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
+        label = f"{det.class_name} {det.score:.2f}"
+        cv2.putText(img, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thick, color, thick, cv2.LINE_AA)
+    tag = f"{snap.camera} seq {snap.result.seq}" + (" enhanced" if snap.result.enhanced else "")
+    cv2.putText(img, tag, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 255, 255), thick,
+                cv2.LINE_AA)
+    return img
+
+
+def _class_color(class_id: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng(class_id + 17)
+    return tuple(int(c) for c in rng.integers(64, 256, size=3))
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+# -- source events ----------------------------------------------------------------------------------
+class _CameraEvents:
+    """SourceEvents for one source instance; events of a replaced instance are ignored."""
+
+    def __init__(self, service: "Service", camera: str, token: int):
+        self._svc, self._camera, self._token = service, camera, token
+
+    def _current(self) -> bool:
+        return self._svc._tokens.get(self._camera) == self._token
+
+    def on_state(self, change: StateChange) -> None:
+        if not self._current():
+            return
+        self._svc.metrics.set_state(self._camera, change.new)
+        level = logging.WARNING if change.new in (CameraState.STALLED, CameraState.BACKING_OFF) else logging.INFO
+        log.log(level, "camera %s: %s -> %s%s", self._camera, change.old.value, change.new.value,
+                f" ({change.reason})" if change.reason else "")
+
+    def on_frame_skipped(self, camera: str, count: int) -> None:
+        if self._current() and self._svc.count_source_skips:
+            self._svc.metrics.count_frames(self._camera, "dropped", count)
+
+    def on_reconnect(self, camera: str) -> None:
+        if self._current():
+            self._svc.metrics.reconnects.labels(self._camera).inc()
+
+
+@dataclass
+class _Camera:
+    cfg: CameraConfig
+    source: CameraSource
+    slot: CameraSlot
+    restarted_at: float = 0.0
+
+
+# -- the service ------------------------------------------------------------------------------------
+class Service:
+    """One running duskwatch: see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        source_factory: SourceFactory | None = None,
+        detector_factory: DetectorFactory | None = None,
+        enhancer_factory: EnhancerFactory | None = None,
+        sink_factory: Callable = make_sink,
+        registry: CollectorRegistry | None = None,
+        notifier: Notifier | None = None,
+        secrets_filter: SecretsFilter | None = None,
+        config_path: str | Path | None = None,
+        serve_http: bool = True,
+        count_source_skips: bool = True,
+        count_seq_gaps: bool = False,
+    ):
+        self.cfg = cfg
+        self.config_path = Path(config_path) if config_path else None
+        self.source_factory = source_factory or default_source_factory
+        self.detector_factory = detector_factory or default_detector_factory
+        self.enhancer_factory = enhancer_factory or default_enhancer_factory
+        self.sink_factory = sink_factory
+        self.metrics = Metrics(registry)
+        self.notifier = notifier or Notifier()
+        self.secrets_filter = secrets_filter
+        self.count_source_skips = count_source_skips
+        self._count_seq_gaps = count_seq_gaps
+        self._serve_http = serve_http
+        self.http: HttpServer | None = None
+        self.detector: Any = None
+        self.enhancer: Any = None
+        self.pipeline: Pipeline | None = None
+        self.scheduler: Scheduler | None = None
+        self._cameras: dict[str, _Camera] = {}
+        self._tokens: dict[str, int] = {}
+        self._next_token = 0
+        self._lock = threading.RLock()
+        self._ready = False
+        self._started_at = time.monotonic()
+        self._last_watchdog = 0.0
+        self._last_status = ""
+        self._update_secrets()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Serve HTTP, load and warm the engines, start the cameras, then tell systemd READY=1."""
+        if self._serve_http:
+            self.http = HttpServer(self, self.cfg.http.host, self.cfg.http.port)
+            self.http.start()
+            log.info("HTTP on %s:%d", *self.http.address)
+        self.notifier.status("loading engines")
+        self._load_engines()
+        sinks = self._build_sinks(self.cfg)
+        self.pipeline = Pipeline(self.detector, self.metrics, sinks, enhancer=self.enhancer,
+                                 class_names=self._class_names())
+        self.scheduler = Scheduler(self.pipeline, self.cfg.scheduler, self.metrics,
+                                   count_seq_gaps=self._count_seq_gaps)
+        self.metrics.heartbeat_gauge("scheduler", self.scheduler.heartbeat)
+        for cam in self.cfg.cameras:
+            self._add_camera(cam)
+        self.scheduler.start()
+        self._ready = True
+        self.metrics.ready.set(1)
+        self.notifier.ready(self._status_line())
+        log.info("ready: %d cameras", len(self._cameras))
+
+    def stop(self, timeout: float = 4.0) -> None:
+        """STOPPING=1, then stop the scheduler, the cameras (in parallel), HTTP, sinks, engines."""
+        self.notifier.stopping("stopping")
+        self._ready = False
+        self.metrics.ready.set(0)
+        deadline = time.monotonic() + timeout
+        if self.scheduler is not None and not self.scheduler.stop(timeout / 2):
+            log.warning("scheduler did not stop within %.1f s (an engine call in progress)", timeout / 2)
+        with self._lock:
+            sources = [c.source for c in self._cameras.values()]
+            self._cameras.clear()
+            self._tokens.clear()
+        _stop_all(sources, max(0.5, deadline - time.monotonic()))
+        if self.http is not None:
+            self.http.stop()
+        if self.pipeline is not None:
+            self.pipeline.sinks.close()
+        for engine in (self.detector, self.enhancer):
+            close = getattr(engine, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("closing engine failed: %s", exc)
+        self.notifier.close()
+        log.info("stopped")
+
+    def serve(self, stop: threading.Event, reload: threading.Event | None = None,
+              tick_s: float = 0.5) -> None:
+        """Main-thread loop until ``stop`` is set: reloads on ``reload``, watchdog, supervision."""
+        while not stop.is_set():
+            if reload is not None and reload.is_set():
+                reload.clear()
+                self.reload_from_file()
+            self.tick()
+            interval = tick_s if self.notifier.watchdog_s is None else min(tick_s, self.notifier.watchdog_s / 2)
+            stop.wait(interval)
+
+    def tick(self) -> None:
+        """Watchdog ping (only while healthy), status line, restart of stuck readers."""
+        healthy, info = self.health()
+        now = time.monotonic()
+        wd = self.notifier.watchdog_s
+        if healthy and wd is not None and now - self._last_watchdog >= wd:
+            self.notifier.watchdog()
+            self._last_watchdog = now
+        status = self._status_line() if healthy else "unhealthy: " + "; ".join(info["reasons"])
+        if status != self._last_status:
+            self.notifier.status(status)
+            self._last_status = status
+        self._supervise(info)
+
+    # -- engines ------------------------------------------------------------------------------
+    def _load_engines(self) -> None:
+        ecfg = self.cfg.engines
+        t0 = time.monotonic()
+        self.detector = self.detector_factory(ecfg, self.cfg.scheduler.max_batch)
+        self.enhancer = self.enhancer_factory(ecfg)
+        if self.enhancer is None:
+            log.info("no enhancer configured: low-light frames are detected as they are")
+        self.notifier.status("warming up engines")
+        _warmup(self.detector, self.cfg.scheduler.max_batch)
+        if self.enhancer is not None:
+            _warmup(self.enhancer, None)
+        self.metrics.set_classes(self._class_names().values())
+        self.metrics.set_build_info(
+            __version__, _backend_of(self.detector, ecfg.detector),
+            Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
+        log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
+
+    def _class_names(self) -> dict[int, str]:
+        names = getattr(self.detector, "names", None) or {}
+        if isinstance(names, (list, tuple)):
+            names = dict(enumerate(names))
+        return {int(k): str(v) for k, v in names.items()}
+
+    # -- cameras ------------------------------------------------------------------------------
+    def _add_camera(self, cam: CameraConfig) -> None:
+        with self._lock:
+            self._next_token += 1
+            self._tokens[cam.name] = self._next_token
+            token = self._next_token
+        self.metrics.add_camera(cam.name)
+        source = self.source_factory(cam, _CameraEvents(self, cam.name, token))
+        gate = LowLightGate(self.cfg.lowlight, cam.enhance)
+        slot = CameraSlot(cam.name, source, gate, cam.fps)
+        with self._lock:
+            self._cameras[cam.name] = _Camera(cam, source, slot)
+        self.metrics.heartbeat_gauge(f"camera:{cam.name}", source.heartbeat)
+        source.start()
+        self.scheduler.add_camera(slot)
+        log.info("camera %s: added (%s, %.3g fps, enhance %s)", cam.name, cam.display_url,
+                 cam.fps, cam.enhance)
+
+    def _remove_camera(self, name: str, timeout: float = 3.0) -> None:
+        with self._lock:
+            entry = self._cameras.pop(name, None)
+            self._tokens.pop(name, None)
+        if entry is None:
+            return
+        self.scheduler.remove_camera(name)
+        _stop_all([entry.source], timeout)
+        self.metrics.remove_camera(name)
+        self.metrics.remove_heartbeat(f"camera:{name}")
+        self.pipeline.forget(name)
+        log.info("camera %s: removed", name)
+
+    def _supervise(self, info: dict[str, Any]) -> None:
+        """Restart a camera reader whose heartbeat went stale, at most once per timeout."""
+        timeout = self.cfg.supervision.heartbeat_timeout_s
+        now = time.monotonic()
+        for name in info.get("stale_cameras", []):
+            with self._lock:
+                entry = self._cameras.get(name)
+            if entry is None or now - entry.restarted_at < timeout:
+                continue
+            log.error("camera %s: reader silent for more than %.0f s; restarting it", name, timeout)
+            self._remove_camera(name, timeout=1.0)
+            self._add_camera(entry.cfg)
+            with self._lock:
+                if name in self._cameras:
+                    self._cameras[name].restarted_at = now
+
+    # -- reload --------------------------------------------------------------------------------
+    def reload_from_file(self) -> bool:
+        """SIGHUP: read the config file again; on any error keep the running config."""
+        if self.config_path is None:
+            log.warning("reload requested but the service has no config file")
+            return False
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        try:
+            new = load_config(self.config_path)
+            check_runtime(new)
+        except ConfigError as exc:
+            log.error("reload: %s; keeping the running config", exc)
+            self.notifier.ready(self._status_line())
+            return False
+        self.reload(new)
+        self.notifier.ready(self._status_line())
+        return True
+
+    def reload(self, new: Config) -> None:
+        """Apply ``new``: cameras added, removed, changed; unchanged cameras are not touched."""
+        old = self.cfg
+        for section in ("engines", "http"):
+            if getattr(old, section) != getattr(new, section):
+                log.warning("reload: '%s' changed; restart the service to apply it", section)
+        self.cfg = new
+        self._update_secrets()
+        if old.scheduler != new.scheduler:
+            self.scheduler.cfg = new.scheduler
+        if old.sinks != new.sinks:
+            old_sinks = self.pipeline.sinks
+            self.pipeline.sinks = self._build_sinks(new)
+            old_sinks.close()
+        self._reload_cameras(old, new)
+        log.info("reload: done, %d cameras", len(self._cameras))
+
+    def _reload_cameras(self, old: Config, new: Config) -> None:
+        new_by_name = {c.name: c for c in new.cameras}
+        with self._lock:
+            current = {n: e.cfg for n, e in self._cameras.items()}
+        for name in current:
+            if name not in new_by_name:
+                self._remove_camera(name)
+        for cam in new.cameras:
+            prev = current.get(cam.name)
+            if prev is None:
+                self._add_camera(cam)
+            elif _needs_reconnect(prev, cam):
+                log.info("camera %s: changed; reconnecting", cam.name)
+                self._remove_camera(cam.name)
+                self._add_camera(cam)
+            else:
+                self._update_in_place(cam, lowlight_changed=old.lowlight != new.lowlight)
+
+    def _update_in_place(self, cam: CameraConfig, lowlight_changed: bool) -> None:
+        with self._lock:
+            entry = self._cameras[cam.name]
+        if entry.cfg == cam and not lowlight_changed:
+            return
+        entry.slot.fps = cam.fps
+        entry.slot.gate.reconfigure(self.cfg.lowlight, cam.enhance)
+        entry.cfg = cam
+        log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
+
+    def _build_sinks(self, cfg: Config) -> SinkSet:
+        sinks = [self.sink_factory(s, i) for i, s in enumerate(cfg.sinks)]
+        for s in sinks:
+            self.metrics.add_sink(s.name)
+        return SinkSet(sinks, on_failure=lambda name: self.metrics.sink_failures.labels(name).inc())
+
+    def _update_secrets(self) -> None:
+        self._secrets = secrets_of(self.cfg)
+        if self.secrets_filter is not None:
+            self.secrets_filter.set_secrets(self._secrets)
+
+    # -- what HTTP asks (daemon.http.App) --------------------------------------------------------
+    def metrics_payload(self) -> tuple[bytes, str]:
+        return self.metrics.render(), CONTENT_TYPE
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        return self._ready, {"ready": self._ready,
+                             "detector": Path(self.cfg.engines.detector).name,
+                             "enhancer": Path(self.cfg.engines.enhancer).name if self.cfg.engines.enhancer else None}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while the scheduler loop and every camera reader have a fresh heartbeat."""
+        timeout = self.cfg.supervision.heartbeat_timeout_s
+        now = time.monotonic()
+        reasons: list[str] = []
+        stale: list[str] = []
+        if self.scheduler is None:
+            reasons.append("starting: engines not loaded yet")
+        else:
+            age = now - self.scheduler.heartbeat()
+            if age > timeout:
+                reasons.append(f"scheduler loop silent for {age:.1f} s (limit {timeout:g} s)")
+        with self._lock:
+            cams = list(self._cameras.items())
+        for name, entry in cams:
+            try:
+                age = now - entry.source.heartbeat()
+            except Exception as exc:  # noqa: BLE001
+                age, why = float("inf"), type(exc).__name__
+            else:
+                why = ""
+            if age > timeout:
+                stale.append(name)
+                reasons.append(f"camera {name} reader silent for {age:.1f} s{' ' + why if why else ''}")
+        return not reasons, {"healthy": not reasons, "reasons": reasons, "stale_cameras": stale}
+
+    def camera_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._cameras)
+
+    def cameras_status(self) -> dict[str, Any]:
+        with self._lock:
+            cams = list(self._cameras.items())
+        out: dict[str, Any] = {}
+        for name, entry in cams:
+            try:
+                status = dict(entry.source.status())
+            except Exception as exc:  # noqa: BLE001
+                status = {"error": f"status unavailable: {type(exc).__name__}"}
+            gate = entry.slot.gate
+            status.update({
+                "name": name,
+                "url": entry.cfg.display_url,
+                "fps_limit": entry.cfg.fps,
+                "enhance": entry.cfg.enhance,
+                "lowlight": gate.lowlight,
+                "luma": None if gate.luma is None else round(gate.luma, 1),
+                "frames_taken": entry.slot.taken,
+            })
+            snap = self.pipeline.snapshot(name) if self.pipeline else None
+            if snap is not None:
+                status["last_result"] = snap.result.to_dict()
+            out[name] = status
+        # Defence in depth: a source's status must not carry a password; mask any that does.
+        text = json.dumps({"cameras": out}, default=str)
+        for secret in self._secrets:
+            text = text.replace(json.dumps(secret)[1:-1], "***")
+        return json.loads(text)
+
+    def snapshot_jpeg(self, camera: str) -> bytes | None:
+        if camera not in self.camera_names():
+            return None
+        snap = self.pipeline.snapshot(camera) if self.pipeline else None
+        if snap is None:
+            raise SnapshotNotReady(f"camera {camera} has no processed frame yet")
+        return encode_jpeg(annotate(snap))
+
+    def _status_line(self) -> str:
+        with self._lock:
+            cams = list(self._cameras.values())
+        up = sum(1 for c in cams if _state_of(c.source) == CameraState.STREAMING)
+        return f"{up}/{len(cams)} cameras streaming"
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _needs_reconnect(prev: CameraConfig, new: CameraConfig) -> bool:
+    a = prev.model_dump(exclude=_IN_PLACE_FIELDS)
+    b = new.model_dump(exclude=_IN_PLACE_FIELDS)
+    a["url"], b["url"] = prev.url.get_secret_value(), new.url.get_secret_value()
+    return a != b
+
+
+def _state_of(source: CameraSource) -> CameraState | None:
+    try:
+        return source.state
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _warmup(engine: Any, batch: int | None) -> None:
+    warm = getattr(engine, "warmup", None)
+    if warm is None:
+        return
+    warm(batch) if batch is not None else warm()
+
+
+def _backend_of(detector: Any, path: Path) -> str:
+    for obj in (detector, getattr(detector, "engine", None)):
+        backend = getattr(obj, "backend", None)
+        if isinstance(backend, str) and backend not in ("", "?"):
+            return backend
+    return {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt",
+            ".torchscript": "torch", ".pt2": "torch"}.get(Path(path).suffix, "unknown")
+
+
+def _stop_all(sources: list[CameraSource], timeout: float) -> None:
+    """Stop sources in parallel, each within ``timeout``; a failing stop is logged."""
+
+    def stop_one(src: CameraSource) -> None:
+        try:
+            src.stop(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("camera %s: stop failed: %s", getattr(src, "name", "?"), exc)
+
+    threads = [threading.Thread(target=stop_one, args=(s,), daemon=True) for s in sources]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + timeout + 0.5
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
