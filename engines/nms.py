@@ -1,0 +1,112 @@
+"""Decode the ultralytics YOLOv8/11 detection head and run class-aware NMS.
+
+The exported head (``Detect`` in export mode) returns one tensor ``(B, 4 + nc, A)``: for each
+of the ``A`` anchor points a box ``(cx, cy, w, h)`` in model-input pixels followed by ``nc``
+class probabilities (already sigmoid-ed; no objectness). Decoding keeps, per anchor, the best
+class when its probability exceeds ``conf``; NMS is greedy IoU suppression within a class
+(Neubeck & Van Gool 2006), done for all classes at once by offsetting each class's boxes so
+that boxes of different classes never overlap (the trick torchvision's ``batched_nms`` uses).
+
+Two implementations: numpy (CPU) and torch (``torchvision.ops.batched_nms``, for outputs that
+are already on a GPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MAX_NMS = 30000  # most candidates sorted into NMS per image
+MAX_DET = 300  # most detections kept per image
+_CLASS_OFFSET = 7680.0  # larger than any box coordinate: separates classes in batched NMS
+
+
+def head_classes(pred_shape: tuple[int, ...]) -> int:
+    """Number of classes a ``(B, 4 + nc, A)`` head carries."""
+    return int(pred_shape[1]) - 4
+
+
+def xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    """Centre/size boxes to corner boxes."""
+    out = np.empty_like(b)
+    half_w, half_h = b[:, 2] / 2, b[:, 3] / 2
+    out[:, 0], out[:, 1] = b[:, 0] - half_w, b[:, 1] - half_h
+    out[:, 2], out[:, 3] = b[:, 0] + half_w, b[:, 1] + half_h
+    return out
+
+
+def box_iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy ``box`` with each row of ``boxes``."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS: indices of kept boxes, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[box_iou_one(boxes[i], boxes[rest]) <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms_numpy(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                      iou: float) -> np.ndarray:
+    """Class-aware NMS: boxes of different classes never suppress each other."""
+    if boxes.shape[0] == 0:
+        return np.zeros((0,), dtype=np.int64)
+    shifted = boxes + (classes.astype(np.float32) * _CLASS_OFFSET)[:, None]
+    return nms_numpy(shifted, scores, iou)
+
+
+def decode_numpy(pred: np.ndarray, conf: float, iou: float, max_det: int = MAX_DET
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(B, 4 + nc, A)`` head output -> per image ``(boxes xyxy, scores, class ids)`` after NMS.
+
+    Boxes stay in model-input pixels; map them back with
+    :func:`engines.letterbox.unletterbox_boxes`.
+    """
+    results = []
+    for p in np.asarray(pred, dtype=np.float32):
+        cls_prob = p[4:]  # (nc, A)
+        class_ids = cls_prob.argmax(0)
+        scores = cls_prob[class_ids, np.arange(cls_prob.shape[1])]
+        keep = np.flatnonzero(scores > conf)
+        keep = keep[np.argsort(-scores[keep], kind="stable")[:MAX_NMS]]
+        boxes = xywh_to_xyxy(p[:4, keep].T)
+        scores, class_ids = scores[keep], class_ids[keep]
+        kept = batched_nms_numpy(boxes, scores, class_ids, iou)[:max_det]
+        results.append((boxes[kept], scores[kept], class_ids[kept].astype(np.int32)))
+    return results
+
+
+def decode_torch(pred: Any, conf: float, iou: float, max_det: int = MAX_DET
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`decode_numpy` for a torch tensor (on any device); NMS by torchvision.
+
+    Only the kept detections leave the device.
+    """
+    import torch
+    from torchvision.ops import batched_nms
+
+    results = []
+    for p in pred.float():
+        scores, class_ids = p[4:].max(0)
+        keep = torch.nonzero(scores > conf).flatten()
+        keep = keep[torch.argsort(scores[keep], descending=True, stable=True)[:MAX_NMS]]
+        cx, cy, w, h = p[:4, keep]
+        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+        kept = batched_nms(boxes, scores[keep], class_ids[keep], iou)[:max_det]
+        results.append((boxes[kept].cpu().numpy(), scores[keep][kept].cpu().numpy(),
+                        class_ids[keep][kept].cpu().numpy().astype(np.int32)))
+    return results

@@ -1,0 +1,185 @@
+"""YOLO detector on top of any engine: letterbox -> engine -> decode -> NMS -> original pixels.
+
+::
+
+    with Detector("yolo11n.onnx", conf=0.25) as det:
+        for d in det([cv2.imread("frame.png")]):
+            print(d.to_json())
+
+Works with ultralytics v8/11 detection heads exported to ONNX, TorchScript, ``torch.export``
+or TensorRT (see :mod:`engines.nms` for the head's layout). Class names come from the engine's
+sidecar, or from the ONNX file's own metadata. When the engine runs on a GPU through torch
+(torch or TensorRT backends), letterboxing and NMS run there too and only the kept detections
+come back to the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from engines.base import Engine, EngineError, open_engine
+from engines.letterbox import Letterbox, letterbox_cpu, letterbox_torch, unletterbox_boxes
+from engines.nms import decode_numpy, decode_torch
+
+DEFAULT_DYNAMIC_BATCH = 32  # chunk size for engines whose batch dimension is dynamic
+
+
+@dataclass
+class Detections:
+    """Detections in one image: boxes xyxy in original-image pixels."""
+
+    boxes: np.ndarray  # (N, 4) float32
+    scores: np.ndarray  # (N,) float32
+    class_ids: np.ndarray  # (N,) int32
+    names: list[str]  # (N,)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def to_json(self) -> list[dict]:
+        return [
+            {"box": [round(float(v), 2) for v in box], "score": round(float(s), 5),
+             "class_id": int(c), "class": n}
+            for box, s, c, n in zip(self.boxes, self.scores, self.class_ids, self.names)
+        ]
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                   np.zeros((0,), np.int32), [])
+
+
+class Detector:
+    """Run a YOLO detection engine on BGR uint8 images of any size."""
+
+    def __init__(self, engine: "Engine | str | Path", conf: float = 0.25, iou: float = 0.45,
+                 device: str = "auto"):
+        self.engine = engine if isinstance(engine, Engine) else open_engine(engine, device=device)
+        self._owns_engine = not isinstance(engine, Engine)
+        self.conf, self.iou = float(conf), float(iou)
+        self.input_name, self.output_name = check_detector(self.engine)
+        self.imgsz = input_size(self.engine)
+        self.names = class_names(self.engine)
+        self._on_gpu = str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \
+            self.engine.backend in ("torch", "tensorrt")
+
+    # -- running ---------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """Images per engine call: the static batch, else the dynamic profile's max or 32."""
+        limits = getattr(self.engine, "batch_limits", None)
+        return self.engine.max_batch or (limits[1] if limits else DEFAULT_DYNAMIC_BATCH)
+
+    def __call__(self, images: Sequence[Any]) -> list[Detections]:
+        for i, img in enumerate(images):
+            _check_image(img, i)
+        out: list[Detections] = []
+        for chunk in _chunks(list(images), self.batch_size):
+            out.extend(self._detect_chunk(chunk))
+        return out
+
+    def _detect_chunk(self, images: list[Any]) -> list[Detections]:
+        static = self.engine.max_batch
+        if self._on_gpu:
+            batch, boxes = letterbox_torch(images, self.imgsz, static, self.engine.device)
+            pred = self.engine.infer({self.input_name: batch})[self.output_name]
+            decoded = decode_torch(pred, self.conf, self.iou)
+        else:
+            batch, boxes = letterbox_cpu([_to_numpy(im) for im in images], self.imgsz, static)
+            pred = self.engine.infer({self.input_name: batch})[self.output_name]
+            decoded = decode_numpy(np.asarray(pred), self.conf, self.iou)
+        return [self._finish(d, lb) for d, lb in zip(decoded, boxes)]
+
+    def _finish(self, decoded: tuple, lb: Letterbox) -> Detections:
+        boxes, scores, class_ids = decoded
+        names = [self.names.get(int(c), str(int(c))) for c in class_ids]
+        return Detections(unletterbox_boxes(boxes, lb), scores.astype(np.float32),
+                          class_ids.astype(np.int32), names)
+
+    def warmup(self, batch: int = 1) -> None:
+        """Run the engine once on grey frames (allocations, autotuning, CUDA graph capture)."""
+        n = self.engine.max_batch or batch
+        self([np.full((self.imgsz[0], self.imgsz[1], 3), 114, np.uint8)] * n)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.close()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# -- engine inspection -----------------------------------------------------------------------
+def check_detector(engine: Engine) -> tuple[str, str]:
+    """(input name, output name) of a YOLO detector; a clear error for any other model."""
+    path = engine.path
+    kind = engine.metadata.get("kind") or engine.metadata.get("task")
+    if kind not in (None, "detector", "detect"):
+        raise EngineError(f"{path}: engine is a '{kind}' model, not a detector; pass a YOLO "
+                          "engine exported with `duskwatch export yolo`")
+    if len(engine.inputs) != 1 or len(engine.inputs[0].shape) != 4:
+        raise EngineError(f"{path}: not a YOLO detector: expected one NCHW image input, found "
+                          f"{[s.describe() for s in engine.inputs]}; export one with "
+                          "`duskwatch export yolo`")
+    if not engine.outputs:
+        raise EngineError(f"{path}: engine declares no outputs; re-export it")
+    out = engine.outputs[0]
+    n_names = len(engine.metadata.get("names") or {})
+    ok_rank = len(out.shape) == 3
+    ok_width = out.shape[1] is None if ok_rank else False
+    if ok_rank and out.shape[1] is not None:
+        ok_width = out.shape[1] > 4 and (not n_names or out.shape[1] == 4 + n_names)
+    if not (ok_rank and ok_width):
+        raise EngineError(f"{path}: not a YOLO v8/11 detector: output {out.describe()} is not "
+                          f"(batch, 4 + classes{f' = {4 + n_names}' if n_names else ''}, anchors); "
+                          "export one with `duskwatch export yolo`")
+    return engine.inputs[0].name, out.name
+
+
+def input_size(engine: Engine) -> tuple[int, int]:
+    """Model input (height, width) from the input shape, else from metadata ``imgsz``."""
+    shape = engine.inputs[0].shape
+    if shape[2] is not None and shape[3] is not None:
+        return int(shape[2]), int(shape[3])
+    imgsz = engine.metadata.get("imgsz")
+    if imgsz is None:
+        raise EngineError(f"{engine.path}: input size is dynamic and the metadata has no 'imgsz'; "
+                          "re-export with `duskwatch export yolo --imgsz N`")
+    return (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+
+
+def class_names(engine: Engine) -> dict[int, str]:
+    """Class id -> name from metadata ``names`` (dict or list); ids as names when absent."""
+    names = engine.metadata.get("names")
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items()}
+    if isinstance(names, list):
+        return dict(enumerate(map(str, names)))
+    width = engine.outputs[0].shape[1]
+    return {i: str(i) for i in range(width - 4)} if width else {}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _check_image(img: Any, index: int) -> None:
+    shape = tuple(getattr(img, "shape", ()))
+    dtype = str(getattr(img, "dtype", ""))
+    if len(shape) != 3 or shape[2] != 3 or not dtype.endswith("uint8"):
+        raise ValueError(f"image {index}: expected a BGR uint8 HxWx3 array, got shape {shape} "
+                         f"dtype {dtype or type(img).__name__}")
+
+
+def _to_numpy(img: Any) -> np.ndarray:
+    return img if isinstance(img, np.ndarray) else img.detach().cpu().numpy()
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

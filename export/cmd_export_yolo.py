@@ -1,0 +1,57 @@
+"""duskwatch export yolo: a YOLO detector to ONNX, TorchScript or TensorRT, with a JSON sidecar."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from daemon.cli import CommandError
+
+HELP = "export a YOLO detector (.pt weights or .yaml definition) to onnx, engine or torchscript"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True,
+                   help="trained .pt (e.g. yolo11n.pt) or a .yaml definition (random weights)")
+    p.add_argument("--imgsz", type=int, default=640, help="square input size, multiple of 32")
+    p.add_argument("--format", dest="fmt", choices=["onnx", "engine", "torchscript"],
+                   default="onnx")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default: <weights stem>.<format suffix>)")
+    p.add_argument("--batch", type=int, default=None,
+                       help="static batch size (default 1; with --dynamic: the profile's max)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch (and ONNX spatial) size")
+    p.add_argument("--half", action="store_true", help="fp16 (TensorRT, or ONNX/TorchScript on GPU)")
+    p.add_argument("--int8", action="store_true", help="TensorRT INT8 with entropy calibration")
+    p.add_argument("--calib-dir", type=Path, default=None,
+                   help="folder of representative frames for --int8 (cache kept there)")
+    p.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB")
+    p.add_argument("--seed", type=int, default=0, help="seed for .yaml random weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.yolo import ExportError, ExportOptions, export_yolo, load_yolo
+
+    suffix = {"onnx": ".onnx", "engine": ".engine", "torchscript": ".torchscript"}[args.fmt]
+    out = args.out or Path(Path(args.weights).stem + suffix)
+    if out.suffix != suffix:
+        raise CommandError(f"--out {out}: a {args.fmt} export must end in {suffix} (the suffix "
+                           "picks the runtime when the engine is opened)", exit_code=2)
+    batch = args.batch if args.batch is not None else (32 if args.dynamic else 1)
+    opts = ExportOptions(fmt=args.fmt, imgsz=args.imgsz, batch=batch, dynamic=args.dynamic,
+                         half=args.half, int8=args.int8, calib_dir=args.calib_dir,
+                         workspace_gb=args.workspace, seed=args.seed)
+    try:
+        opts.check()
+        model = load_yolo(args.weights, seed=args.seed)
+        path = export_yolo(model, out, opts, weights=args.weights, progress=_progress)
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    print(path)
+    return 0
+
+
+def _progress(message: str) -> None:
+    import sys
+
+    print(f"[export] {message}", file=sys.stderr, flush=True)
