@@ -146,6 +146,8 @@ class Metrics:
 
     # -- updates ---------------------------------------------------------------------------
     def set_state(self, camera: str, state: CameraState) -> None:
+        if camera not in self._cameras:
+            return
         for s in CameraState:
             self.camera_state.labels(camera, s.value).set(1 if s == state else 0)
         self.camera_up.labels(camera).set(1 if state == CameraState.STREAMING else 0)
@@ -153,6 +155,22 @@ class Metrics:
     def count_frames(self, camera: str, outcome: str, n: int = 1) -> None:
         if n > 0 and camera in self._cameras:
             self.frames.labels(camera, outcome).inc(n)
+
+    def set_lowlight(self, camera: str, dark: bool) -> None:
+        if camera in self._cameras:
+            self.lowlight.labels(camera).set(1 if dark else 0)
+
+    def set_frame_age(self, camera: str, seconds: float) -> None:
+        if camera in self._cameras:
+            self.frame_age.labels(camera).set(seconds)
+
+    def count_enhanced(self, camera: str) -> None:
+        if camera in self._cameras:
+            self.frames_enhanced.labels(camera).inc()
+
+    def count_reconnect(self, camera: str) -> None:
+        if camera in self._cameras:
+            self.reconnects.labels(camera).inc()
 
     def count_detection(self, camera: str, cls: str) -> None:
         if camera in self._cameras:

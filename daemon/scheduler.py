@@ -138,7 +138,7 @@ class Pipeline:
     # stages ---------------------------------------------------------------------------------
     def _gate(self, frame: Frame, gate: LowLightGate) -> bool:
         want = gate.update(frame.image)
-        self.metrics.lowlight.labels(frame.camera).set(1 if gate.lowlight else 0)
+        self.metrics.set_lowlight(frame.camera, gate.lowlight)
         return want
 
     def _enhance(self, frames, images, wants, ok) -> list[bool]:
@@ -160,7 +160,7 @@ class Pipeline:
         for i, img in zip(idx, out):
             images[i] = img
             enhanced[i] = True
-            self.metrics.frames_enhanced.labels(frames[i].camera).inc()
+            self.metrics.count_enhanced(frames[i].camera)
         return enhanced
 
     def _detect(self, frames, images, live) -> list[Any] | None:
@@ -183,7 +183,7 @@ class Pipeline:
         age = max(0.0, self.clock() - frame.captured_monotonic)
         m = self.metrics
         m.stage.labels("end_to_end").observe(age)
-        m.frame_age.labels(frame.camera).set(age)
+        m.set_frame_age(frame.camera, age)
         m.count_frames(frame.camera, "processed")
         for d in dets:
             m.count_detection(frame.camera, d.class_name)

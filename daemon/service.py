@@ -170,7 +170,7 @@ class _CameraEvents:
 
     def on_reconnect(self, camera: str) -> None:
         if self._current():
-            self._svc.metrics.reconnects.labels(self._camera).inc()
+            self._svc.metrics.count_reconnect(self._camera)
 
 
 @dataclass

@@ -1,0 +1,228 @@
+"""Service wiring with fakes at the seams: watchdog, readiness, reload, secrets, shutdown."""
+
+import logging
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from daemon.frames import CameraState
+from daemon.service import SecretsFilter, Service
+from daemon.systemd import Notifier
+from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
+
+
+def wait_for(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.05)
+    yield path, s
+    s.close()
+
+
+def drain(sock):
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096).decode())
+        except (socket.timeout, BlockingIOError):
+            return out
+
+
+def make_service(cfg, notifier=None, **kw):
+    sources = {}
+
+    def factory(cam, events):
+        src = FakeSource(cam, events)
+        sources.setdefault(cam.name, []).append(src)
+        return src
+
+    svc = Service(cfg, source_factory=factory, detector_factory=lambda e, b: FakeDetector(),
+                  enhancer_factory=lambda e: FakeEnhancer(), notifier=notifier or Notifier(environ={}),
+                  serve_http=False, **kw)
+    return svc, sources
+
+
+def test_ready_after_warmup_then_frames_flow_and_stopping(notify_socket):
+    path, sock = notify_socket
+    svc, sources = make_service(make_config(), Notifier(environ={"NOTIFY_SOCKET": path}))
+    assert svc.readiness()[0] is False
+    svc.start()
+    try:
+        msgs = drain(sock)
+        assert any(m.startswith("READY=1") for m in msgs), msgs
+        assert svc.detector.warmed == 1
+        assert svc.readiness()[0] is True
+        sources["a"][0].push(value=10)
+        sources["b"][0].push(value=200)
+        r = svc.metrics.registry
+        assert wait_for(lambda: r.get_sample_value(
+            "duskwatch_frames_total", {"camera": "b", "outcome": "processed"}) == 1)
+        assert wait_for(lambda: r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": "a"}) == 1)
+        assert r.get_sample_value("duskwatch_camera_up", {"camera": "a"}) == 1
+        assert r.get_sample_value("duskwatch_build_info", {
+            "version": "0.1.0", "backend": "onnxruntime", "detector": "det.onnx", "enhancer": "enh.onnx"}) == 1
+    finally:
+        svc.stop()
+    assert "STOPPING=1" in "\n".join(drain(sock))
+    assert all(s.stopped == 1 for lst in sources.values() for s in lst)
+    assert svc.detector.closed
+
+
+def test_watchdog_only_while_every_heartbeat_is_fresh(notify_socket):
+    path, sock = notify_socket
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000"}  # ping every 1 ms
+    cfg = make_config(supervision={"heartbeat_timeout_s": 1.0})
+    svc, sources = make_service(cfg, Notifier(environ=env))
+    svc.start()
+    try:
+        drain(sock)
+        svc.tick()
+        assert "WATCHDOG=1" in drain(sock)
+        sources["b"][0].frozen_heartbeat = time.monotonic() - 60
+        time.sleep(0.01)
+        svc._cameras["b"].restarted_at = time.monotonic()  # keep the supervisor from restarting it
+        svc.tick()
+        msgs = drain(sock)
+        assert "WATCHDOG=1" not in msgs
+        assert any("unhealthy" in m and "camera b" in m for m in msgs), msgs
+        ok, info = svc.health()
+        assert not ok and info["stale_cameras"] == ["b"]
+    finally:
+        svc.stop()
+
+
+def test_supervisor_restarts_a_stuck_reader():
+    cfg = make_config(supervision={"heartbeat_timeout_s": 1.0})
+    svc, sources = make_service(cfg)
+    svc.start()
+    try:
+        sources["a"][0].frozen_heartbeat = time.monotonic() - 60
+        svc.tick()
+        assert len(sources["a"]) == 2 and sources["a"][0].stopped == 1
+        assert svc.health()[0]
+        assert len(sources["b"]) == 1
+    finally:
+        svc.stop()
+
+
+def write_cfg(path, cfg_dict):
+    path.write_text(yaml.safe_dump(cfg_dict))
+
+
+def cfg_dict(cams, **extra):
+    d = {
+        "cameras": [{"name": n, "url": f"rtsp://user:pw-{n}-secret@127.0.0.1:8554/{n}", **opts}
+                    for n, opts in cams],
+        "engines": {"detector": "/nonexistent/det.onnx", "check_files": False},
+        "sinks": [],
+    }
+    d.update(extra)
+    return d
+
+
+def test_reload_adds_removes_changes_and_keeps_unchanged(tmp_path):
+    path = tmp_path / "c.yaml"
+    write_cfg(path, cfg_dict([("a", {}), ("b", {}), ("c", {"fps": 5})]))
+    from daemon.config import load_config
+
+    svc, sources = make_service(load_config(path), config_path=path)
+    svc.start()
+    try:
+        a0, b0, c0 = sources["a"][0], sources["b"][0], sources["c"][0]
+        write_cfg(path, cfg_dict([
+            ("a", {}),                                   # unchanged
+            ("c", {"fps": 2, "enhance": "always"}),      # in-place change: no reconnect
+            ("b", {"transport": "udp"}),                 # connection change: reconnect
+            ("d", {}),                                   # new
+        ]))
+        assert svc.reload_from_file()
+        assert svc.camera_names() == ["a", "b", "c", "d"]
+        assert svc._cameras["a"].source is a0 and a0.started == 1 and a0.stopped == 0
+        assert svc._cameras["c"].source is c0 and c0.stopped == 0
+        assert svc._cameras["c"].slot.fps == 2 and svc._cameras["c"].slot.gate.mode == "always"
+        assert svc._cameras["b"].source is not b0 and b0.stopped == 1
+        assert len(sources["d"]) == 1 and sources["d"][0].started == 1
+        write_cfg(path, cfg_dict([("a", {})]))
+        assert svc.reload_from_file()
+        assert svc.camera_names() == ["a"]
+        text = svc.metrics.render().decode()
+        assert 'camera="d"' not in text and 'camera="a"' in text
+        # a late event from a removed camera's reader changes nothing
+        sources["d"][0].stop()
+        assert 'camera="d"' not in svc.metrics.render().decode()
+    finally:
+        svc.stop()
+
+
+def test_invalid_reload_keeps_the_running_config(tmp_path, caplog):
+    path = tmp_path / "c.yaml"
+    write_cfg(path, cfg_dict([("a", {})]))
+    from daemon.config import load_config
+
+    svc, sources = make_service(load_config(path), config_path=path)
+    svc.start()
+    try:
+        path.write_text(path.read_text() + "bogus_key: 1\n")
+        with caplog.at_level(logging.ERROR):
+            assert svc.reload_from_file() is False
+        assert "bogus_key" in caplog.text and "keeping the running config" in caplog.text
+        assert svc.camera_names() == ["a"] and sources["a"][0].stopped == 0
+        write_cfg(path, cfg_dict([("a", {"password_env": "DUSKWATCH_TEST_UNSET_VAR"})]))
+        assert svc.reload_from_file() is False
+        assert "DUSKWATCH_TEST_UNSET_VAR" in caplog.text
+    finally:
+        svc.stop()
+
+
+def test_secrets_filter_masks_passwords_in_messages_args_and_tracebacks():
+    f = SecretsFilter(["hunter2", "pw"])
+    logger = logging.getLogger("duskwatch.test.secrets")
+    records = []
+
+    class H(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    h = H()
+    h.addFilter(f)
+    logger.addHandler(h)
+    try:
+        logger.error("url rtsp://u:%s@h/x", "hunter2")
+        try:
+            raise RuntimeError("failed for rtsp://u:hunter2@h")
+        except RuntimeError:
+            logger.exception("boom")
+    finally:
+        logger.removeHandler(h)
+    assert all("hunter2" not in r for r in records), records
+    assert "rtsp://u:***@h/x" in records[0]
+
+
+def test_cameras_status_has_no_credentials_even_if_a_source_leaks():
+    svc, sources = make_service(make_config())
+    svc.start()
+    try:
+        leaky = sources["a"][0]
+        leaky.status = lambda: {"state": "streaming", "oops": "rtsp://user:pw-a-secret@127.0.0.1/a"}
+        status = svc.cameras_status()
+        text = str(status)
+        assert "pw-a-secret" not in text and "pw-b-secret" not in text
+        assert status["cameras"]["a"]["url"] == "rtsp://user:***@127.0.0.1:8554/a"
+        assert status["cameras"]["b"]["state"] == "streaming"
+    finally:
+        svc.stop()
