@@ -75,4 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m daemon.cli` this module is __main__, a different module object from the
+    # daemon.cli the commands import CommandError from: run the imported one so it is caught.
+    from daemon.cli import main as _main
+
+    sys.exit(_main())
