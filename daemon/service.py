@@ -127,7 +127,10 @@ def annotate(snap: Snapshot) -> np.ndarray:
         cv2.putText(img, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4 * thick, color, thick, cv2.LINE_AA)
     tag = f"{snap.camera} seq {snap.result.seq}" + (" enhanced" if snap.result.enhanced else "")
-    cv2.putText(img, tag, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 255, 255), thick,
+    scale = 0.5 * thick
+    (w, h), base = cv2.getTextSize(tag, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    cv2.rectangle(img, (0, 0), (w + 16, h + base + 12), (0, 0, 0), -1)
+    cv2.putText(img, tag, (8, h + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 255), thick,
                 cv2.LINE_AA)
     return img
 

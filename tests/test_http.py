@@ -99,7 +99,8 @@ def test_snapshot(served):
     decoded = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (120, 160, 3)
     # the fake detector's box (1,2)-(80,60) is drawn: pixels on its edge differ from the frame
-    assert np.abs(decoded[30, 1].astype(int) - 200).max() > 30
+    assert np.abs(decoded[50, 80].astype(int) - 200).max() > 30  # right edge
+    assert np.abs(decoded[50, 120].astype(int) - 200).max() < 15  # outside the box
 
 
 def test_snapshot_unknown_or_invalid_camera(served):

@@ -1,0 +1,150 @@
+"""duskwatch demo: the whole pipeline with no config and no camera.
+
+A built-in camera plays footage that goes from day to night (or ``--source FILE``), the default
+engines are exported into a cache directory on the first run (by running ``duskwatch export``
+as a subprocess: the daemon never imports the export tools), and the HTTP endpoints are served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from daemon.cli import CommandError
+
+HELP = "run the pipeline on built-in day-to-night footage (no config, no camera needed)"
+
+log = logging.getLogger("duskwatch.demo")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", help="video file (or rtsp:// URL) instead of the built-in footage")
+    p.add_argument("--darken", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the day-to-night cycle (default: on for the built-in footage, "
+                   "off for --source)")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
+    p.add_argument("--listen", default="127.0.0.1:9872", help="host:port for the HTTP endpoints")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where exported engines are kept (default $XDG_CACHE_HOME/duskwatch "
+                   "or ~/.cache/duskwatch)")
+    p.add_argument("--fps", type=float, default=5.0, help="frames per second to process")
+    p.add_argument("--imgsz", type=int, default=640, help="detector input size for the export")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
+    p.add_argument("--sink", default="-", help="JSON-lines output file, '-' for stdout, "
+                   "'none' for no sink")
+
+
+def cache_dir(arg: Path | None) -> Path:
+    if arg is not None:
+        return arg
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "duskwatch"
+
+
+def export_command(kind: str, out: Path, imgsz: int = 640) -> list[str]:
+    """The ``duskwatch export`` command line that builds the demo's default engine ``kind``."""
+    cmd = [sys.executable, "-m", "daemon.cli", "export", kind]
+    if kind == "yolo":
+        weights = "yolo11n.pt" if Path("yolo11n.pt").is_file() else "yolo11n.yaml"
+        cmd += ["--weights", weights, "--imgsz", str(imgsz), "--dynamic", "--batch", "8"]
+    cmd += ["--format", "onnx", "--out", str(out)]
+    return cmd
+
+
+def ensure_engine(kind: str, out: Path, imgsz: int = 640) -> Path | None:
+    """Export ``kind`` to ``out`` unless it is there; the path, or None when the export failed."""
+    if out.is_file() and out.stat().st_size > 0:
+        log.info("using cached %s engine %s", kind, out)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = export_command(kind, out, imgsz)
+    log.info("exporting the default %s engine (first run only): %s", kind, " ".join(cmd[1:]))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        tail = "\n".join(proc.stdout.strip().splitlines()[-8:])
+        log.error("export %s failed (exit %d):\n%s", kind, proc.returncode, tail)
+        return None
+    return out
+
+
+def demo_config(detector: Path, enhancer: Path | None, args: argparse.Namespace):
+    from daemon.config import parse_config
+
+    url = args.source if args.source and "://" in args.source else "file:///duskwatch-demo"
+    sinks = [] if args.sink == "none" else [{"type": "jsonl", "path": args.sink}]
+    return parse_config({
+        "cameras": [{"name": "demo", "url": url, "fps": args.fps, "loop": True}],
+        "engines": {"detector": str(detector), "enhancer": str(enhancer) if enhancer else None,
+                    "device": args.device},
+        # The demo's footage ramps down within ~30 s: react faster than the service default.
+        "lowlight": {"smoothing": 0.3},
+        "sinks": sinks,
+        "http": {"listen": args.listen},
+    }, "demo config")
+
+
+def source_factory(args: argparse.Namespace):
+    from daemon.synthetic import DayNight, synthetic_factory
+
+    if args.source and "://" in args.source:
+        return None  # the real RTSP/HTTP source
+    if args.source and not Path(args.source).is_file():
+        raise CommandError(f"--source {args.source}: no such file", exit_code=2)
+    darken = args.darken if args.darken is not None else args.source is None
+    return synthetic_factory(args.source, DayNight() if darken else None)
+
+
+def print_where_to_look(host: str, port: int, enhancer: Path | None) -> None:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    base = f"http://{shown}:{port}"
+    lines = [
+        "",
+        "duskwatch demo is running. Look at:",
+        f"  {base}/snapshot/demo.jpg   latest frame with boxes (the enhanced one at night)",
+        f"  {base}/cameras             camera state, brightness, low-light gate",
+        f"  {base}/metrics             Prometheus metrics",
+        f"  {base}/healthz  {base}/readyz",
+    ]
+    if enhancer is None:
+        lines.append("  (no enhancer engine: dark frames are detected without enhancement)")
+    lines.append("Stop with Ctrl-C.\n")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon.cmd_run import install_signals
+    from daemon.config import ConfigError
+    from daemon.service import Service
+
+    factory = source_factory(args)
+    cache = cache_dir(args.cache_dir) / "engines"
+    detector = ensure_engine("yolo", cache / f"yolo11n-{args.imgsz}.onnx", args.imgsz)
+    if detector is None:
+        raise CommandError("could not export the default detector; see the log above "
+                           "(needs the export extra: pip install 'duskwatch[export]')")
+    enhancer = ensure_engine("denoiser", cache / "denoiser.onnx")
+    if enhancer is None:
+        log.warning("no enhancer engine could be exported: the demo runs without enhancement")
+    try:
+        cfg = demo_config(detector, enhancer, args)
+    except ConfigError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    stop = threading.Event()
+    install_signals(stop, threading.Event())
+    svc = Service(cfg, source_factory=factory)
+    try:
+        svc.start()
+        print_where_to_look(*svc.http.address, enhancer)
+        if args.duration > 0:
+            threading.Timer(args.duration, stop.set).start()
+        svc.serve(stop)
+    except OSError as exc:
+        raise CommandError(f"cannot start: {exc}") from None
+    finally:
+        svc.stop()
+    return 0
