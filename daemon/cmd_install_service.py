@@ -1,0 +1,101 @@
+"""duskwatch install-service: put the systemd unit, config and engines in place (or remove them).
+
+The work is in :mod:`daemon.install`; this module maps flags to it and prints what to do next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from daemon.cli import CommandError
+
+HELP = "install (or --uninstall) the systemd service, example config and engines built for this box"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default="/", help="install under this directory instead of / "
+                   "(staging, packaging, tests); paths inside the files stay absolute")
+    p.add_argument("--user", default="duskwatch", help="service user name (DynamicUser=: "
+                   "allocated at start unless a static user of that name exists)")
+    p.add_argument("--uninstall", action="store_true",
+                   help="remove what an earlier install wrote (recorded in its manifest)")
+    p.add_argument("--purge", action="store_true",
+                   help="with --uninstall: also remove files edited since install (the config)")
+    p.add_argument("--no-build", action="store_true", help="do not build engines now")
+    p.add_argument("--format", choices=("auto", "onnx", "engine"), default="auto",
+                   help="engine format: auto = TensorRT when `import tensorrt` works, else ONNX")
+    p.add_argument("--weights", default="yolo11n.pt",
+                   help="YOLO weights to export (.pt; ultralytics downloads official ones when online)")
+    p.add_argument("--imgsz", type=int, default=640, help="detector input size")
+    p.add_argument("--max-batch", type=int, default=8,
+                   help="largest batch the engines accept (>= scheduler.max_batch in the config)")
+    p.add_argument("--denoiser-checkpoint", default=None,
+                   help="distilled denoiser checkpoint (default: the weights shipped with duskwatch)")
+    p.add_argument("--steps", type=int, default=2, help="denoiser sampling steps")
+    p.add_argument("--no-enhancer", action="store_true", help="build no enhancer (detector only)")
+    p.add_argument("--exec", dest="exec_path", default=None,
+                   help="duskwatch binary for ExecStart= (default: the one beside this Python)")
+    p.add_argument("--source", default=None, help="deploy/ directory with the unit template "
+                   "and example config (default: the one in this checkout)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a unit or engine that install-service did not write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon import install
+
+    root = Path(args.root).resolve()
+    try:
+        if args.uninstall:
+            return _uninstall(install, root, args)
+        return _install(install, root, args)
+    except install.InstallError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _install(install, root: Path, args: argparse.Namespace) -> int:
+    if not root.is_dir():
+        raise install.InstallError(f"--root {root} is not a directory")
+    deploy = install.find_deploy_dir(args.source)
+    exe = install.find_executable(args.exec_path)
+    fmt = install.detect_format() if args.format == "auto" else args.format
+    specs = install.engine_specs(
+        fmt, weights=args.weights, imgsz=args.imgsz, max_batch=args.max_batch,
+        denoiser_checkpoint=args.denoiser_checkpoint, steps=args.steps,
+        enhancer=not args.no_enhancer, python=sys.executable,
+        engines_dir=install.under(root, install.ENGINES_DIR),
+    )
+    plan = install.InstallPlan(
+        root=root,
+        unit_text=install.render_unit((deploy / "systemd" / install.UNIT_NAME).read_text(), exe, args.user),
+        example_config=_example_config(install, deploy),
+        specs=specs,
+        build=not args.no_build,
+        force=args.force,
+    )
+    print(f"installing duskwatch under {root} (engines: {fmt}, user: {args.user})")
+    warnings = install.Installer(root).install(plan)
+    warnings += install.executable_warnings(exe)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"recorded in {install.MANIFEST_PATH}; `duskwatch install-service --uninstall` removes it")
+    print(install.next_steps(root, exe, built=plan.build, fmt=fmt), end="")
+    return 0
+
+
+def _example_config(install, deploy: Path) -> str:
+    path = deploy / "duskwatch.example.yaml"
+    if not path.is_file():
+        raise install.InstallError(f"{path} is missing; it is the config installed as a start")
+    return path.read_text()
+
+
+def _uninstall(install, root: Path, args: argparse.Namespace) -> int:
+    report = install.uninstall(root, purge=args.purge)
+    print(f"removed {len(report.removed)} paths, kept {len(report.kept)}")
+    if str(root) == "/" and any(p.endswith(install.UNIT_NAME) for p in report.removed):
+        print("next: sudo systemctl disable --now duskwatch.service (if still enabled); "
+              "sudo systemctl daemon-reload")
+    return 0
