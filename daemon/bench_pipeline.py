@@ -1,0 +1,302 @@
+"""duskwatch bench pipeline: the daemon's own pipeline on N streams, beside ultralytics' predict.
+
+The service runs as in production (sources, gate, scheduler, batching, engines, metrics) on the
+given files or RTSP URLs for ``--seconds``. Timings are taken at the seams, without touching the
+pipeline: the frames handed to the scheduler (decode time, age when taken), the engine calls
+(enhance, detect) and the results reaching a sink (end to end). Then, unless
+``--no-ultralytics``, ultralytics' own ``YOLO(weights).predict(source=..., stream=True)`` runs on
+the same sources for the same time (one thread and model per stream, its multi-stream recipe)
+and the throughput ratio is printed. Progress goes to stderr; the last stdout line is the JSON
+summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from daemon.cli import CommandError
+
+HELP = "run the daemon pipeline on N streams for a set time (JSON summary), beside ultralytics"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", action="append", required=True, metavar="FILE_OR_URL",
+                   help="video file or rtsp:// URL; repeat for N streams")
+    p.add_argument("--engine", required=True, help="detector engine (.onnx, .engine, ...)")
+    p.add_argument("--enhancer", default=None, help="enhancer engine (optional)")
+    p.add_argument("--enhance", choices=["auto", "always", "never"], default="auto",
+                   help="the cameras' enhance setting (always: every frame is enhanced)")
+    p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per measurement")
+    p.add_argument("--warmup", type=float, default=3.0, help="untimed seconds after start")
+    p.add_argument("--fps", type=float, default=120.0, help="per-camera fps limit (120: none)")
+    p.add_argument("--max-batch", type=int, default=8, help="scheduler.max_batch")
+    p.add_argument("--batch-timeout-ms", type=float, default=10.0, help="scheduler.batch_timeout_ms")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
+    p.add_argument("--weights", default=None,
+                   help="weights/yaml for the ultralytics run (default: from the engine sidecar)")
+    p.add_argument("--no-ultralytics", action="store_true", help="skip the ultralytics comparison")
+
+
+# -- timing at the seams ------------------------------------------------------------------------
+class Recorder:
+    """Thread-safe lists of samples per key, switched on only inside the timed window."""
+
+    def __init__(self):
+        self.on = False
+        self._lock = threading.Lock()
+        self.samples: dict[str, list[float]] = {}
+
+    def add(self, key: str, value: float) -> None:
+        if self.on:
+            with self._lock:
+                self.samples.setdefault(key, []).append(value)
+
+    def timed(self, key: str, fn: Callable) -> Callable:
+        def call(images):
+            t0 = time.perf_counter()
+            out = fn(images)
+            self.add(key, time.perf_counter() - t0)
+            return out
+
+        for attr in ("names", "warmup", "close", "engine", "backend"):
+            if hasattr(fn, attr):
+                setattr(call, attr, getattr(fn, attr))
+        return call
+
+
+class _TimedSource:
+    """Wraps a source: records decode time and frame age of every frame the scheduler takes."""
+
+    def __init__(self, inner, rec: Recorder):
+        self._inner, self._rec = inner, rec
+        self.name = inner.name
+
+    def latest(self, after_seq: int = -1):
+        f = self._inner.latest(after_seq)
+        if f is not None:
+            self._rec.add("decode", f.decode_seconds)
+            self._rec.add("frame_age", time.monotonic() - f.captured_monotonic)
+        return f
+
+    def __getattr__(self, item):
+        return getattr(self._inner, item)
+
+    @property
+    def state(self):
+        return self._inner.state
+
+
+class _RecordingSink:
+    name = "bench"
+
+    def __init__(self, rec: Recorder):
+        self._rec = rec
+        self.count = 0
+
+    def write(self, result) -> None:
+        if self._rec.on:
+            self.count += 1
+            self._rec.add("end_to_end", time.time() - result.captured_wall)
+
+    def close(self) -> None:
+        pass
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p99_ms": None, "n": 0}
+    a = np.asarray(values) * 1000.0
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2), "n": len(values)}
+
+
+# -- the daemon pipeline ------------------------------------------------------------------------
+def _config(args: argparse.Namespace):
+    from daemon.config import parse_config
+
+    cams = []
+    for i, src in enumerate(args.source):
+        url = src if "://" in src else str(Path(src).resolve())
+        cams.append({"name": f"s{i}", "url": url, "fps": args.fps, "enhance": args.enhance,
+                     "loop": True})
+    return parse_config({
+        "cameras": cams,
+        "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device},
+        "scheduler": {"max_batch": args.max_batch, "batch_timeout_ms": args.batch_timeout_ms},
+        "sinks": [{"type": "jsonl"}],  # replaced by the recording sink
+    }, "bench config")
+
+
+def _source_factory(rec: Recorder):
+    from daemon.service import default_source_factory
+
+    try:
+        import daemon.sources  # noqa: F401
+        base = default_source_factory
+    except ImportError:  # checkout without the real sources: play files with the demo source
+        from daemon.synthetic import synthetic_factory
+
+        def base(cam, events):
+            return synthetic_factory(cam.url.get_secret_value(), cycle=None)(cam, events)
+
+    return lambda cam, events: _TimedSource(base(cam, events), rec)
+
+
+def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
+    from daemon.service import Service, default_detector_factory, default_enhancer_factory
+    from daemon.systemd import Notifier
+
+    cfg = _config(args)
+    rec = Recorder()
+    sink = _RecordingSink(rec)
+    svc = Service(
+        cfg, source_factory=_source_factory(rec),
+        detector_factory=lambda e, b: rec.timed("detect", default_detector_factory(e, b)),
+        enhancer_factory=lambda e: (lambda enh: enh and rec.timed("enhance", enh))(default_enhancer_factory(e)),
+        sink_factory=lambda s, i: sink, serve_http=False, notifier=Notifier(environ={}))
+    svc.start()
+    try:
+        _progress(f"pipeline: {len(args.source)} streams, warm-up {args.warmup:g} s")
+        time.sleep(args.warmup)
+        before = _counts(svc)
+        rec.on = True
+        t0 = time.perf_counter()
+        time.sleep(args.seconds)
+        rec.on = False
+        elapsed = time.perf_counter() - t0
+        after = _counts(svc)
+    finally:
+        svc.stop()
+    processed = after["processed"] - before["processed"]
+    return {
+        "streams": len(args.source),
+        "seconds": round(elapsed, 2),
+        "frames_processed": int(processed),
+        "fps": round(processed / elapsed, 2),
+        "per_stream_fps": {k: round((after["per"][k] - before["per"].get(k, 0)) / elapsed, 2)
+                           for k in after["per"]},
+        "dropped": int(after["dropped"] - before["dropped"]),
+        "failed": int(after["failed"] - before["failed"]),
+        "enhanced": int(after["enhanced"] - before["enhanced"]),
+        "stages": {k: percentiles(rec.samples.get(k, []))
+                   for k in ("decode", "enhance", "detect", "end_to_end")},
+        "frame_age": percentiles(rec.samples.get("frame_age", [])),
+        "mean_batch": round(processed / max(1, len(rec.samples.get("detect", []))), 2),
+    }
+
+
+def _counts(svc) -> dict[str, Any]:
+    r = svc.metrics.registry
+    out: dict[str, Any] = {"processed": 0.0, "dropped": 0.0, "failed": 0.0, "enhanced": 0.0, "per": {}}
+    for cam in svc.camera_names():
+        for outcome in ("processed", "dropped", "failed"):
+            v = r.get_sample_value("duskwatch_frames_total", {"camera": cam, "outcome": outcome}) or 0.0
+            out[outcome] += v
+            if outcome == "processed":
+                out["per"][cam] = v
+        out["enhanced"] += r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": cam}) or 0.0
+    return out
+
+
+# -- ultralytics' own loop ----------------------------------------------------------------------
+def _weights_for(args: argparse.Namespace) -> str:
+    if args.weights:
+        return args.weights
+    from engines.base import read_sidecar
+
+    meta = read_sidecar(args.engine)
+    weights = meta.get("source_weights") or meta.get("weights")
+    if not weights:
+        raise CommandError(f"{args.engine}: its sidecar does not say which weights it was exported "
+                           "from; pass --weights yolo11n.pt (or .yaml)", exit_code=2)
+    return str(weights)
+
+
+def _imgsz_for(engine: str) -> int:
+    from engines.base import read_sidecar
+
+    size = read_sidecar(engine).get("imgsz", 640)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def bench_ultralytics(args: argparse.Namespace) -> dict[str, Any]:
+    """``predict(source=..., stream=True)`` per stream in its own thread, for ``--seconds``."""
+    try:
+        from ultralytics import YOLO
+    except ImportError as exc:
+        raise CommandError(f"the ultralytics comparison needs ultralytics ({exc}); install "
+                           "'duskwatch[export]' or pass --no-ultralytics") from None
+    weights, imgsz = _weights_for(args), _imgsz_for(args.engine)
+    device = "cpu" if args.device == "auto" and not _cuda() else args.device.replace("auto", "0")
+    _progress(f"ultralytics: YOLO({weights}).predict(stream=True, imgsz={imgsz}, device={device})")
+    counts = [0] * len(args.source)
+    stop = threading.Event()
+    started = threading.Barrier(len(args.source) + 1)
+
+    def one(i: int, src: str) -> None:
+        model = YOLO(weights)
+        gen = model.predict(source=src, stream=True, imgsz=imgsz, device=device, verbose=False)
+        next(gen)  # warm-up frame, not timed
+        started.wait()
+        for _ in gen:
+            if stop.is_set():
+                break
+            counts[i] += 1
+        gen.close()
+
+    threads = [threading.Thread(target=one, args=(i, s), daemon=True) for i, s in enumerate(args.source)]
+    for t in threads:
+        t.start()
+    started.wait(timeout=300)
+    t0 = time.perf_counter()
+    time.sleep(args.seconds)
+    stop.set()
+    elapsed = time.perf_counter() - t0
+    frames = sum(counts)
+    for t in threads:
+        t.join(timeout=30)
+    return {"weights": weights, "imgsz": imgsz, "seconds": round(elapsed, 2),
+            "frames": frames, "fps": round(frames / elapsed, 2)}
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench pipeline] {msg}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon.config import ConfigError
+
+    for src in args.source:
+        if "://" not in src and not Path(src).is_file():
+            raise CommandError(f"--source {src}: no such file", exit_code=2)
+    try:
+        ours = bench_daemon(args)
+    except ConfigError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+    _progress(f"pipeline: {ours['fps']} frames/s over {ours['streams']} streams")
+    summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
+                               "enhancer": Path(args.enhancer).name if args.enhancer else None,
+                               "device": args.device, "pipeline": ours}
+    if not args.no_ultralytics:
+        ultra = bench_ultralytics(args)
+        summary["ultralytics"] = ultra
+        summary["ratio_vs_ultralytics"] = round(ours["fps"] / ultra["fps"], 3) if ultra["fps"] else None
+    print(json.dumps(summary))
+    return 0
