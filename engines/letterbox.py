@@ -34,7 +34,7 @@ def plan(orig_hw: tuple[int, int], imgsz: tuple[int, int]) -> Letterbox:
     if h <= 0 or w <= 0:
         raise ValueError(f"image has an empty side ({h}x{w})")
     gain = min(imgsz[0] / h, imgsz[1] / w)
-    nh, nw = int(round(h * gain)), int(round(w * gain))
+    nh, nw = max(int(round(h * gain)), 1), max(int(round(w * gain)), 1)
     dh, dw = (imgsz[0] - nh) / 2, (imgsz[1] - nw) / 2
     return Letterbox((h, w), (nh, nw), gain, int(round(dw - 0.1)), int(round(dh - 0.1)))
 
@@ -98,10 +98,15 @@ def _device_of(images: Sequence[Any]) -> Any:
 
 
 def unletterbox_boxes(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:
-    """Map xyxy boxes from model-input pixels back to the original image, clipped to it."""
+    """Map xyxy boxes from model-input pixels back to the original image, clipped to it.
+
+    Each axis uses its own scale (resized / original side): rounding the resized size makes
+    the two differ slightly from the common ``gain``.
+    """
     out = boxes.astype(np.float32, copy=True)
-    out[:, [0, 2]] = (out[:, [0, 2]] - lb.left) / lb.gain
-    out[:, [1, 3]] = (out[:, [1, 3]] - lb.top) / lb.gain
+    sy, sx = lb.resized_hw[0] / lb.orig_hw[0], lb.resized_hw[1] / lb.orig_hw[1]
+    out[:, [0, 2]] = (out[:, [0, 2]] - lb.left) / sx
+    out[:, [1, 3]] = (out[:, [1, 3]] - lb.top) / sy
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, lb.orig_hw[1])
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, lb.orig_hw[0])
     return out
