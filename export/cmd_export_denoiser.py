@@ -1,0 +1,39 @@
+"""duskwatch export denoiser [--checkpoint CKPT] --steps K --format onnx|engine|pt2 --out PATH."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "export the K-step low-light enhancer (default: the weights shipped with duskwatch)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="teacher or student checkpoint (default: export/weights/denoiser_k{K}.pt)")
+    p.add_argument("--steps", type=int, default=2, help="sampling steps unrolled into the graph (default 2)")
+    p.add_argument("--format", choices=["onnx", "engine", "pt2"], default="onnx")
+    p.add_argument("--out", required=True, help="output file (.onnx, .engine or .pt2); a .json sidecar is written beside it")
+    p.add_argument("--check", action="store_true", help="after an ONNX export, compare ONNX Runtime against PyTorch")
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon.cli import CommandError
+
+    try:
+        import torch
+
+        from export.denoiser import export as dx
+    except ImportError as exc:
+        raise CommandError(f"exporting needs the export extra ({exc}); pip install 'duskwatch[export]'") from None
+    torch.set_grad_enabled(False)
+    try:
+        out = dx.export_denoiser(args.checkpoint, args.steps, args.format, args.out)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"enhancer ({args.steps} steps, {args.format}): {out}")
+    if args.check and args.format == "onnx":
+        import numpy as np
+
+        graph, _ = dx.build_graph(args.checkpoint or dx.default_checkpoint(args.steps), args.steps)
+        x = np.random.default_rng(0).random((2, 3, 96, 160), dtype=np.float32) * 0.3
+        print(f"parity: max |ONNX Runtime - PyTorch| = {dx.parity(graph, out, x):.2e}")
+    return 0

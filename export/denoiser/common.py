@@ -1,0 +1,94 @@
+"""Pieces shared by teacher training and distillation: device, schedule of the learning rate,
+validation scoring (PSNR/SSIM), EMA and the curves plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return torch.device(device)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: float = 0.02) -> float:
+    """Linear warm-up then cosine decay to ``floor * base`` (Loshchilov & Hutter 2017)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two CHW images in [0,1] (Wang et al. 2004, scikit-image's Gaussian-window form)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(
+        np.clip(a, 0, 1).transpose(1, 2, 0), np.clip(b, 0, 1).transpose(1, 2, 0),
+        channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    ))
+
+
+@torch.no_grad()
+def run_batched(fn: Callable[[torch.Tensor], torch.Tensor], ys: np.ndarray, device: torch.device, batch: int = 8) -> np.ndarray:
+    outs = []
+    for i in range(0, len(ys), batch):
+        outs.append(fn(torch.from_numpy(ys[i : i + batch]).to(device)).float().cpu().numpy())
+    return np.concatenate(outs)
+
+
+def score(outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    return {
+        "psnr": float(np.mean([psnr(o, t) for o, t in zip(outputs, targets)])),
+        "ssim": float(np.mean([ssim(o, t) for o, t in zip(outputs, targets)])),
+    }
+
+
+def plot_curves(history: list[dict], path: str | Path, title: str) -> None:
+    """Training loss and validation PSNR/SSIM against step, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    if losses:
+        s, l = zip(*losses)
+        ax1.semilogy(s, l, lw=0.8)
+    ax1.set(xlabel="step", ylabel="training loss (MSE)", title=title)
+    vals = [h for h in history if "val_psnr" in h]
+    if vals:
+        ax2.plot([h["step"] for h in vals], [h["val_psnr"] for h in vals], "o-", label="PSNR (dB)")
+        ax3 = ax2.twinx()
+        ax3.plot([h["step"] for h in vals], [h["val_ssim"] for h in vals], "s--", color="tab:orange", label="SSIM")
+        ax3.set_ylabel("SSIM")
+        if "input_psnr" in vals[0]:
+            ax2.axhline(vals[0]["input_psnr"], color="gray", ls=":", label="dark input PSNR")
+        if "teacher_psnr" in vals[0]:
+            ax2.axhline(vals[0]["teacher_psnr"], color="tab:green", ls="--", label="teacher PSNR")
+        ax2.legend(loc="lower right", fontsize=8)
+    ax2.set(xlabel="step", ylabel="validation PSNR (dB)", title="synthetic validation split")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,123 @@
+"""Joins network and schedule: the K-step enhancer graph and checkpoint I/O.
+
+The exported graph (:class:`EnhancerGraph`) takes ``image`` (``[N,3,H,W]`` RGB in [0,1], H and W
+multiples of the net's multiple) and returns ``enhanced`` of the same shape, with all K sampler
+steps unrolled and a *fixed* starting-noise pattern (a 64x64 table from a fixed seed, tiled over
+the frame), so that a static scene gives the same picture every frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.denoiser import diffusion
+from export.denoiser.net import DenoiserUNet, build_net
+
+NOISE_TILE = 64
+NOISE_SEED = 20240607
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    T: int = 16
+    kappa: float = 0.25
+    eta_1: float = 1e-3
+    eta_T: float = 0.999
+    p: float = 0.3
+
+    def etas(self) -> np.ndarray:
+        return diffusion.eta_schedule(self.T, self.eta_1, self.eta_T, self.p)
+
+    def sampling_etas(self, K: int) -> list[float]:
+        return diffusion.sampling_etas(self.etas(), K)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fixed_noise_table(seed: int = NOISE_SEED, size: int = NOISE_TILE) -> torch.Tensor:
+    """The fixed starting noise, ``[1,3,size,size]`` standard normal from numpy's PCG64."""
+    table = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
+    return torch.from_numpy(table)
+
+
+def tile_noise(table: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+    """Repeat the table over an ``h x w`` frame (and ``n`` frames) and crop."""
+    s = table.shape[-1]
+    reps_h, reps_w = h // s + 1, w // s + 1
+    return table.repeat(1, 1, reps_h, reps_w)[:, :, :h, :w].expand(n, -1, -1, -1)
+
+
+def denoiser_fn(net: DenoiserUNet):
+    """Adapt the network to the sampler's ``denoise(x_t, y, eta)`` contract."""
+
+    def denoise(x_t, y, eta):
+        return net(x_t, y, torch.full((1,), float(eta), device=x_t.device))
+
+    return denoise
+
+
+class EnhancerGraph(nn.Module):
+    """image -> enhanced: K deterministic residual-shift steps, unrolled."""
+
+    def __init__(self, net: DenoiserUNet, diff: DiffusionConfig, steps: int, noise_seed: int = NOISE_SEED):
+        super().__init__()
+        self.net = net
+        self.kappa = diff.kappa
+        self.etas = diff.sampling_etas(steps)
+        self.steps = steps
+        self.register_buffer("noise", fixed_noise_table(noise_seed))
+
+    @property
+    def multiple(self) -> int:
+        return self.net.multiple
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = image.shape
+        eps = tile_noise(self.noise, n, h, w)
+        out = diffusion.sample(denoiser_fn(self.net), image, self.etas, self.kappa, eps)
+        return out.clamp(0.0, 1.0)
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[DenoiserUNet, dict]:
+    """Network (EMA weights when present, float32, eval mode) and the checkpoint's metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found; train one with `duskwatch train denoiser`")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "net_config" not in ckpt:
+        raise ValueError(f"{path}: not a duskwatch denoiser checkpoint (no 'net_config' entry)")
+    net = build_net(ckpt["net_config"])
+    state = ckpt.get("ema") or ckpt["model"]
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "ema", "opt")}
+    return net.to(device).eval(), meta
+
+
+def save_atomic(obj: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def save_weights_only(net: DenoiserUNet, meta: dict, path: str | Path) -> None:
+    """A small fp16 inference checkpoint (what ships in export/weights/)."""
+    state = {k: v.detach().half() for k, v in net.state_dict().items()}
+    save_atomic({**meta, "model": state}, path)

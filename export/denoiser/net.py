@@ -1,0 +1,152 @@
+"""The denoiser network: a small U-Net sized for speed.
+
+* Pixel-unshuffle at the input (Shi et al. 2016, "Real-Time Single Image and Video
+  Super-Resolution Using an Efficient Sub-Pixel CNN"): the first level runs at 1/``unshuffle``
+  resolution, cutting cost ~``unshuffle**2`` times; the output is pixel-shuffled back.
+* No attention at any resolution; a global-context branch at the bottleneck (squeeze-and-
+  excitation style, Hu et al. 2018) lets the network see the frame's overall exposure, which a
+  low-light enhancer needs and a purely local receptive field cannot give.
+* Conditioned on the noise level ``eta`` through a sinusoidal embedding and per-block
+  scale/shift (FiLM, Perez et al. 2018), as in diffusion U-Nets (Ho et al. 2020).
+
+Inputs: ``x_t`` and the degraded frame ``y`` (both ``[N,3,H,W]``, H and W multiples of
+:attr:`DenoiserUNet.multiple`) and a scalar ``eta``. Output: the clean-image estimate ``x0_hat``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    widths: tuple[int, ...] = (16, 32, 64, 96)
+    unshuffle: int = 4
+    emb: int = 64
+    bottleneck_blocks: int = 2
+
+    @property
+    def multiple(self) -> int:
+        return self.unshuffle * 2 ** (len(self.widths) - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        return cls(**d)
+
+
+def eta_embedding(eta: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of the noise level (Vaswani et al. 2017; Ho et al. 2020), ``[N, dim]``."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=eta.device) * (-math.log(1000.0) / half))
+    args = eta.reshape(-1, 1).float() * 1000.0 * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """conv-act -> FiLM(eta) -> conv, plus the identity."""
+
+    def __init__(self, ch: int, emb: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.film = nn.Linear(emb, 2 * ch)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
+        h = F.leaky_relu(self.conv1(x), 0.1)
+        return x + self.conv2(h * (1 + scale) + shift)
+
+
+class GlobalContext(nn.Module):
+    """Frame-wide statistics -> per-channel scale and shift (no attention, O(HW))."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(ch, ch), nn.LeakyReLU(0.1), nn.Linear(ch, 2 * ch))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.mlp(x.mean(dim=(2, 3)))[:, :, None, None].chunk(2, dim=1)
+        return x * (1 + scale) + shift
+
+
+class DenoiserUNet(nn.Module):
+    def __init__(self, cfg: NetConfig = NetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        w, r = cfg.widths, cfg.unshuffle
+        in_ch = 6 * r * r
+        self.emb = nn.Sequential(nn.Linear(cfg.emb, cfg.emb), nn.LeakyReLU(0.1), nn.Linear(cfg.emb, cfg.emb))
+        self.stem = nn.Conv2d(in_ch, w[0], 1)
+        self.enc = nn.ModuleList([ResBlock(c, cfg.emb) for c in w[:-1]])
+        self.down = nn.ModuleList([nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(w[:-1], w[1:])])
+        self.mid = nn.ModuleList([ResBlock(w[-1], cfg.emb) for _ in range(cfg.bottleneck_blocks)])
+        self.context = GlobalContext(w[-1])
+        self.up = nn.ModuleList([nn.Conv2d(b, 4 * a, 1) for a, b in zip(w[:-1], w[1:])])
+        self.dec = nn.ModuleList([ResBlock(c, cfg.emb) for c in w[:-1]])
+        self.head = nn.Conv2d(w[0] + in_ch, 3 * r * r, 1)
+
+    @property
+    def multiple(self) -> int:
+        return self.cfg.multiple
+
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.unshuffle
+        inp = F.pixel_unshuffle(torch.cat([x_t, y], dim=1), r)
+        e = self.emb(eta_embedding(eta.expand(x_t.shape[0]), self.cfg.emb))
+        h = self.stem(inp)
+        skips = []
+        for block, down in zip(self.enc, self.down):
+            h = block(h, e)
+            skips.append(h)
+            h = F.leaky_relu(down(h), 0.1)
+        for i, block in enumerate(self.mid):
+            h = block(h, e)
+            if i == 0:
+                h = self.context(h)
+        for block, up, skip in zip(reversed(self.dec), reversed(self.up), reversed(skips)):
+            h = block(F.pixel_shuffle(up(h), 2) + skip, e)
+        out = self.head(torch.cat([h, inp], dim=1))
+        return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame
+
+
+def build_net(cfg: dict | NetConfig | None = None) -> DenoiserUNet:
+    if cfg is None:
+        cfg = NetConfig()
+    elif isinstance(cfg, dict):
+        cfg = NetConfig.from_dict(cfg)
+    return DenoiserUNet(cfg)
+
+
+def count_macs(net: DenoiserUNet, h: int, w: int) -> int:
+    """Multiply-accumulates of one forward pass at ``h x w`` (convolutions and linears)."""
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            macs += out.numel() * k
+        elif isinstance(mod, nn.Linear):
+            macs += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        x = torch.zeros(1, 3, h, w)
+        net(x, x, torch.tensor(0.5))
+    for hd in handles:
+        hd.remove()
+    return macs
