@@ -356,5 +356,8 @@ class Scheduler:
         return frame
 
     def _wait_time(self, order, batch, now: float, deadline: float) -> float:
-        """Sleep until the next poll: short while frames may arrive, never past the deadline."""
-        return max(0.0, min(self.poll_s, deadline - now))
+        """Sleep until the next poll, or until the next camera's fps budget allows a frame
+        when that is later; never past the deadline."""
+        taken = {s.name for s, _ in batch}
+        due = min((s.next_due for s in order if s.name not in taken), default=deadline)
+        return max(0.0, min(deadline - now, max(self.poll_s, due - now)))

@@ -239,7 +239,8 @@ class Service:
             self.http.start()
             log.info("HTTP on %s:%d", *self.http.address)
         self.notifier.status("loading engines")
-        self._load_engines()
+        with _StartupPings(self.notifier):
+            self._load_engines()
         sinks = self._build_sinks(self.cfg)
         self.pipeline = Pipeline(self.detector, self.metrics, sinks, enhancer=self.enhancer,
                                  class_names=self._class_names())
@@ -563,6 +564,32 @@ def _backend_of(detector: Any, path: Path) -> str:
             return backend
     return {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt",
             ".torchscript": "torch", ".pt2": "torch"}.get(Path(path).suffix, "unknown")
+
+
+class _StartupPings:
+    """While engines load (a TensorRT engine may take a minute), tell systemd the process is
+    alive: WATCHDOG=1 at the watchdog interval, so the start-up is judged by TimeoutStartSec."""
+
+    def __init__(self, notifier: Notifier):
+        self._notifier = notifier
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_StartupPings":
+        if self._notifier.watchdog_s is not None:
+            self._thread = threading.Thread(target=self._run, name="duskwatch-startup-pings",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._done.wait(self._notifier.watchdog_s):
+            self._notifier.watchdog()
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
 
 
 def _stop_all(sources: list[CameraSource], timeout: float) -> None:
