@@ -54,6 +54,16 @@ def _trt() -> Any:
     return trt
 
 
+def preflight() -> None:
+    """Fail before any slow step when this machine cannot build TensorRT engines."""
+    _trt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ExportError("building a TensorRT engine needs a CUDA GPU (the engine is built for "
+                          "the GPU it will run on); export --format onnx on this machine")
+
+
 def _need(value: Any, call: str) -> Any:
     if value is None or value is False:
         raise ExportError(f"TensorRT {call} failed (returned {value!r}); see the TensorRT log above")
@@ -122,12 +132,10 @@ def save(blob: bytes, out: Path) -> None:
 def build_engine(onnx_path: Path, out: Path, opts: BuildOptions,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """ONNX -> serialized engine at ``out``. Returns sidecar fields (TensorRT version, GPU)."""
+    preflight()
     trt = _trt()
     import torch
 
-    if not torch.cuda.is_available():
-        raise ExportError("building a TensorRT engine needs a CUDA GPU (the engine is built for "
-                          "the GPU it will run on); export --format onnx on this machine")
     say = progress or (lambda m: log.info("%s", m))
     logger = trt.Logger(trt.Logger.WARNING)
     cache_path = opts.timing_cache or out.with_name(out.name + ".timing.cache")

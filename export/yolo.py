@@ -130,6 +130,10 @@ def export_yolo(model: Any, out: str | Path, opts: ExportOptions, weights: str |
                 progress: Callable[[str], None] | None = None) -> Path:
     """Export ``model`` (ultralytics ``YOLO``) per ``opts`` to ``out``; write the sidecar."""
     opts.check()
+    if opts.fmt == "engine":
+        from export.trt_build import preflight
+
+        preflight()
     out = Path(out)
     say = progress or (lambda msg: log.info("%s", msg))
     out.parent.mkdir(parents=True, exist_ok=True)
