@@ -1,0 +1,94 @@
+"""Export of the K-step enhancer graph: ONNX parity with PyTorch, sidecar, step checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engines.base import open_engine
+from export.denoiser import export as dx
+from tests.denoiser_fixtures import tiny_checkpoint
+
+# ONNX Runtime vs PyTorch, fp32 on CPU: the graphs are the same convolutions in another order.
+PARITY_ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dn")
+    ckpt = tiny_checkpoint(d / "tiny_k2.pt", steps=2)
+    out = dx.export_denoiser(ckpt, 2, "onnx", d / "tiny.onnx")
+    return ckpt, out
+
+
+def test_onnx_matches_pytorch_dynamic_batch_and_size(exported):
+    ckpt, onnx_path = exported
+    graph, _ = dx.build_graph(ckpt, 2)
+    rng = np.random.default_rng(0)
+    for shape in [(1, 3, 64, 64), (3, 3, 36, 100), (2, 3, 4, 8)]:
+        x = (rng.random(shape, dtype=np.float32) * 0.4).astype(np.float32)
+        err = dx.parity(graph, onnx_path, x)
+        assert err < PARITY_ATOL, f"shape {shape}: max |ORT - torch| = {err}"
+
+
+def test_graph_has_one_dynamic_input_and_output_and_sidecar(exported):
+    ckpt, onnx_path = exported
+    with open_engine(onnx_path, "cpu") as eng:
+        assert [s.name for s in eng.inputs] == ["image"]
+        assert [s.name for s in eng.outputs] == ["enhanced"]
+        assert eng.inputs[0].shape == (None, 3, None, None)
+        meta = eng.metadata
+    side = json.loads(onnx_path.with_name(onnx_path.name + ".json").read_text())
+    assert side == meta
+    assert meta["kind"] == "enhancer" and meta["steps"] == 2 and meta["multiple"] == 4
+    assert meta["precision"] == "fp32" and len(meta["checkpoint_sha256"]) == 64
+    assert meta["duskwatch_version"]
+
+
+def test_output_is_deterministic_and_in_range(exported):
+    _, onnx_path = exported
+    x = np.random.default_rng(1).random((2, 3, 32, 48), dtype=np.float32)
+    with open_engine(onnx_path, "cpu") as eng:
+        a = eng.infer({"image": x})["enhanced"]
+        b = eng.infer({"image": x})["enhanced"]
+    assert np.array_equal(a, b), "a static frame must give the same picture every time"
+    assert a.shape == x.shape and a.min() >= 0.0 and a.max() <= 1.0
+
+
+def test_teacher_checkpoint_exports_at_any_divisor_steps(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "teacher.pt", steps=16, kind="teacher")
+    g1, _ = dx.build_graph(ckpt, 1)
+    g4, _ = dx.build_graph(ckpt, 4)
+    assert len(g1.etas) == 2 and len(g4.etas) == 5
+
+
+def test_student_step_mismatch_and_missing_weights_are_clear_errors(exported, tmp_path):
+    ckpt, _ = exported
+    with pytest.raises(ValueError, match="distilled for 2 steps"):
+        dx.build_graph(ckpt, 4)
+    with pytest.raises(FileNotFoundError, match="no shipped denoiser weights for --steps 3"):
+        dx.default_checkpoint(3)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        dx.build_graph(tmp_path / "nope.pt", 2)
+
+
+def test_engine_format_without_tensorrt_is_a_clear_error(exported, tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed; this test covers machines without it")
+    except ImportError:
+        pass
+    ckpt, _ = exported
+    with pytest.raises(RuntimeError, match="TensorRT"):
+        dx.export_denoiser(ckpt, 2, "engine", tmp_path / "x.engine")
+
+
+def test_pt2_export_runs_and_matches(exported, tmp_path):
+    ckpt, _ = exported
+    graph, _ = dx.build_graph(ckpt, 2)
+    out = dx.export_denoiser(ckpt, 2, "pt2", tmp_path / "tiny.pt2")
+    prog = torch.export.load(str(out)).module()
+    x = torch.rand(3, 3, 12, 20)
+    torch.testing.assert_close(prog(x), graph(x), rtol=0, atol=1e-5)
