@@ -1,0 +1,194 @@
+"""Measurements and pictures for docs/DENOISER.md and docs/BENCHMARKS.md (the denoiser section).
+
+    python tests/bench/denoiser_report.py grid      # docs/img/degradation_grid.jpg
+    python tests/bench/denoiser_report.py quality --teacher T.pt --student 1=K1.pt --student 2=K2.pt ...
+    python tests/bench/denoiser_report.py temporal --engine denoiser_k2.onnx [--frames 60]
+    python tests/bench/denoiser_report.py real --engine denoiser_k2.onnx   # no-reference stats + contact sheet
+
+Each prints a JSON summary as its last line. Data come from ../shared/data (never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+IMG = ROOT / "docs" / "img"
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    out = img.copy()
+    cv2.rectangle(out, (0, 0), (out.shape[1], 22), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.48, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def cmd_grid(args) -> dict:
+    from export import degrade as dg
+
+    names = ["BSD100_img_013.jpg", "Urban100_img_004.jpg", "Sun-Hays80_img_010.jpg"]
+    files = [DATA / "images" / "clean" / n for n in names]
+    files = [f for f in files if f.is_file()] or sorted((DATA / "images" / "clean").glob("*.jpg"))[:3]
+    levels = [("exposure 0.3", dict(exposure=0.3, shot=1e-3)), ("exposure 0.1", dict(exposure=0.1, shot=3e-3)),
+              ("exposure 0.03", dict(exposure=0.03, shot=6e-3)), ("exposure 0.01", dict(exposure=0.01, shot=0.012)),
+              ("IR mono, exp. 0.05", dict(exposure=0.05, shot=6e-3, mono=True))]
+    rows = []
+    for i, f in enumerate(files):
+        bgr = cv2.imread(str(f))
+        s = max(220 / bgr.shape[0], 290 / bgr.shape[1])
+        bgr = cv2.resize(bgr, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)[:220, :290]
+        cells = [_label(bgr, "clean")]
+        for name, kw in levels:
+            p = dg.DegradeParams(read=dg.read_from_shot(kw["shot"]), jpeg_quality=60, **kw)
+            cells.append(_label(dg.degrade_bgr_u8(bgr, p, np.random.default_rng(i)), name))
+        rows.append(np.hstack(cells))
+    out = IMG / "degradation_grid.jpg"
+    cv2.imwrite(str(out), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return {"grid": str(out.relative_to(ROOT))}
+
+
+def cmd_quality(args) -> dict:
+    import torch
+
+    from export.denoiser import common, data
+    from export.denoiser.model import DiffusionConfig, EnhancerGraph, load_checkpoint
+
+    torch.set_num_threads(args.threads)
+    _, val = data.load_split(DATA / "images" / "clean")
+    ys, xs = data.validation_pairs(val, 256)
+    res = {"val_images": len(val), "dark_input": common.score(ys, xs)}
+    teacher, meta = load_checkpoint(args.teacher)
+    diff = DiffusionConfig(**meta["diffusion"])
+    for k in sorted({1, 2, 4, diff.T}):
+        t0 = time.perf_counter()
+        out = common.run_batched(EnhancerGraph(teacher, diff, k), ys, torch.device("cpu"))
+        res[f"teacher_K{k}"] = {**common.score(out, xs), "seconds": round(time.perf_counter() - t0, 1)}
+    for spec in args.student:
+        k, path = spec.split("=", 1)
+        net, smeta = load_checkpoint(path)
+        out = common.run_batched(EnhancerGraph(net, DiffusionConfig(**smeta["diffusion"]), int(k)), ys, torch.device("cpu"))
+        res[f"student_K{k}"] = common.score(out, xs)
+    return res
+
+
+def _frames(n: int, width: int):
+    cap = cv2.VideoCapture(str(DATA / "video" / "vtest.avi"))
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(f, (width, round(f.shape[0] * width / f.shape[1])), interpolation=cv2.INTER_AREA))
+    cap.release()
+    if not frames:
+        raise SystemExit("vtest.avi could not be read")
+    return frames
+
+
+def _mean_change(frames) -> float:
+    return float(np.mean([np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() for a, b in zip(frames[1:], frames[:-1])]))
+
+
+def cmd_temporal(args) -> dict:
+    from engines.enhancer import Enhancer
+    from export import degrade as dg
+    from export.denoiser.common import psnr
+
+    clean = _frames(args.frames, args.width)
+    params = dg.sample_params(np.random.default_rng(args.seed), exposure=args.exposure, mono=False)
+    dark = [dg.degrade_bgr_u8(f, params, np.random.default_rng([args.seed, i])) for i, f in enumerate(clean)]
+    with Enhancer(args.engine, device="cpu") as enh:
+        bright = [enh([d])[0] for d in dark]
+    c, d, e = _mean_change(clean), _mean_change(dark), _mean_change(bright)
+    ps = np.mean([psnr(b[..., ::-1].transpose(2, 0, 1) / 255.0, f[..., ::-1].transpose(2, 0, 1) / 255.0) for b, f in zip(bright, clean)])
+    strip = np.hstack([_label(clean[len(clean) // 2], "clean"), _label(dark[len(dark) // 2], f"darkened x{args.exposure}"),
+                       _label(bright[len(bright) // 2], "enhanced")])
+    cv2.imwrite(str(IMG / "temporal_vtest.jpg"), cv2.resize(strip, None, fx=0.6, fy=0.6), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return {"frames": len(clean), "size": list(clean[0].shape[:2]), "exposure": args.exposure, "params": params.__dict__,
+            "clean_change": round(c, 3), "dark_change": round(d, 3), "enhanced_change": round(e, 3),
+            "ratio_enhanced_over_clean": round(e / c, 3), "enhanced_psnr_vs_clean": round(float(ps), 2)}
+
+
+def _noref(bgr: np.ndarray) -> dict:
+    from skimage.restoration import estimate_sigma
+
+    y = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+    hist = np.bincount((y * 255).astype(np.uint8).ravel(), minlength=256) / y.size
+    hist = hist[hist > 0]
+    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return {"mean_luma": float(y.mean()), "rms_contrast": float(y.std()), "entropy_bits": float(-(hist * np.log2(hist)).sum()),
+            "noise_sigma": float(estimate_sigma(y)), "chroma": float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).mean() / 255)}
+
+
+def cmd_real(args) -> dict:
+    from engines.enhancer import Enhancer
+
+    res, sheet = {}, []
+    with Enhancer(args.engine, device="cpu") as enh:
+        for ds in ("DICM", "LIME"):
+            before, after = [], []
+            files = sorted((DATA / "images" / "lowlight_real" / ds).iterdir())
+            t0 = time.perf_counter()
+            for i, f in enumerate(files):
+                img = cv2.imread(str(f))
+                if img is None:
+                    continue
+                s = min(1.0, args.max_side / max(img.shape[:2]))
+                if s < 1:
+                    img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+                out = enh([img])[0]
+                before.append(_noref(img))
+                after.append(_noref(out))
+                if f.stem in args.sheet.get(ds, []):
+                    sheet.append((img, out, f"{ds} {f.name}"))
+            res[ds] = {"images": len(before), "seconds": round(time.perf_counter() - t0, 1),
+                       "before": {k: round(float(np.mean([b[k] for b in before])), 4) for k in before[0]},
+                       "after": {k: round(float(np.mean([a[k] for a in after])), 4) for k in after[0]}}
+    rows = []
+    for img, out, name in sheet:
+        h = 200
+        a = cv2.resize(img, (round(img.shape[1] * h / img.shape[0]), h), interpolation=cv2.INTER_AREA)
+        b = cv2.resize(out, (a.shape[1], h), interpolation=cv2.INTER_AREA)
+        rows.append(np.hstack([_label(a, name), _label(b, "enhanced (K=2)")]))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    pairs = [np.hstack([rows[i], rows[i + 1]]) if i + 1 < len(rows) else np.hstack([rows[i], np.zeros_like(rows[i])]) for i in range(0, len(rows), 2)]
+    cv2.imwrite(str(IMG / "contact_sheet_real.jpg"), np.vstack(pairs), [cv2.IMWRITE_JPEG_QUALITY, 82])
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="what", required=True)
+    sub.add_parser("grid")
+    q = sub.add_parser("quality")
+    q.add_argument("--teacher", required=True)
+    q.add_argument("--student", action="append", default=[], help="K=path")
+    q.add_argument("--threads", type=int, default=1)
+    t = sub.add_parser("temporal")
+    t.add_argument("--engine", required=True)
+    t.add_argument("--frames", type=int, default=60)
+    t.add_argument("--width", type=int, default=640)
+    t.add_argument("--exposure", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("real")
+    r.add_argument("--engine", required=True)
+    r.add_argument("--max-side", type=int, default=1024)
+    args = p.parse_args()
+    args.sheet = {"DICM": ["01", "05", "12", "23", "34", "47"], "LIME": ["1", "3", "7", "10"]}
+    IMG.mkdir(parents=True, exist_ok=True)
+    res = {"grid": cmd_grid, "quality": cmd_quality, "temporal": cmd_temporal, "real": cmd_real}[args.what](args)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
