@@ -1,0 +1,39 @@
+"""`duskwatch bench pipeline`: the JSON summary, with the ultralytics comparison in the same run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_pipeline_summary(footage, tmp_path):
+    from tests.yolo_exports import exported
+
+    engine = exported("onnx", imgsz=160, batch=8, dynamic=True)
+    clip = str(footage["h264"])
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "bench", "pipeline", "--source", clip, "--source", clip,
+         "--engine", str(engine), "--seconds", "3", "--warmup", "1", "--fps", "10",
+         "--device", "cpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours = summary["pipeline"]
+    assert ours["streams"] == 2 and ours["frames_processed"] > 0
+    assert set(ours["per_stream_fps"]) == {"s0", "s1"}
+    assert ours["fps"] == pytest.approx(ours["frames_processed"] / ours["seconds"], rel=0.01)
+    for stage in ("decode", "detect", "end_to_end"):
+        st = ours["stages"][stage]
+        assert st["n"] > 0 and st["p50_ms"] <= st["p99_ms"]
+    assert ours["stages"]["enhance"]["n"] == 0  # no enhancer given
+    assert ours["frame_age"]["n"] == ours["stages"]["decode"]["n"]
+    ultra = summary["ultralytics"]
+    assert ultra["weights"] == "yolo11n.yaml" and ultra["imgsz"] == 160 and ultra["frames"] > 0
+    assert summary["ratio_vs_ultralytics"] == pytest.approx(ours["fps"] / ultra["fps"], rel=0.01)
