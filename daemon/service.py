@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from urllib.parse import unquote
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -255,7 +256,7 @@ class Service:
         self.notifier.ready(self._status_line())
         log.info("ready: %d cameras", len(self._cameras))
 
-    def stop(self, timeout: float = 4.0) -> None:
+    def stop(self, timeout: float = 3.5) -> None:
         """STOPPING=1, then stop the scheduler, the cameras (in parallel), HTTP, sinks, engines."""
         self.notifier.stopping("stopping")
         self._ready = False
@@ -448,7 +449,8 @@ class Service:
         return SinkSet(sinks, on_failure=lambda name: self.metrics.sink_failures.labels(name).inc())
 
     def _update_secrets(self) -> None:
-        self._secrets = secrets_of(self.cfg)
+        found = secrets_of(self.cfg)  # as they appear in URLs (percent-encoded) ...
+        self._secrets = sorted(set(found) | {unquote(s) for s in found})  # ... and as typed
         if self.secrets_filter is not None:
             self.secrets_filter.set_secrets(self._secrets)
 

@@ -226,3 +226,14 @@ def test_cameras_status_has_no_credentials_even_if_a_source_leaks():
         assert status["cameras"]["b"]["state"] == "streaming"
     finally:
         svc.stop()
+
+
+def test_passwords_are_masked_as_typed_and_as_percent_encoded(monkeypatch):
+    monkeypatch.setenv("DUSKWATCH_TEST_PW", "p@ss:w0rd/x")
+    from daemon.config import parse_config
+
+    cfg = parse_config({"cameras": [{"name": "a", "url": "rtsp://u@h/a", "password_env": "DUSKWATCH_TEST_PW"}],
+                        "engines": {"detector": "/x.onnx", "check_files": False}, "sinks": []})
+    filt = SecretsFilter()
+    svc, _ = make_service(cfg, secrets_filter=filt)
+    assert filt.mask("raw p@ss:w0rd/x and encoded p%40ss%3Aw0rd%2Fx") == "raw *** and encoded ***"
