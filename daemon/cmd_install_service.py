@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         return _install(install, root, args)
     except install.InstallError as exc:
         raise CommandError(str(exc)) from None
+    except PermissionError as exc:
+        raise CommandError(f"permission denied: {exc.filename}; run it as root (sudo) or pass "
+                           "--root DIR to stage the files somewhere writable") from None
+    except OSError as exc:
+        raise CommandError(f"{exc.filename or 'install'}: {exc.strerror}") from None
 
 
 def _install(install, root: Path, args: argparse.Namespace) -> int:
