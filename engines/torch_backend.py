@@ -60,8 +60,15 @@ class TorchEngine(Engine):
         torch = self._torch
         as_torch = any(isinstance(v, torch.Tensor) for v in feed.values())
         args = [self._prepare(feed[s.name]) for s in self.inputs]
-        with torch.inference_mode():
-            outs = self._forward(args)
+        try:
+            with torch.inference_mode():
+                outs = self._forward(args)
+        except RuntimeError as exc:  # e.g. a module traced with tensors pinned to another device
+            raise EngineError(
+                f"{self.path}: the module failed on {self.device} ({str(exc).splitlines()[0][:300]}); "
+                "if it was exported on another device or precision, re-export it on this machine "
+                "(`duskwatch export ... --format torchscript`) or use --device cpu"
+            ) from exc
         outs = [o.float() if o.is_floating_point() else o for o in outs]
         if not as_torch:
             outs = [o.cpu().numpy() for o in outs]

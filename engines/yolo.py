@@ -57,15 +57,19 @@ class Detector:
     """Run a YOLO detection engine on BGR uint8 images of any size."""
 
     def __init__(self, engine: "Engine | str | Path", conf: float = 0.25, iou: float = 0.45,
-                 device: str = "auto"):
+                 device: str = "auto", *, torch_pipeline: bool | None = None):
+        """``torch_pipeline``: letterbox and NMS with torch on the engine's device; by default
+        when a torch or TensorRT engine runs on CUDA, else OpenCV and numpy on the CPU."""
         self.engine = engine if isinstance(engine, Engine) else open_engine(engine, device=device)
         self._owns_engine = not isinstance(engine, Engine)
         self.conf, self.iou = float(conf), float(iou)
         self.input_name, self.output_name = check_detector(self.engine)
         self.imgsz = input_size(self.engine)
         self.names = class_names(self.engine)
-        self._on_gpu = str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \
-            self.engine.backend in ("torch", "tensorrt")
+        if torch_pipeline is None:
+            torch_pipeline = str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \
+                self.engine.backend in ("torch", "tensorrt")
+        self._torch_pipeline = bool(torch_pipeline)
 
     # -- running ---------------------------------------------------------------------------
     @property
@@ -84,8 +88,9 @@ class Detector:
 
     def _detect_chunk(self, images: list[Any]) -> list[Detections]:
         static = self.engine.max_batch
-        if self._on_gpu:
-            batch, boxes = letterbox_torch(images, self.imgsz, static, self.engine.device)
+        if self._torch_pipeline:
+            device = getattr(self.engine, "device", None)
+            batch, boxes = letterbox_torch(images, self.imgsz, static, device)
             pred = self.engine.infer({self.input_name: batch})[self.output_name]
             decoded = decode_torch(pred, self.conf, self.iou)
         else:

@@ -103,3 +103,22 @@ def test_tensorrt_parity():
     # TensorRT may pick TF32 tactics: a looser bound than the CPU backends'
     assert np.abs(out[:, :4] - ref[:, :4]).max() <= 0.5
     assert np.abs(out[:, 4:] - ref[:, 4:]).max() <= 1e-2
+
+
+def test_torch_pipeline_matches_numpy_pipeline():
+    """Letterbox and NMS in torch (the GPU path, run here on the CPU) give the same detections.
+
+    Images are already model-sized so that both letterboxes are exact copies (OpenCV's and
+    torch's bilinear resizes differ in rounding) and any difference is in decode/NMS.
+    """
+    import cv2
+
+    images = [cv2.resize(img, (IMGSZ, IMGSZ)) for img in sample_images(BATCH)]
+    path = exported("torchscript", IMGSZ, BATCH)
+    with Detector(path, conf=CONF, iou=IOU, device="cpu", torch_pipeline=True) as det:
+        on_torch = det(images)
+    with Detector(path, conf=CONF, iou=IOU, device="cpu", torch_pipeline=False) as det:
+        on_numpy = det(images)
+    for a, b in zip(on_torch, on_numpy):
+        assert len(a) == len(b) >= 20
+        _assert_matched(a.boxes, a.class_ids, b.boxes, b.class_ids)
