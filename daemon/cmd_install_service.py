@@ -74,7 +74,8 @@ def _install(install, root: Path, args: argparse.Namespace) -> int:
     )
     plan = install.InstallPlan(
         root=root,
-        unit_text=install.render_unit((deploy / "systemd" / install.UNIT_NAME).read_text(), exe, args.user),
+        unit_text=install.render_unit((deploy / "systemd" / install.UNIT_NAME).read_text(), exe,
+                                      args.user, guide=deploy / "README.md"),
         example_config=_example_config(install, deploy),
         specs=specs,
         build=not args.no_build,

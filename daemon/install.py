@@ -105,8 +105,9 @@ def detect_format(python: str = sys.executable, runner: Runner | None = None) ->
 
 
 # -- rendering --------------------------------------------------------------------------------
-def render_unit(template: str, exec_path: Path | str, user: str) -> str:
-    """The unit with ``ExecStart=``/``ExecReload=`` running ``exec_path`` as ``user``."""
+def render_unit(template: str, exec_path: Path | str, user: str, guide: Path | None = None) -> str:
+    """The unit with ``ExecStart=``/``ExecReload=`` running ``exec_path`` as ``user``, and
+    ``Documentation=`` pointing at ``guide`` (the operator's guide) when given."""
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,30}", user):
         raise InstallError(f"--user '{user}' is not a valid user name ([a-z_][a-z0-9_-]*)")
     if TEMPLATE_EXEC not in template:
@@ -116,6 +117,8 @@ def render_unit(template: str, exec_path: Path | str, user: str) -> str:
     text, n_group = re.subn(r"(?m)^Group=.*$", f"Group={user}", text)
     if n_user != 1 or n_group != 1:
         raise InstallError("the unit template must have exactly one User= and one Group= line")
+    if guide is not None:
+        text = re.sub(r"(?m)^Documentation=.*$", f"Documentation=file://{Path(guide).resolve()}", text)
     return text
 
 

@@ -47,6 +47,7 @@ def test_install_no_build_then_uninstall(tmp_path):
     exe = Path(sys.executable).parent / "duskwatch"
     assert f"ExecStart={exe} run --config /etc/duskwatch/duskwatch.yaml" in unit
     assert install.TEMPLATE_EXEC not in unit
+    assert f"Documentation=file://{ROOT / 'deploy' / 'README.md'}" in unit
     creds = install.under(tmp_path, install.CREDENTIALS_DIR)
     assert stat.S_IMODE(creds.stat().st_mode) == 0o700
     cfg_path = install.under(tmp_path, install.CONFIG_PATH)
