@@ -34,9 +34,13 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= v <= 1.0:
             raise CommandError(f"{name} {v} must be between 0 and 1", exit_code=2)
     try:
-        enhance = _enhancer(args.enhancer)
-        with Detector(args.engine, conf=args.conf, iou=args.iou, device=args.device) as det:
-            failed = _detect_all(det, enhance, args.images)
+        enhance = _enhancer(args.enhancer, args.device)
+        try:
+            with Detector(args.engine, conf=args.conf, iou=args.iou, device=args.device) as det:
+                failed = _detect_all(det, enhance, args.images)
+        finally:
+            if enhance is not None:
+                enhance.close()
     except EngineError as exc:
         raise CommandError(str(exc)) from None
     if failed:
@@ -65,7 +69,7 @@ def _detect_all(det, enhance, paths: list[str]) -> list[str]:
     return failed
 
 
-def _enhancer(path: str | None):
+def _enhancer(path: str | None, device: str):
     if path is None:
         return None
     try:
@@ -73,4 +77,4 @@ def _enhancer(path: str | None):
     except ImportError as exc:
         raise CommandError(f"--enhancer {path}: the enhancer runtime is not available in this "
                            f"install ({exc})") from None
-    return Enhancer(path)
+    return Enhancer(path, device=device)
