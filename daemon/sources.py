@@ -1,0 +1,444 @@
+"""Camera sources: one reader thread per camera over OpenCV's FFmpeg backend.
+
+A source's life is :class:`~daemon.frames.CameraState` with the transitions in :data:`ALLOWED`,
+guarded by one lock, and an event to ``events.on_state`` on every change::
+
+    stopped -> connecting -> streaming -> stalled -> backing_off -> connecting -> ...
+                     \\-> backing_off (open failed)   \\-> backing_off (stream lost)
+    any -> stopped (stop(), or a file that ended without ``loop``)
+
+Opening and reading are bounded by the camera's ``open_timeout_s`` and ``read_timeout_s``
+(OpenCV's ``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``), so :meth:`stop` joins
+within those bounds. A read that blocks for the whole read timeout is a stall; one that fails
+sooner is a lost stream. Reconnects wait with capped exponential backoff and jitter
+(:mod:`daemon.backoff`), reset after a healthy streaming period.
+
+Buffer policy: *keep the latest*. The source decodes every frame and keeps only the newest in a
+one-slot buffer; a frame overwritten before the scheduler took it is counted through
+``events.on_frame_skipped``. Per-camera ``fps`` limits belong to the scheduler. Files play at
+their own frame rate (``loop`` restarts them). Monochrome, 16-bit and BGRA frames become 8-bit BGR.
+
+Credentials: the resolved URL is only ever handed to OpenCV. Logs, states, errors and
+:meth:`status` use ``cfg.display_url``, and any text from OpenCV/FFmpeg is scrubbed of the
+password. FFmpeg's own stderr logging is silenced (``OPENCV_FFMPEG_LOGLEVEL``) because it can
+echo URLs.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+from urllib.parse import quote, unquote, urlsplit
+
+import numpy as np
+
+from daemon.backoff import Backoff
+from daemon.config import CameraConfig, ConfigError
+from daemon.frames import CameraSource, CameraState, Frame, SourceEvents, StateChange
+from daemon.rtsp_probe import diagnose
+
+log = logging.getLogger("duskwatch.sources")
+
+S = CameraState
+ALLOWED: dict[CameraState, frozenset[CameraState]] = {
+    S.STOPPED: frozenset({S.CONNECTING}),
+    S.CONNECTING: frozenset({S.STREAMING, S.BACKING_OFF, S.STOPPED}),
+    S.STREAMING: frozenset({S.STALLED, S.BACKING_OFF, S.STOPPED}),
+    S.STALLED: frozenset({S.BACKING_OFF, S.STOPPED}),
+    S.BACKING_OFF: frozenset({S.CONNECTING, S.STOPPED}),
+}
+"""Every state change a source may make; anything else is a bug (:class:`InvalidTransition`)."""
+
+HEALTHY_STREAM_S = 10.0  # streaming this long resets the backoff
+STALL_FRACTION = 0.8  # a failed read that blocked this much of read_timeout_s is a stall
+FPS_WINDOW = 30  # frames in the measured-fps window
+WAIT_SLICE_S = 0.5  # backoff waits in slices so the heartbeat stays fresh
+
+# FFmpeg logs straight to stderr and some of its messages echo URLs: keep it quiet unless an
+# operator asked for more (they then accept that risk). Read once, at the first FFmpeg capture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+_OPEN_LOCK = threading.Lock()  # OPENCV_FFMPEG_CAPTURE_OPTIONS is process-global
+
+
+class InvalidTransition(RuntimeError):
+    """A state change that :data:`ALLOWED` does not list."""
+
+
+class Capture(Protocol):
+    """What a source needs from ``cv2.VideoCapture`` (the ``capture_factory`` seam)."""
+
+    def isOpened(self) -> bool: ...
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[str, "OpenOptions"], Capture]
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """How to open one stream (what the default factory turns into VideoCapture params)."""
+
+    open_timeout_s: float
+    read_timeout_s: float
+    transport: str | None  # "tcp"/"udp" for RTSP, None for files and HTTP
+
+
+def opencv_capture(url: str, opts: OpenOptions) -> Capture:
+    """The default capture factory: ``cv2.VideoCapture(url, CAP_FFMPEG, params)``.
+
+    OpenCV asks FFmpeg for RTSP over TCP unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` is set, so the
+    common case (TCP, variable unset) opens without any lock. Otherwise the transport goes through
+    that variable, which is process-global: it is set under a module lock around the open and
+    restored after (opens of such cameras then take turns, each bounded by its open timeout).
+    """
+    import cv2
+
+    _quiet_opencv_logging(cv2)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(opts.open_timeout_s * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(opts.read_timeout_s * 1000)]
+    key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+    if opts.transport in (None, "tcp") and key not in os.environ:
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    with _OPEN_LOCK:
+        before = os.environ.get(key)
+        if opts.transport:
+            extra = f"rtsp_transport;{opts.transport}"
+            os.environ[key] = f"{before}|{extra}" if before else extra
+        try:
+            return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        finally:
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+
+
+def _quiet_opencv_logging(cv2: Any) -> None:
+    """OpenCV's INFO/DEBUG logs can print capture file names (URLs): cap them at WARNING."""
+    try:
+        if cv2.utils.logging.getLogLevel() > cv2.utils.logging.LOG_LEVEL_WARNING:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+    except AttributeError:  # a build without cv2.utils.logging
+        pass
+
+
+# -- frames ------------------------------------------------------------------------------------
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """8-bit HxWx3 BGR from what a decoder returns (gray, gray HxWx1, BGRA, 16-bit)."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels == 3:
+        return np.ascontiguousarray(image)
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2))
+    if channels == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    raise ValueError(f"cannot use a frame with {channels} channels (shape {image.shape})")
+
+
+class Scrubber:
+    """Removes a URL's password (raw and percent-encoded) and the URL itself from text."""
+
+    def __init__(self, secret_url: str, display_url: str):
+        self._pairs = [(secret_url, display_url)] if secret_url != display_url else []
+        password = urlsplit(secret_url).password
+        self._words = sorted({w for w in (password, unquote(password or ""),
+                                          quote(unquote(password or ""), safe="")) if w},
+                             key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret, shown in self._pairs:
+            text = text.replace(secret, shown)
+        for word in self._words:
+            text = text.replace(word, "***")
+        return text
+
+
+# -- the source --------------------------------------------------------------------------------
+class OpenCVSource:
+    """One camera: a reader thread, a state machine, a one-slot latest-frame buffer."""
+
+    def __init__(self, cfg: CameraConfig, events: SourceEvents, *,
+                 capture_factory: CaptureFactory | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 backoff: Backoff | None = None, healthy_after_s: float = HEALTHY_STREAM_S):
+        self.name = cfg.name
+        self.cfg = cfg
+        self._events = events
+        self._factory = capture_factory or opencv_capture
+        self._clock = clock
+        self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._healthy_after_s = healthy_after_s
+        self._lock = threading.Lock()
+        self._stop_evt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = CameraState.STOPPED
+        self._since = clock()
+        self._since_wall = time.time()
+        self._heartbeat = clock()
+        self._last_error = ""
+        self._slot: Frame | None = None
+        self._taken_seq = -1
+        self._seq = -1
+        self._skipped = 0
+        self._reconnects = 0
+        self._size: tuple[int, int] | None = None
+        self._stamps: collections.deque[float] = collections.deque(maxlen=FPS_WINDOW)
+        self._scrub: Callable[[str], str] = lambda text: text
+
+    # CameraSource ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the reader thread (again, after :meth:`stop`)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+        self._stop_evt.clear()
+        self._transition(S.CONNECTING, f"starting {self.cfg.display_url}")
+        self._thread = threading.Thread(target=self._run, name=f"duskwatch-source-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the reader; returns within ``timeout``. A thread still blocked in an open or
+        read (bounded by the camera's timeouts) exits on its own once that call returns."""
+        self._stop_evt.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("camera %s: reader still blocked in OpenCV after %.1f s; it exits "
+                            "when its open/read timeout expires", self.name, timeout)
+        if self.state is not S.STOPPED:
+            self._transition(S.STOPPED, "stopped")
+
+    def latest(self, after_seq: int = -1) -> Frame | None:
+        with self._lock:
+            frame = self._slot
+            if frame is None or frame.seq <= after_seq:
+                return None
+            self._taken_seq = max(self._taken_seq, frame.seq)
+            return frame
+
+    @property
+    def state(self) -> CameraState:
+        with self._lock:
+            return self._state
+
+    def status(self) -> dict:
+        """JSON-able state for /cameras (no credentials)."""
+        with self._lock:
+            w, h = self._size or (None, None)
+            return {
+                "name": self.name,
+                "state": self._state.value,
+                "since": round(self._since_wall, 3),
+                "last_error": self._last_error,
+                "frames": self._seq + 1,
+                "skipped": self._skipped,
+                "reconnects": self._reconnects,
+                "url": self.cfg.display_url,
+                "width": w,
+                "height": h,
+                "fps": round(self._measured_fps(), 2) if self._state is S.STREAMING else 0.0,
+            }
+
+    def heartbeat(self) -> float:
+        return self._heartbeat
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    # state machine -----------------------------------------------------------------------------
+    def _transition(self, new: CameraState, reason: str = "") -> bool:
+        """Move to ``new`` and report it; False (no event) when stopping made it moot."""
+        reason = self._scrub(reason)
+        with self._lock:
+            old = self._state
+            if old is new:
+                return False
+            if self._stop_evt.is_set() and new is not S.STOPPED:
+                return False  # stop() won: the reader only winds down now
+            if new not in ALLOWED[old]:
+                raise InvalidTransition(f"camera {self.name}: {old.value} -> {new.value}")
+            self._state = new
+            self._since, self._since_wall = self._clock(), time.time()
+        log.debug("camera %s: %s -> %s (%s)", self.name, old.value, new.value, reason)
+        self._events.on_state(StateChange(self.name, old, new, reason, time.time()))
+        return True
+
+    def _fail(self, reason: str) -> None:
+        """Record a credential-free error and back off before the next attempt."""
+        delay = self._backoff.next_delay()
+        with self._lock:
+            self._last_error = self._scrub(reason)
+        if self._transition(S.BACKING_OFF, f"{reason}; retrying in {delay:.1f} s"):
+            self._wait(delay)
+
+    def _wait(self, seconds: float) -> None:
+        end = self._clock() + seconds
+        while not self._stop_evt.is_set():
+            self._heartbeat = self._clock()
+            left = end - self._clock()
+            if left <= 0:
+                return
+            self._stop_evt.wait(min(left, WAIT_SLICE_S))
+
+    # reader thread -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        reopen_quietly = False
+        try:
+            url = self.cfg.resolved_url()
+        except ConfigError as exc:
+            self._last_error = str(exc)
+            self._transition(S.STOPPED, str(exc))
+            return
+        self._scrub = Scrubber(url, self.cfg.display_url)
+        try:
+            while not self._stop_evt.is_set():
+                if attempt and not reopen_quietly:
+                    self._reconnects += 1
+                    self._events.on_reconnect(self.name)
+                    if not self._transition(S.CONNECTING, f"reconnecting to {self.cfg.display_url}"):
+                        break
+                attempt += 1
+                outcome = self._session(url)
+                if outcome == "ended":
+                    break
+                reopen_quietly = outcome == "loop"
+        except Exception as exc:  # noqa: BLE001 - a reader bug must end in a visible state
+            log.exception("camera %s: reader failed", self.name)
+            with self._lock:
+                self._last_error = self._scrub(f"{type(exc).__name__}: {exc}")
+            self._stop_evt.set()
+            self._transition(S.STOPPED, self._last_error)
+
+    def _session(self, url: str) -> str:
+        """One connection: open, stream until it fails, back off. Returns "ended" when the
+        source is done for good (end of a non-looping file, or stopped), "loop" when a looping
+        file ended and should be reopened at once, else "retry"."""
+        cap = self._open(url)
+        if cap is None:
+            return "retry"
+        try:
+            outcome, reason, healthy = self._stream(cap, url)
+        finally:
+            cap.release()
+        if healthy:
+            self._backoff.reset()
+        if outcome == "eof":
+            if self.cfg.loop and self.state is S.STREAMING:
+                return "loop"
+            if not self.cfg.loop:
+                self._transition(S.STOPPED, reason)
+                return "ended"
+        if outcome == "stalled" and self.state is S.STREAMING:
+            self._transition(S.STALLED, reason)
+        if not self._stop_evt.is_set():
+            self._fail(reason)
+        return "retry"
+
+    def _options(self) -> OpenOptions:
+        transport = self.cfg.transport if urlsplit(self.cfg.display_url).scheme in (
+            "rtsp", "rtsps") else None
+        return OpenOptions(self.cfg.open_timeout_s, self.cfg.read_timeout_s, transport)
+
+    def _open(self, url: str) -> Capture | None:
+        """An opened capture, or None after reporting why and backing off."""
+        self._heartbeat = self._clock()
+        try:
+            cap = self._factory(url, self._options())
+            opened = cap.isOpened()
+        except Exception as exc:  # noqa: BLE001 - OpenCV raises cv2.error with URL text
+            self._fail(f"cannot open {self.cfg.display_url}: {self._scrub(str(exc))}")
+            return None
+        self._heartbeat = self._clock()
+        if opened:
+            return cap
+        cap.release()
+        if self._stop_evt.is_set():
+            return None
+        why = diagnose(url, min(self.cfg.open_timeout_s, 5.0))
+        self._fail(f"cannot open {self.cfg.display_url}: {why}")
+        return None
+
+    def _stream(self, cap: Capture, url: str) -> tuple[str, str, bool]:
+        """Read until the stream fails: (outcome, reason, was it healthy long enough)."""
+        period = self._file_period(cap)
+        started = None
+        next_due = self._clock()
+        while not self._stop_evt.is_set():
+            t0 = self._clock()
+            ok, image = cap.read()
+            t1 = self._clock()
+            self._heartbeat = t1
+            if not ok or image is None:
+                healthy = started is not None and t1 - started >= self._healthy_after_s
+                return (*self._classify_failure(t1 - t0, period is not None), healthy)
+            self._publish(image, t1 - t0)
+            if started is None:
+                started = t1
+                h, w = image.shape[:2]
+                self._transition(S.STREAMING, f"streaming {w}x{h} from {self.cfg.display_url}")
+            if period is not None:
+                next_due = max(next_due + period, t1 - period)
+                self._wait(next_due - self._clock())
+        return "stopped", "stopped", False
+
+    def _file_period(self, cap: Capture) -> float | None:
+        """Seconds per frame for file sources (played at their own rate), None for streams."""
+        if not self.cfg.is_file:
+            return None
+        try:
+            import cv2
+
+            fps = float(cap.get(cv2.CAP_PROP_FPS))
+        except Exception:  # noqa: BLE001 - a fake capture, or no FPS in the file
+            fps = 0.0
+        return 1.0 / fps if 0 < fps <= 1000 else 1.0 / 25.0
+
+    def _classify_failure(self, blocked_s: float, is_file: bool) -> tuple[str, str]:
+        if is_file:
+            return "eof", f"end of file {self.cfg.display_url}"
+        if blocked_s >= STALL_FRACTION * self.cfg.read_timeout_s:
+            return "stalled", f"no frame for {blocked_s:.1f} s (read_timeout_s {self.cfg.read_timeout_s:g})"
+        return "lost", f"stream from {self.cfg.display_url} ended or the connection was lost"
+
+    def _publish(self, raw: np.ndarray, decode_s: float) -> None:
+        image = to_bgr(raw)
+        now = self._clock()
+        skipped = 0
+        with self._lock:
+            if self._slot is not None and self._slot.seq > self._taken_seq:
+                skipped = 1
+                self._skipped += 1
+            self._seq += 1
+            self._slot = Frame(self.name, image, self._seq, now, time.time(), decode_s)
+            self._size = (image.shape[1], image.shape[0])
+            self._stamps.append(now)
+        if skipped:
+            self._events.on_frame_skipped(self.name, skipped)
+
+    def _measured_fps(self) -> float:
+        if len(self._stamps) < 2 or self._stamps[-1] <= self._stamps[0]:
+            return 0.0
+        return (len(self._stamps) - 1) / (self._stamps[-1] - self._stamps[0])
+
+
+def make_source(cfg: CameraConfig, events: SourceEvents) -> CameraSource:
+    """The default :data:`daemon.frames.SourceFactory`."""
+    return OpenCVSource(cfg, events)
