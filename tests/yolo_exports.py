@@ -39,8 +39,13 @@ def reference_model(seed: int = 0):
 
     from export.yolo import load_yolo
 
-    logging.getLogger("export.yolo").setLevel(logging.ERROR)  # the random-weights banner
-    model = load_yolo("yolo11n.yaml", seed=seed)
+    logger = logging.getLogger("export.yolo")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the random-weights banner: expected here
+    try:
+        model = load_yolo("yolo11n.yaml", seed=seed)
+    finally:
+        logger.setLevel(level)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for mod in model.model.modules():
