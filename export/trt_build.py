@@ -145,7 +145,8 @@ def build_engine(onnx_path: Path, out: Path, opts: BuildOptions,
     config, cache = configure(trt, builder, network, opts, cache_bytes, say)
     blob = build(builder, network, config)
     save(blob, out)
-    cache_path.write_bytes(bytes(_need(cache.serialize(), "timing cache serialize")))
+    updated = config.get_timing_cache() or cache  # the builder added this build's timings
+    cache_path.write_bytes(bytes(_need(updated.serialize(), "timing cache serialize")))
     say(f"engine {out} ({len(blob) / 1e6:.1f} MB); timing cache saved to {cache_path}")
     return {"tensorrt_version": trt.__version__, "gpu": torch.cuda.get_device_name(0),
             "timing_cache": str(cache_path)}
@@ -205,7 +206,11 @@ def make_calibrator(trt: Any, opts: BuildOptions) -> Any:
     import torch
 
     files = calibration_frames(opts.calib_dir, opts.calib_max_images)
-    batch = min(opts.calib_batch, len(files), opts.batch)
+    # a static engine calibrates at its own batch; a dynamic one at most at the profile's max
+    batch = min(opts.calib_batch, opts.batch) if opts.dynamic else opts.batch
+    if len(files) < batch:
+        raise ExportError(f"--calib-dir {opts.calib_dir}: {len(files)} images, fewer than one "
+                          f"calibration batch ({batch}); add more frames (a few hundred is good)")
     cache_file = Path(opts.calib_dir) / "calibration.cache"
     batches = calibration_batches(files, opts.imgsz, batch)
 

@@ -170,6 +170,9 @@ def _ultralytics_export(model: Any, tmp: Path, fmt: str, opts: ExportOptions) ->
     if half and not torch.cuda.is_available():
         log.warning("--half: ultralytics exports fp16 %s only on a CUDA GPU; this one is fp32", fmt)
     device = "0" if half and torch.cuda.is_available() else "cpu"
+    quiet = logging.getLogger("ultralytics")  # it logs to stdout; our progress goes to stderr
+    level = quiet.level
+    quiet.setLevel(logging.WARNING if level <= logging.INFO else level)
     try:
         produced = model.export(format=fmt, imgsz=opts.imgsz, batch=opts.batch,
                                 dynamic=opts.dynamic, simplify=True, device=device,
@@ -177,6 +180,8 @@ def _ultralytics_export(model: Any, tmp: Path, fmt: str, opts: ExportOptions) ->
     except Exception as exc:
         raise ExportError(f"ultralytics could not export to {fmt}: {type(exc).__name__}: {exc}") \
             from exc
+    finally:
+        quiet.setLevel(level)
     if not produced or not Path(produced).is_file():
         raise ExportError(f"ultralytics reported no {fmt} file (got {produced!r})")
     return Path(produced)
