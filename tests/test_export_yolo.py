@@ -131,3 +131,19 @@ def test_detector_rejects_bad_images():
     with Detector(exported("onnx", 320, 2), device="cpu") as det:
         with pytest.raises(ValueError, match="image 1: expected a BGR uint8 HxWx3"):
             det([np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.uint8)])
+
+
+def test_calibration_frames_and_batches(tmp_path):
+    from export.trt_build import calibration_batches, calibration_frames
+    from export.yolo import ExportError
+
+    with pytest.raises(ExportError, match="no images found"):
+        calibration_frames(tmp_path, 10)
+    for i, img in enumerate(sample_images(3)):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), img)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    files = calibration_frames(tmp_path, 10)
+    assert [f.name for f in files] == ["0.jpg", "1.jpg", "2.jpg"]
+    batches = list(calibration_batches(files, 160, 2))  # the incomplete last batch is dropped
+    assert len(batches) == 1 and batches[0].shape == (2, 3, 160, 160)
+    assert batches[0].dtype == np.float32 and 0.0 <= batches[0].min() <= batches[0].max() <= 1.0
