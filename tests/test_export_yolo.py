@@ -111,6 +111,7 @@ def test_engine_format_without_tensorrt(tmp_path, capsys):
 def test_static_batch_is_chunked_and_padded():
     images = sample_images(3)  # 3 images through a batch-2 engine: 2 + (1 + padding)
     with Detector(exported("onnx", 320, 2), conf=0.05, device="cpu") as det:
+        det.warmup()
         together = det(images)
         alone = [det([img])[0] for img in images]
     for a, b in zip(together, alone):
