@@ -10,7 +10,8 @@ guarded by one lock, and an event to ``events.on_state`` on every change::
 Opening and reading are bounded by the camera's ``open_timeout_s`` and ``read_timeout_s``
 (OpenCV's ``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``), so :meth:`stop` joins
 within those bounds. A read that blocks for the whole read timeout is a stall; one that fails
-sooner is a lost stream. Reconnects wait with capped exponential backoff and jitter
+sooner is a lost stream (a read that returns a frame only after the whole read timeout, which
+OpenCV does when it drains its decoder after the timeout fired, is a stall too). Reconnects wait with capped exponential backoff and jitter
 (:mod:`daemon.backoff`), reset after a healthy streaming period.
 
 Buffer policy: *keep the latest*. The source decodes every frame and keeps only the newest in a
@@ -386,7 +387,10 @@ class OpenCVSource:
             ok, image = cap.read()
             t1 = self._clock()
             self._heartbeat = t1
-            if not ok or image is None:
+            timed_out = period is None and t1 - t0 >= self.cfg.read_timeout_s
+            if not ok or image is None or timed_out:
+                # OpenCV may hand out a frame drained from the decoder after its read timeout
+                # fired: the stream has still stalled.
                 healthy = started is not None and t1 - started >= self._healthy_after_s
                 return (*self._classify_failure(t1 - t0, period is not None), healthy)
             self._publish(image, t1 - t0)
