@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from export.denoiser import common, data, diffusion
 from export.denoiser.model import (DiffusionConfig, EnhancerGraph, denoiser_fn, file_sha256,
-                                   load_checkpoint, save_atomic, save_weights_only)
+                                   load_checkpoint, normalize_exposure, save_atomic, save_weights_only)
 
 
 @dataclass
@@ -77,7 +77,7 @@ def make_pool(teacher, diff, K, photos, cfg: DistillConfig, rng, device) -> dict
         y, x0 = data.training_batch(photos, cfg.batch, cfg.crop, rng)
         ys.append(y)
         x0s.append(x0)
-    y = torch.from_numpy(np.concatenate(ys)).to(device)
+    y = normalize_exposure(torch.from_numpy(np.concatenate(ys)).to(device))  # the bridge's endpoint
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     eps = torch.randn(y.shape, generator=gen).to(device)
     return {"y": y, "states": teacher_trajectories(teacher, diff, K, y, eps)}

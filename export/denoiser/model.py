@@ -26,7 +26,7 @@ NOISE_SEED = 20240607
 @dataclass(frozen=True)
 class DiffusionConfig:
     T: int = 16
-    kappa: float = 0.25
+    kappa: float = 0.1
     eta_1: float = 1e-3
     eta_T: float = 0.999
     p: float = 0.3
@@ -54,6 +54,19 @@ def tile_noise(table: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
     return table.repeat(1, 1, reps_h, reps_w)[:, :, :h, :w].expand(n, -1, -1, -1)
 
 
+def normalize_exposure(y: torch.Tensor, target: float = 0.45, max_gain: float = 20.0) -> torch.Tensor:
+    """Global exposure pre-gain of the dark frame: ``y * clamp(target / mean(y), 1, max_gain)``.
+
+    The residual-shift bridge then runs between the clean image and this brightened frame
+    (as ResShift bridges to the bicubic-upsampled low-resolution image), so the network learns
+    denoising, local tone and colour rather than a large multiplicative gain, which a
+    convolutional network with additive skips represents poorly. Values are not clipped, so
+    bright lamps keep their detail above 1.
+    """
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    return y * (target / (mean + 1e-4)).clamp(1.0, max_gain)
+
+
 def denoiser_fn(net: DenoiserUNet):
     """Adapt the network to the sampler's ``denoise(x_t, y, eta)`` contract."""
 
@@ -64,7 +77,7 @@ def denoiser_fn(net: DenoiserUNet):
 
 
 class EnhancerGraph(nn.Module):
-    """image -> enhanced: K deterministic residual-shift steps, unrolled."""
+    """image -> enhanced: exposure pre-gain, then K deterministic residual-shift steps, unrolled."""
 
     def __init__(self, net: DenoiserUNet, diff: DiffusionConfig, steps: int, noise_seed: int = NOISE_SEED):
         super().__init__()
@@ -81,7 +94,8 @@ class EnhancerGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         n, _, h, w = image.shape
         eps = tile_noise(self.noise, n, h, w)
-        out = diffusion.sample(denoiser_fn(self.net), image, self.etas, self.kappa, eps)
+        y = normalize_exposure(image)
+        out = diffusion.sample(denoiser_fn(self.net), y, self.etas, self.kappa, eps)
         return out.clamp(0.0, 1.0)
 
 

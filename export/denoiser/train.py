@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from export.denoiser import common, data, diffusion
-from export.denoiser.model import DiffusionConfig, EnhancerGraph, save_atomic
+from export.denoiser.model import DiffusionConfig, EnhancerGraph, normalize_exposure, save_atomic
 from export.denoiser.net import NetConfig, build_net
 
 
@@ -56,6 +56,7 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
 
 
 def teacher_loss(net, x0: torch.Tensor, y: torch.Tensor, diff: DiffusionConfig, gen: torch.Generator) -> torch.Tensor:
+    y = normalize_exposure(y)
     etas = torch.as_tensor(diff.etas(), dtype=torch.float32, device=x0.device)
     t = torch.randint(1, diff.T + 1, (x0.shape[0],), generator=gen, device="cpu").to(x0.device)
     eta = etas[t].view(-1, 1, 1, 1)
