@@ -28,6 +28,7 @@ echo URLs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import threading
@@ -59,6 +60,8 @@ HEALTHY_STREAM_S = 10.0  # streaming this long resets the backoff
 STALL_FRACTION = 0.8  # a failed read that blocked this much of read_timeout_s is a stall
 FPS_WINDOW = 30  # frames in the measured-fps window
 WAIT_SLICE_S = 0.5  # backoff waits in slices so the heartbeat stays fresh
+BLOCK_GRACE_S = 2.0  # a blocking OpenCV call may overrun its own timeout by this much
+PROBE_TIMEOUT_S = 3.0  # most time the failure probe may take per step
 
 # FFmpeg logs straight to stderr and some of its messages echo URLs: keep it quiet unless an
 # operator asked for more (they then accept that risk). Read once, at the first FFmpeg capture.
@@ -190,6 +193,7 @@ class OpenCVSource:
         self._since = clock()
         self._since_wall = time.time()
         self._heartbeat = clock()
+        self._blocked_until: float | None = None
         self._last_error = ""
         self._slot: Frame | None = None
         self._taken_seq = -1
@@ -257,7 +261,24 @@ class OpenCVSource:
             }
 
     def heartbeat(self) -> float:
+        """The reader's last sign of life. Inside a blocking open/read that is still within its
+        timeout (plus grace) the reader counts as alive now; past that bound it goes stale."""
+        now = self._clock()
+        until = self._blocked_until
+        if until is not None and now <= until:
+            return now
         return self._heartbeat
+
+    @contextlib.contextmanager
+    def _blocking(self, bound_s: float):
+        """Mark a call that may block for up to ``bound_s`` (its own timeout)."""
+        self._heartbeat = self._clock()
+        self._blocked_until = self._heartbeat + bound_s + BLOCK_GRACE_S
+        try:
+            yield
+        finally:
+            self._blocked_until = None
+            self._heartbeat = self._clock()
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -360,20 +381,21 @@ class OpenCVSource:
 
     def _open(self, url: str) -> Capture | None:
         """An opened capture, or None after reporting why and backing off."""
-        self._heartbeat = self._clock()
         try:
-            cap = self._factory(url, self._options())
-            opened = cap.isOpened()
+            with self._blocking(self.cfg.open_timeout_s):
+                cap = self._factory(url, self._options())
+                opened = cap.isOpened()
         except Exception as exc:  # noqa: BLE001 - OpenCV raises cv2.error with URL text
             self._fail(f"cannot open {self.cfg.display_url}: {self._scrub(str(exc))}")
             return None
-        self._heartbeat = self._clock()
         if opened:
             return cap
         cap.release()
         if self._stop_evt.is_set():
             return None
-        why = diagnose(url, min(self.cfg.open_timeout_s, 5.0))
+        probe_s = min(self.cfg.open_timeout_s, PROBE_TIMEOUT_S)
+        with self._blocking(2 * probe_s):  # connect, then the reply
+            why = diagnose(url, probe_s)
         self._fail(f"cannot open {self.cfg.display_url}: {why}")
         return None
 
@@ -384,9 +406,9 @@ class OpenCVSource:
         next_due = self._clock()
         while not self._stop_evt.is_set():
             t0 = self._clock()
-            ok, image = cap.read()
+            with self._blocking(self.cfg.read_timeout_s):
+                ok, image = cap.read()
             t1 = self._clock()
-            self._heartbeat = t1
             timed_out = period is None and t1 - t0 >= self.cfg.read_timeout_s
             if not ok or image is None or timed_out:
                 # OpenCV may hand out a frame drained from the decoder after its read timeout

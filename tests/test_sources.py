@@ -257,6 +257,22 @@ def test_stop_returns_while_a_read_is_blocked_and_the_thread_ends(sources):
     assert all(c.released for c in factory.opened)
 
 
+def test_heartbeat_is_fresh_inside_a_bounded_read_and_stale_past_its_bound(sources):
+    now = [100.0]
+    hold = threading.Event()
+    factory = ScriptedFactory(lambda: ScriptedCapture([img(1)], "stall", 30, hold))
+    src, events = sources(camera("cam", "rtsp://127.0.0.1:1/x", read_timeout_s=1.0), factory,
+                          clock=lambda: now[0])
+    src.start()
+    events.wait_state("cam", S.STREAMING, 10)
+    assert wait_until(lambda: src._blocked_until is not None, 5)  # in the second read
+    now[0] = 102.5  # within read_timeout_s + grace: alive
+    assert src.heartbeat() == 102.5
+    now[0] = 110.0  # past the bound: a hung read shows as a stale heartbeat
+    assert src.heartbeat() == 100.0
+    hold.set()
+
+
 def test_missing_password_env_is_a_stopped_camera_with_the_reason(sources):
     cfg = camera("cam", "rtsp://admin@127.0.0.1:1/x", password_env="DUSKWATCH_TEST_UNSET_PW")
     src, events = sources(cfg, ScriptedFactory(ClosedCapture))
