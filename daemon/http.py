@@ -43,6 +43,10 @@ def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             try:
                 self._route(path)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client went away (a scrape that timed out): nothing to answer, not an error.
+                log.debug("GET %s: client disconnected before the answer was sent", path)
+                self.close_connection = True
             except Exception as exc:  # noqa: BLE001 - one bad request never kills the server
                 log.exception("GET %s failed", path)
                 self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": type(exc).__name__})

@@ -110,3 +110,34 @@ def test_snapshot_unknown_or_invalid_camera(served):
         assert status == 404, path
         assert json.loads(body)["cameras"] == ["a", "b"]
     assert get(base, "/nothing")[0] == 404
+
+
+class _VanishingClientApp:
+    """An app whose /metrics answer finds the client gone, as after a timed-out scrape."""
+
+    def metrics_payload(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def cameras_status(self):
+        return {"ok": True}
+
+    def camera_names(self):
+        return []
+
+
+def test_client_disconnect_is_not_logged_as_an_error(caplog):
+    from daemon.http import HttpServer
+
+    server = HttpServer(_VanishingClientApp(), "127.0.0.1", 0)
+    server.start()
+    base = "http://%s:%d" % server.address
+    try:
+        with caplog.at_level("DEBUG", logger="duskwatch.http"):
+            with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+                urllib.request.urlopen(base + "/metrics", timeout=5).read()
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+        assert any("client disconnected" in r.getMessage() for r in caplog.records)
+        # the server still answers the next request
+        assert get(base, "/cameras")[0] == 200
+    finally:
+        server.stop()
