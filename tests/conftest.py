@@ -105,10 +105,12 @@ def require_prometheus() -> None:
 
 # -- footage -----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def footage(request: pytest.FixtureRequest) -> dict[str, Path]:
+def footage(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Path]:
     """``{name: Path}`` for every clip in :mod:`tests.rtsp.footage` (made once, then cached in
-    ``.pytest_cache``). Skips when ffmpeg is missing."""
-    cache = Path(request.config.cache.mkdir(f"duskwatch-footage-{FOOTAGE_VERSION}"))
+    ``.pytest_cache``, or per run with ``-p no:cacheprovider``). Skips when ffmpeg is missing."""
+    name = f"duskwatch-footage-{FOOTAGE_VERSION}"
+    pytest_cache = getattr(request.config, "cache", None)
+    cache = Path(pytest_cache.mkdir(name) if pytest_cache else tmp_path_factory.mktemp(name))
     try:
         return ensure_footage(cache)
     except FootageError as exc:
