@@ -24,6 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-out", help="also write small fp16 inference weights here (what ships in export/weights/)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--time-limit", type=float, help="stop and save after this many seconds")
+    p.add_argument("--noise", choices=["zero", "random"], default="zero",
+                   help="starting noise of the teacher trajectories (zero: the path the exported graph takes)")
     p.add_argument("--seed", type=int, default=1)
 
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher, steps=args.steps, data=args.data, out=args.out, iters=args.iters,
         batch=args.batch, crop=args.crop, lr=args.lr, pool=args.pool, refresh=args.refresh,
         device=args.device, resume=args.resume, val_every=args.val_every, seed=args.seed,
-        time_limit=args.time_limit, weights_out=args.weights_out,
+        time_limit=args.time_limit, weights_out=args.weights_out, noise=args.noise,
     )
     try:
         out = distill(cfg)

@@ -14,7 +14,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="passes over the training photos (default 100)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=128, help="training crop size in pixels")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the provisional CPU teacher used 2e-3 and had one loss spike)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", help="checkpoint to continue from (usually the same as --out)")
     p.add_argument("--val-every", type=int, default=500)

@@ -43,6 +43,7 @@ def test_graph_has_one_dynamic_input_and_output_and_sidecar(exported):
     assert side == meta
     assert meta["kind"] == "enhancer" and meta["steps"] == 2 and meta["multiple"] == 4
     assert meta["precision"] == "fp32" and len(meta["checkpoint_sha256"]) == 64
+    assert meta["noise"] == "zero"
     assert meta["duskwatch_version"]
 
 
@@ -92,3 +93,17 @@ def test_pt2_export_runs_and_matches(exported, tmp_path):
     prog = torch.export.load(str(out)).module()
     x = torch.rand(3, 3, 12, 20)
     torch.testing.assert_close(prog(x), graph(x), rtol=0, atol=1e-5)
+
+
+def test_noise_modes_are_deterministic_and_differ(exported):
+    from export.denoiser.model import EnhancerGraph
+
+    ckpt, _ = exported
+    graph, _ = dx.build_graph(ckpt, 2)
+    fixed = EnhancerGraph(graph.net, dx.DiffusionConfig(), 2, noise="fixed").eval()
+    x = torch.rand(1, 3, 64, 72)
+    with torch.no_grad():
+        a, b, c = graph(x), fixed(x), fixed(x.clone())
+    assert torch.equal(b, c) and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="noise"):
+        EnhancerGraph(graph.net, dx.DiffusionConfig(), 2, noise="random")

@@ -2,7 +2,7 @@
 
 Method (argued in docs/DENOISER.md): the student starts as a copy of the teacher. For a pool of
 training crops we run the teacher's deterministic T-step sampler from ``x_T = y + kappa
-sqrt(eta_T) eps`` and keep its states at the K+1 times the student will visit. Each of the
+sqrt(eta_T) eps`` (``eps = 0`` by default, as in the exported graph) and keep its states at the K+1 times the student will visit. Each of the
 student's K steps is then trained to land, in *one* update, where the teacher lands after
 ``T/K`` updates: the regression target is the ``x0`` that makes the DDIM step hit the teacher's
 state exactly (:func:`export.denoiser.diffusion.x0_for_target`; Salimans & Ho 2022, Eq. 8),
@@ -51,6 +51,7 @@ class DistillConfig:
     ema: float = 0.995
     time_limit: float | None = None
     weights_out: str | None = None
+    noise: str = "zero"  # starting noise of the trajectories: "zero" (as the exported graph) or "random"
 
 
 @torch.no_grad()
@@ -80,6 +81,8 @@ def make_pool(teacher, diff, K, photos, cfg: DistillConfig, rng, device) -> dict
     y = normalize_exposure(torch.from_numpy(np.concatenate(ys)).to(device))  # the bridge's endpoint
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     eps = torch.randn(y.shape, generator=gen).to(device)
+    if cfg.noise == "zero":  # the exported graph starts from zero noise: distil on that path
+        eps = torch.zeros_like(y)
     return {"y": y, "states": teacher_trajectories(teacher, diff, K, y, eps)}
 
 

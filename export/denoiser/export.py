@@ -53,7 +53,7 @@ def sidecar_meta(graph: EnhancerGraph, checkpoint: str | Path, precision: str, f
         "kind": "enhancer", "steps": graph.steps, "multiple": graph.multiple, "precision": precision,
         "format": fmt, "input": INPUT, "output": OUTPUT, "layout": "NCHW RGB float32 [0,1]",
         "checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint),
-        "kappa": graph.kappa, "etas": graph.etas, "duskwatch_version": _version(),
+        "kappa": graph.kappa, "etas": graph.etas, "noise": graph.noise_mode, "duskwatch_version": _version(),
     }
 
 

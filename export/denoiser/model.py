@@ -2,8 +2,9 @@
 
 The exported graph (:class:`EnhancerGraph`) takes ``image`` (``[N,3,H,W]`` RGB in [0,1], H and W
 multiples of the net's multiple) and returns ``enhanced`` of the same shape, with all K sampler
-steps unrolled and a *fixed* starting-noise pattern (a 64x64 table from a fixed seed, tiled over
-the frame), so that a static scene gives the same picture every frame.
+steps unrolled and deterministic starting noise: zero (the default; measured better, see
+docs/DENOISER.md) or a fixed pattern (a 64x64 table from a fixed seed, tiled over the frame),
+so that a static scene gives the same picture every frame.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ NOISE_SEED = 20240607
 @dataclass(frozen=True)
 class DiffusionConfig:
     T: int = 16
-    kappa: float = 0.1
+    kappa: float = 0.5
     eta_1: float = 1e-3
     eta_T: float = 0.999
     p: float = 0.3
@@ -79,9 +80,13 @@ def denoiser_fn(net: DenoiserUNet):
 class EnhancerGraph(nn.Module):
     """image -> enhanced: exposure pre-gain, then K deterministic residual-shift steps, unrolled."""
 
-    def __init__(self, net: DenoiserUNet, diff: DiffusionConfig, steps: int, noise_seed: int = NOISE_SEED):
+    def __init__(self, net: DenoiserUNet, diff: DiffusionConfig, steps: int, noise: str = "zero",
+                 noise_seed: int = NOISE_SEED):
         super().__init__()
+        if noise not in ("zero", "fixed"):
+            raise ValueError(f"noise must be 'zero' or 'fixed', got {noise!r}")
         self.net = net
+        self.noise_mode = noise
         self.kappa = diff.kappa
         self.etas = diff.sampling_etas(steps)
         self.steps = steps
@@ -93,7 +98,10 @@ class EnhancerGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         n, _, h, w = image.shape
-        eps = tile_noise(self.noise, n, h, w)
+        if self.noise_mode == "zero":
+            eps = torch.zeros_like(image)
+        else:
+            eps = tile_noise(self.noise, n, h, w)
         y = normalize_exposure(image)
         out = diffusion.sample(denoiser_fn(self.net), y, self.etas, self.kappa, eps)
         return out.clamp(0.0, 1.0)

@@ -33,7 +33,7 @@ class TrainConfig:
     epochs: int | None = None
     batch: int = 16
     crop: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-3
     device: str = "auto"
     resume: str | None = None
     val_every: int = 500
