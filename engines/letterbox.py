@@ -9,8 +9,9 @@ on. Two implementations share :func:`plan`: a batch on the CPU with OpenCV
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -37,6 +38,23 @@ def plan(orig_hw: tuple[int, int], imgsz: tuple[int, int]) -> Letterbox:
     nh, nw = max(int(round(h * gain)), 1), max(int(round(w * gain)), 1)
     dh, dw = (imgsz[0] - nh) / 2, (imgsz[1] - nw) / 2
     return Letterbox((h, w), (nh, nw), gain, int(round(dw - 0.1)), int(round(dh - 0.1)))
+
+
+def rect_size(shapes: Iterable[tuple[int, int]], imgsz: tuple[int, int],
+              stride: int) -> tuple[int, int]:
+    """Smallest input (height, width), in multiples of ``stride``, that holds every image scaled
+    to fit ``imgsz`` (ultralytics' "rect" inference). A 1280x720 frame at 640 needs 384x640,
+    not 640x640: 1.67x fewer pixels for an engine whose input height and width are dynamic.
+
+    The scale :func:`plan` computes for the smaller canvas is the same as for ``imgsz``: the
+    canvas still holds each scaled image and the long side still reaches ``imgsz``.
+    """
+    hs, ws = [stride], [stride]
+    for h, w in shapes:
+        gain = min(imgsz[0] / h, imgsz[1] / w)
+        hs.append(math.ceil(max(round(h * gain), 1) / stride) * stride)
+        ws.append(math.ceil(max(round(w * gain), 1) / stride) * stride)
+    return min(max(hs), imgsz[0]), min(max(ws), imgsz[1])
 
 
 def letterbox_cpu(images: Sequence[np.ndarray], imgsz: tuple[int, int],

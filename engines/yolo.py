@@ -22,7 +22,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from engines.base import Engine, EngineError, open_engine
-from engines.letterbox import Letterbox, letterbox_cpu, letterbox_torch, unletterbox_boxes
+from engines.letterbox import (Letterbox, letterbox_cpu, letterbox_torch, rect_size,
+                               unletterbox_boxes)
 from engines.nms import decode_numpy, decode_torch
 
 DEFAULT_DYNAMIC_BATCH = 32  # chunk size for engines whose batch dimension is dynamic
@@ -66,6 +67,7 @@ class Detector:
         self.input_name, self.output_name = check_detector(self.engine)
         self.imgsz = input_size(self.engine)
         self.names = class_names(self.engine)
+        self.rect_stride = rect_stride(self.engine)
         if torch_pipeline is None:
             torch_pipeline = str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \
                 self.engine.backend in ("torch", "tensorrt")
@@ -86,15 +88,23 @@ class Detector:
             out.extend(self._detect_chunk(chunk))
         return out
 
+    def input_size_for(self, images: Sequence[Any]) -> tuple[int, int]:
+        """The engine input (height, width) for this batch: ``imgsz``, or the smallest
+        stride-multiple rectangle when the engine takes any height and width."""
+        if self.rect_stride is None:
+            return self.imgsz
+        return rect_size((tuple(im.shape[:2]) for im in images), self.imgsz, self.rect_stride)
+
     def _detect_chunk(self, images: list[Any]) -> list[Detections]:
         static = self.engine.max_batch
+        size = self.input_size_for(images)
         if self._torch_pipeline:
             device = getattr(self.engine, "device", None)
-            batch, boxes = letterbox_torch(images, self.imgsz, static, device)
+            batch, boxes = letterbox_torch(images, size, static, device)
             pred = self.engine.infer({self.input_name: batch})[self.output_name]
             decoded = decode_torch(pred, self.conf, self.iou)
         else:
-            batch, boxes = letterbox_cpu([_to_numpy(im) for im in images], self.imgsz, static)
+            batch, boxes = letterbox_cpu([_to_numpy(im) for im in images], size, static)
             pred = self.engine.infer({self.input_name: batch})[self.output_name]
             decoded = decode_numpy(np.asarray(pred), self.conf, self.iou)
         return [self._finish(d, lb) for d, lb in zip(decoded, boxes)]
@@ -159,6 +169,19 @@ def input_size(engine: Engine) -> tuple[int, int]:
         raise EngineError(f"{engine.path}: input size is dynamic and the metadata has no 'imgsz'; "
                           "re-export with `duskwatch export yolo --imgsz N`")
     return (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+
+
+def rect_stride(engine: Engine) -> int | None:
+    """The stride to pad to when the engine takes any input height and width (an ONNX export
+    with ``--dynamic``), else ``None``: square ``imgsz`` inputs. TensorRT engines report dynamic
+    dimensions too, but their optimisation profile is built for ``imgsz``; their sidecar says
+    ``rect: false``."""
+    h, w = engine.inputs[0].shape[2:4]
+    if h is not None or w is not None:
+        return None
+    if not engine.metadata.get("rect", engine.backend == "onnxruntime"):
+        return None
+    return int(engine.metadata.get("stride", 32))
 
 
 def class_names(engine: Engine) -> dict[int, str]:

@@ -208,6 +208,7 @@ def sidecar(model: Any, opts: ExportOptions, weights: str | Path, precision: str
     names = {str(k): v for k, v in net.names.items()}
     batch = None if opts.dynamic else opts.batch
     img = [opts.imgsz, opts.imgsz]
+    rect = opts.dynamic and opts.fmt == "onnx"
     random_weights = Path(str(weights)).suffix in (".yaml", ".yml")
     meta = {
         "kind": "detector",
@@ -219,7 +220,11 @@ def sidecar(model: Any, opts: ExportOptions, weights: str | Path, precision: str
         "precision": precision,
         "batch": batch,
         "dynamic": opts.dynamic,
-        "inputs": [{"name": "images", "shape": [batch, 3, *img], "dtype": "float32"}],
+        # A dynamic ONNX graph takes any height and width (multiples of the stride): the
+        # Detector then pads 16:9 frames to 384x640 instead of 640x640 ("rect" inference).
+        "rect": rect,
+        "inputs": [{"name": "images", "shape": [batch, 3, *([None, None] if rect else img)],
+                    "dtype": "float32"}],
         "outputs": [{"name": "output0", "shape": [batch, 4 + len(names), _anchors(net, opts)],
                      "dtype": "float32"}],
         "source_weights": str(weights),

@@ -148,3 +148,33 @@ def test_calibration_frames_and_batches(tmp_path):
     batches = list(calibration_batches(files, 160, 2))  # the incomplete last batch is dropped
     assert len(batches) == 1 and batches[0].shape == (2, 3, 160, 160)
     assert batches[0].dtype == np.float32 and 0.0 <= batches[0].min() <= batches[0].max() <= 1.0
+
+
+def test_dynamic_onnx_runs_rect_inputs_for_wide_frames():
+    """A --dynamic ONNX detector pads a 16:9 frame to a stride-multiple rectangle, not a square,
+    and maps the boxes back into the frame."""
+    from engines.letterbox import rect_size
+
+    assert rect_size([(720, 1280)], (640, 640), 32) == (384, 640)
+    assert rect_size([(720, 1280), (1280, 720)], (640, 640), 32) == (640, 640)
+    assert rect_size([(241, 321)], (160, 160), 32) == (128, 160)
+    path = exported("onnx", 160, dynamic=True)
+    assert read_sidecar(path)["rect"] is True
+    fed = []
+    with Detector(path, conf=0.01, device="cpu") as det:
+        run = det.engine._run
+        det.engine._run = lambda feed: fed.append(next(iter(feed.values())).shape) or run(feed)
+        wide = cv2.resize(sample_images(1)[0], (320, 180))
+        out = det([wide, wide])
+    assert fed == [(2, 3, 96, 160)]
+    assert len(out[0]) > 0
+    boxes = out[0].boxes
+    assert (boxes[:, [0, 2]] >= 0).all() and (boxes[:, [0, 2]] <= 320).all()
+    assert (boxes[:, [1, 3]] >= 0).all() and (boxes[:, [1, 3]] <= 180).all()
+
+
+def test_static_onnx_keeps_square_inputs():
+    path = exported("onnx", 160, 2)
+    with Detector(path, conf=0.01, device="cpu") as det:
+        assert det.rect_stride is None
+        assert det.input_size_for([np.zeros((180, 320, 3), np.uint8)]) == (160, 160)
