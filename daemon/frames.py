@@ -31,7 +31,7 @@ class Frame:
     seq: int  # per-source frame number, increasing by one for every decoded frame
     captured_monotonic: float  # time.monotonic() when the frame left the decoder
     captured_wall: float  # time.time() at the same moment
-    decode_seconds: float = 0.0
+    decode_seconds: float = 0.0  # CPU time the reader spent on this frame (not the wait for it)
 
 
 @dataclass(frozen=True)

@@ -405,17 +405,19 @@ class OpenCVSource:
         started = None
         next_due = self._clock()
         while not self._stop_evt.is_set():
-            t0 = self._clock()
+            t0, cpu0 = self._clock(), time.thread_time()
             with self._blocking(self.cfg.read_timeout_s):
                 ok, image = cap.read()
-            t1 = self._clock()
+            t1, cpu_s = self._clock(), time.thread_time() - cpu0
             timed_out = period is None and t1 - t0 >= self.cfg.read_timeout_s
             if not ok or image is None or timed_out:
                 # OpenCV may hand out a frame drained from the decoder after its read timeout
                 # fired: the stream has still stalled.
                 healthy = started is not None and t1 - started >= self._healthy_after_s
                 return (*self._classify_failure(t1 - t0, period is not None), healthy)
-            self._publish(image, t1 - t0)
+            # The decode cost is the reader's CPU time, not the wall time of read(): on a live
+            # stream read() mostly waits for the next frame to arrive.
+            self._publish(image, cpu_s)
             if started is None:
                 started = t1
                 h, w = image.shape[:2]
