@@ -115,3 +115,14 @@ def test_callback_sees_every_step_and_bad_etas_rejected():
         d.sample(toy_denoise, Y, [0.5, 0.7, 0.0], 0.25, NOISE)
     with pytest.raises(ValueError, match="end in 0"):
         d.sample(toy_denoise, Y, [0.9, 0.5], 0.25, NOISE)
+
+
+def test_space_to_depth_conv_equals_pixel_unshuffle():
+    from torch.nn import functional as F
+
+    from export.denoiser.net import space_to_depth_kernel
+
+    x = torch.rand(2, 6, 16, 24)
+    for r in (2, 4):
+        got = F.conv2d(x, space_to_depth_kernel(6, r), stride=r)
+        assert torch.equal(got, F.pixel_unshuffle(x, r))
