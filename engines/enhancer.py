@@ -40,12 +40,14 @@ class Enhancer:
             raise EngineError(f"{self.engine.path}: sidecar says kind={meta.get('kind')!r}, not an "
                               "enhancer; pass the file written by `duskwatch export denoiser`")
         names = [s.name for s in self.engine.inputs]
-        if len(self.engine.inputs) != 1 or len(self.engine.outputs) != 1:
+        if len(self.engine.inputs) != 1 or len(self.engine.outputs) > 1:
             raise EngineError(f"{self.engine.path}: an enhancer engine has one input and one output, "
                               f"this one has inputs {names} and outputs {[s.name for s in self.engine.outputs]}")
         self.input = self.engine.inputs[0]
-        self.output_name = self.engine.outputs[0].name
+        # a backend that cannot list outputs (some .pt2 files) returns them by position
+        self.output_name = self.engine.outputs[0].name if self.engine.outputs else None
         self.multiple = int(meta.get("multiple", DEFAULT_MULTIPLE))
+        self.min_size = int(meta.get("min_size", self.multiple))  # smallest padded side the graph takes
         self.steps = meta.get("steps")
         self.fixed_hw = _fixed_hw(self.input.shape)
         self.max_batch = self.input.shape[0] if self.input.shape and self.input.shape[0] else None
@@ -85,7 +87,8 @@ class Enhancer:
     def _run_same_size(self, frames: list[np.ndarray], h: int, w: int) -> list[np.ndarray]:
         if self.fixed_hw is not None:
             return self._run_fixed(frames, h, w)
-        ph, pw = _round_up(h, self.multiple), _round_up(w, self.multiple)
+        ph = max(_round_up(h, self.multiple), self.min_size)
+        pw = max(_round_up(w, self.multiple), self.min_size)
         batch = np.stack([to_input(_pad(f, ph, pw)) for f in frames])
         res = self._infer(batch)
         return [from_output(r)[:h, :w] for r in res]
@@ -100,7 +103,8 @@ class Enhancer:
         return [o if s == 1.0 else cv2.resize(o, (w, h), interpolation=cv2.INTER_LINEAR) for o in outs]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        result = self.engine.infer({self.input.name: batch})[self.output_name]
+        results = self.engine.infer({self.input.name: batch})
+        result = results[self.output_name] if self.output_name else next(iter(results.values()))
         if hasattr(result, "detach"):  # torch / TensorRT backends may hand back a tensor
             result = result.detach().float().cpu().numpy()
         result = np.asarray(result, np.float32)

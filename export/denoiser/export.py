@@ -51,7 +51,10 @@ def build_graph(checkpoint: str | Path, steps: int) -> tuple[EnhancerGraph, dict
 def sidecar_meta(graph: EnhancerGraph, checkpoint: str | Path, precision: str, fmt: str) -> dict:
     return {
         "kind": "enhancer", "steps": graph.steps, "multiple": graph.multiple, "precision": precision,
+        "min_size": graph.multiple * (2 if fmt == "pt2" else 1),
         "format": fmt, "input": INPUT, "output": OUTPUT, "layout": "NCHW RGB float32 [0,1]",
+        "inputs": [{"name": INPUT, "shape": [None, 3, None, None], "dtype": "float32"}],
+        "outputs": [{"name": OUTPUT, "shape": [None, 3, None, None], "dtype": "float32"}],
         "checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint),
         "kappa": graph.kappa, "etas": graph.etas, "noise": graph.noise_mode, "duskwatch_version": _version(),
     }
@@ -75,7 +78,8 @@ def export_pt2(graph: EnhancerGraph, out: str | Path) -> Path:
     from torch.export import Dim
 
     m = graph.multiple
-    hm, wm = Dim("h_blocks", min=1, max=8192 // m), Dim("w_blocks", min=1, max=8192 // m)
+    # min 2 blocks: torch.export specialises a size-1 bottleneck, so the program guards against it
+    hm, wm = Dim("h_blocks", min=2, max=8192 // m), Dim("w_blocks", min=2, max=8192 // m)
     dyn = {"image": {0: Dim("batch", min=1, max=256), 2: m * hm, 3: m * wm}}
     prog = torch.export.export(graph, (torch.rand(2, 3, 2 * m, 3 * m),), dynamic_shapes=dyn)
     out = Path(out)
