@@ -67,6 +67,15 @@ class CameraConfig(_Section):
     )
     backoff_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Reconnect delay cap.")
+    decode_threads: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="FFmpeg decoder threads for this camera. 1 (default) keeps latency at one "
+        "frame and lets many cameras share the cores; frame-threaded decoding (0 = one thread "
+        "per core) holds back as many frames as it has threads. Raise it only for a single "
+        "high-resolution camera that one core cannot decode in real time.",
+    )
     loop: bool = Field(False, description="Loop file sources at their end (demo, benchmarks).")
 
     @field_validator("url", mode="before")

@@ -93,6 +93,7 @@ class OpenOptions:
     open_timeout_s: float
     read_timeout_s: float
     transport: str | None  # "tcp"/"udp" for RTSP, None for files and HTTP
+    decode_threads: int = 1  # FFmpeg decoder threads; 0 lets OpenCV choose (one per core)
 
 
 def opencv_capture(url: str, opts: OpenOptions) -> Capture:
@@ -108,6 +109,8 @@ def opencv_capture(url: str, opts: OpenOptions) -> Capture:
     _quiet_opencv_logging(cv2)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(opts.open_timeout_s * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(opts.read_timeout_s * 1000)]
+    if opts.decode_threads > 0:
+        params += [cv2.CAP_PROP_N_THREADS, int(opts.decode_threads)]
     key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
     if opts.transport in (None, "tcp") and key not in os.environ:
         return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
@@ -377,7 +380,8 @@ class OpenCVSource:
     def _options(self) -> OpenOptions:
         transport = self.cfg.transport if urlsplit(self.cfg.display_url).scheme in (
             "rtsp", "rtsps") else None
-        return OpenOptions(self.cfg.open_timeout_s, self.cfg.read_timeout_s, transport)
+        return OpenOptions(self.cfg.open_timeout_s, self.cfg.read_timeout_s, transport,
+                           self.cfg.decode_threads)
 
     def _open(self, url: str) -> Capture | None:
         """An opened capture, or None after reporting why and backing off."""

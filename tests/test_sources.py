@@ -379,3 +379,33 @@ def test_probe_against_real_sockets(closed_port, garbage_server):
     assert "connection refused" in diagnose(f"rtsp://127.0.0.1:{closed_port}/x", 2)
     host, port = garbage_server
     assert "does not speak RTSP" in diagnose(f"rtsp://{host}:{port}/x", 2)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_decode_threads_reach_the_capture_options(sources, threads):
+    seen = []
+    frames = [img(i) for i in range(2)]
+
+    def factory(url, opts):
+        seen.append(opts)
+        return ScriptedCapture(frames, "stall", 30, threading.Event())
+
+    src, _ = sources(camera("cam", "rtsp://127.0.0.1:1/x", decode_threads=threads), factory)
+    src.start()
+    assert wait_until(lambda: bool(seen), 10)
+    assert seen[0].decode_threads == threads and seen[0].transport == "tcp"
+
+
+def test_default_capture_passes_decode_threads_to_opencv(tmp_path):
+    """The real factory: OpenCV reports the decoder thread count it was given."""
+    import cv2
+
+    from daemon.sources import OpenOptions, opencv_capture
+
+    clip = write_clip(tmp_path / "clip.avi")
+    cap = opencv_capture(str(clip), OpenOptions(3.0, 3.0, None, decode_threads=1))
+    try:
+        assert cap.isOpened()
+        assert int(cap.get(cv2.CAP_PROP_N_THREADS)) == 1
+    finally:
+        cap.release()
