@@ -27,6 +27,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", choices=["zero", "random"], default="zero",
                    help="starting noise of the teacher trajectories (zero: the path the exported graph takes)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--skip-enc", default="", help="comma-separated levels (0 = 1/4 resolution) whose encoder "
+                   "block the student leaves out (a cheaper student; the rest starts from the teacher)")
+    p.add_argument("--skip-dec", default="", help="the same for decoder blocks")
+    p.add_argument("--clean-weight", type=float, default=0.0,
+                   help="pull the last step's target towards the clean photo by this weight (0: pure distillation)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch, crop=args.crop, lr=args.lr, pool=args.pool, refresh=args.refresh,
         device=args.device, resume=args.resume, val_every=args.val_every, seed=args.seed,
         time_limit=args.time_limit, weights_out=args.weights_out, noise=args.noise,
+        skip_enc=_levels(args.skip_enc, "--skip-enc"), skip_dec=_levels(args.skip_dec, "--skip-dec"),
+        clean_weight=args.clean_weight,
     )
     try:
         out = distill(cfg)
@@ -52,3 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print(f"student checkpoint: {out}")
     return 0
+
+
+def _levels(text: str, flag: str) -> tuple[int, ...]:
+    from daemon.cli import CommandError
+
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise CommandError(f"{flag} {text!r}: expected comma-separated level numbers, e.g. 0 or 0,1") from None

@@ -122,3 +122,30 @@ def test_pt2_engine_through_enhancer_tiny_and_odd_frames(exported, tmp_path):
         ref = onnx_enh(frames[2:])[0]
     assert [o.shape for o in outs] == [f.shape for f in frames]
     assert np.abs(outs[2].astype(int) - ref.astype(int)).max() <= 1  # 8-bit rounding of fp32 noise
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+@pytest.mark.parametrize("noise", ["zero", "fixed"])
+@pytest.mark.parametrize("skip", [(), (0,)])
+def test_fast_graph_is_the_reference_function(tmp_path, steps, noise, skip):
+    """The export-time rewrite (space-to-depth domain, split 1x1s, folded update) changes no output."""
+    from dataclasses import replace
+
+    from export.denoiser.fast import FastEnhancerGraph
+    from export.denoiser.model import DiffusionConfig, EnhancerGraph
+    from export.denoiser.net import build_net
+    from tests.denoiser_fixtures import TINY
+
+    torch.manual_seed(steps)
+    net = build_net(replace(TINY, skip_enc=skip, skip_dec=skip))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ref = EnhancerGraph(net.eval(), DiffusionConfig(), steps, noise=noise).eval()
+    fast = FastEnhancerGraph(ref).eval()
+    x = torch.rand(3, 3, 12, 20) * 0.3
+    x[1] *= 0.02  # very dark: the pre-gain clamps at its maximum
+    with torch.no_grad():
+        want, got = ref(x), fast(x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() < 1e-5

@@ -71,3 +71,24 @@ def test_train_command_errors_are_readable(tmp_path):
     rc = main(["train", "denoiser", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "t.pt"),
                "--steps", "1", "--device", "cpu"])
     assert rc == 1
+
+
+def test_pruned_student_starts_from_the_teacher_minus_blocks():
+    from dataclasses import replace
+
+    from export.denoiser.distill import student_from_teacher
+    from export.denoiser.net import ResBlock, SkipBlock, build_net
+
+    torch.manual_seed(0)
+    teacher = build_net(replace(TINY, widths=(8, 16, 24))).eval()
+    student = student_from_teacher(teacher, skip_enc=(0,), skip_dec=(0, 1))
+    assert isinstance(student.enc[0], SkipBlock) and isinstance(student.enc[1], ResBlock)
+    assert all(isinstance(b, SkipBlock) for b in student.dec)
+    assert student.cfg.skip_enc == (0,) and student.cfg.skip_dec == (0, 1)
+    assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
+    t_state = teacher.state_dict()
+    for k, v in student.state_dict().items():
+        assert torch.equal(v, t_state[k]), k
+    assert all(p.requires_grad for p in student.parameters())
+    # the configuration round-trips through a checkpoint's dict
+    assert build_net(student.cfg.to_dict()).cfg == student.cfg

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from export.denoiser import common, data, diffusion
 from export.denoiser.model import (DiffusionConfig, EnhancerGraph, denoiser_fn, file_sha256,
                                    load_checkpoint, normalize_exposure, save_atomic, save_weights_only)
+from export.denoiser.net import build_net
 
 
 @dataclass
@@ -52,6 +53,26 @@ class DistillConfig:
     time_limit: float | None = None
     weights_out: str | None = None
     noise: str = "zero"  # starting noise of the trajectories: "zero" (as the exported graph) or "random"
+    skip_enc: tuple[int, ...] = ()  # student leaves out these levels' encoder blocks (cheaper)
+    skip_dec: tuple[int, ...] = ()  # ... and these levels' decoder blocks
+    clean_weight: float = 0.0  # last segment's target: (1 - w) * teacher's image + w * clean photo
+
+
+def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
+    """A student initialised from the teacher: the same network, or a cheaper one without some
+    residual blocks (their residual branch starts at zero, i.e. as if the block were the identity;
+    the remaining weights are the teacher's). Returns a trainable float32 copy."""
+    if not skip_enc and not skip_dec:
+        student = copy.deepcopy(teacher)
+    else:
+        cfg = replace(teacher.cfg, skip_enc=tuple(sorted(set(teacher.cfg.skip_enc) | set(skip_enc))),
+                      skip_dec=tuple(sorted(set(teacher.cfg.skip_dec) | set(skip_dec))))
+        student = build_net(cfg).to(next(teacher.parameters()).device)
+        state = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
+        student.load_state_dict(state, strict=True)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return student.train()
 
 
 @torch.no_grad()
@@ -83,7 +104,11 @@ def make_pool(teacher, diff, K, photos, cfg: DistillConfig, rng, device) -> dict
     eps = torch.randn(y.shape, generator=gen).to(device)
     if cfg.noise == "zero":  # the exported graph starts from zero noise: distil on that path
         eps = torch.zeros_like(y)
-    return {"y": y, "states": teacher_trajectories(teacher, diff, K, y, eps)}
+    states = teacher_trajectories(teacher, diff, K, y, eps)
+    if cfg.clean_weight > 0:  # pull the final image towards the clean photo (less leftover noise)
+        x0 = torch.from_numpy(np.concatenate(x0s)).to(device)
+        states[-1] = (1 - cfg.clean_weight) * states[-1] + cfg.clean_weight * x0
+    return {"y": y, "states": states}
 
 
 def student_loss(student, pool: dict, etas_k: list[float], batch: int, rng) -> torch.Tensor:
@@ -109,9 +134,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> Path:
     etas_k = diff.sampling_etas(K)  # validates K against T
     train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
     val_y, val_x = data.validation_pairs(val_set, cfg.val_size)
-    student = copy.deepcopy(teacher).train()
-    for p in student.parameters():
-        p.requires_grad_(True)
+    student = student_from_teacher(teacher, cfg.skip_enc, cfg.skip_dec)
     ema = copy.deepcopy(student).eval()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step, history = 0, []
@@ -150,15 +173,16 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> Path:
             bar.write(f"step {step}: student K={K} val PSNR {s['psnr']:.2f} dB SSIM {s['ssim']:.3f} "
                       f"(teacher {t_score['psnr']:.2f} dB)")
         if step % cfg.save_every == 0 or step == cfg.iters or out_of_time:
-            _save(cfg, student, ema, opt, step, history, diff, meta, teacher_sha)
+            _save(cfg, student, ema, opt, step, history, diff, {**meta, "net_config": student.cfg.to_dict()}, teacher_sha)
         if out_of_time:
             bar.write(f"time limit reached at step {step}; saved, resume with --resume")
             break
     bar.close()
-    _save(cfg, student, ema, opt, step, history, diff, meta, teacher_sha)
+    _save(cfg, student, ema, opt, step, history, diff, {**meta, "net_config": student.cfg.to_dict()}, teacher_sha)
     common.plot_curves(history, Path(cfg.out).with_suffix(".png"), f"student K={K}")
     if cfg.weights_out:
-        save_weights_only(ema, _meta(cfg, diff, meta, teacher_sha, step, history), cfg.weights_out)
+        save_weights_only(ema, _meta(cfg, diff, {**meta, "net_config": student.cfg.to_dict()}, teacher_sha, step, history),
+                          cfg.weights_out)
         log(f"inference weights (fp16): {cfg.weights_out}")
     return Path(cfg.out)
 

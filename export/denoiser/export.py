@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from engines.base import write_sidecar
+from export.denoiser.fast import FastEnhancerGraph
 from export.denoiser.model import DiffusionConfig, EnhancerGraph, file_sha256, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -112,16 +113,17 @@ def export_denoiser(checkpoint: str | Path | None, steps: int, fmt: str, out: st
     """Build the K-step graph from ``checkpoint`` (default: shipped weights) and write ``out``."""
     checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(steps)
     graph, _ = build_graph(checkpoint, steps)
+    fast = FastEnhancerGraph(graph).eval()  # the same function, cheaper to run (export/denoiser/fast.py)
     out, extra = Path(out), {}
     if fmt == "onnx":
-        export_onnx(graph, out)
+        export_onnx(fast, out)
         precision = "fp32"
     elif fmt == "pt2":
-        export_pt2(graph, out)
+        export_pt2(fast, out)
         precision = "fp32"
     elif fmt == "engine":
         onnx_path = out.with_suffix(".onnx")
-        export_onnx(graph, onnx_path)
+        export_onnx(fast, onnx_path)
         extra = export_engine(onnx_path, out)
         precision = "fp16"
     else:

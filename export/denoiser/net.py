@@ -29,6 +29,10 @@ class NetConfig:
     unshuffle: int = 4
     emb: int = 64
     bottleneck_blocks: int = 2
+    # levels whose encoder / decoder residual block is left out (identity): a cheaper student
+    # can start from the teacher's weights minus these blocks (see distill.student_from_teacher)
+    skip_enc: tuple[int, ...] = ()
+    skip_dec: tuple[int, ...] = ()
 
     @property
     def multiple(self) -> int:
@@ -40,7 +44,9 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
         d = dict(d)
-        d["widths"] = tuple(d["widths"])
+        for key in ("widths", "skip_enc", "skip_dec"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -67,6 +73,13 @@ class ResBlock(nn.Module):
         scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
         h = F.leaky_relu(self.conv1(x), 0.1)
         return x + self.conv2(h * (1 + scale) + shift)
+
+
+class SkipBlock(nn.Module):
+    """A left-out residual block: the identity (its residual branch is zero)."""
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class GlobalContext(nn.Module):
@@ -106,12 +119,14 @@ class DenoiserUNet(nn.Module):
         self.register_buffer("space_to_depth", space_to_depth_kernel(6, r), persistent=False)
         self.emb = nn.Sequential(nn.Linear(cfg.emb, cfg.emb), nn.LeakyReLU(0.1), nn.Linear(cfg.emb, cfg.emb))
         self.stem = nn.Conv2d(in_ch, w[0], 1)
-        self.enc = nn.ModuleList([ResBlock(c, cfg.emb) for c in w[:-1]])
+        self.enc = nn.ModuleList([SkipBlock() if i in cfg.skip_enc else ResBlock(c, cfg.emb)
+                                  for i, c in enumerate(w[:-1])])
         self.down = nn.ModuleList([nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(w[:-1], w[1:])])
         self.mid = nn.ModuleList([ResBlock(w[-1], cfg.emb) for _ in range(cfg.bottleneck_blocks)])
         self.context = GlobalContext(w[-1])
         self.up = nn.ModuleList([nn.Conv2d(b, 4 * a, 1) for a, b in zip(w[:-1], w[1:])])
-        self.dec = nn.ModuleList([ResBlock(c, cfg.emb) for c in w[:-1]])
+        self.dec = nn.ModuleList([SkipBlock() if i in cfg.skip_dec else ResBlock(c, cfg.emb)
+                                  for i, c in enumerate(w[:-1])])
         self.head = nn.Conv2d(w[0] + in_ch, 3 * r * r, 1)
 
     @property
@@ -122,7 +137,11 @@ class DenoiserUNet(nn.Module):
         r = self.cfg.unshuffle
         inp = F.conv2d(torch.cat([x_t, y], dim=1), self.space_to_depth, stride=r)  # == pixel_unshuffle
         e = self.emb(eta_embedding(eta.expand(x_t.shape[0]), self.cfg.emb))
-        h = self.stem(inp)
+        out = self.head(torch.cat([self.trunk(self.stem(inp), e), inp], dim=1))
+        return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame
+
+    def trunk(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Encoder, bottleneck and decoder: stem features -> the head's features (same size)."""
         skips = []
         for block, down in zip(self.enc, self.down):
             h = block(h, e)
@@ -134,8 +153,7 @@ class DenoiserUNet(nn.Module):
                 h = self.context(h)
         for block, up, skip in zip(reversed(self.dec), reversed(self.up), reversed(skips)):
             h = block(F.pixel_shuffle(up(h), 2) + skip, e)
-        out = self.head(torch.cat([h, inp], dim=1))
-        return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame
+        return h
 
 
 def build_net(cfg: dict | NetConfig | None = None) -> DenoiserUNet:
