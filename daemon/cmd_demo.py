@@ -141,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
         svc.start()
         print_where_to_look(*svc.http.address, enhancer)
         if args.duration > 0:
-            threading.Timer(args.duration, stop.set).start()
+            timer = threading.Timer(args.duration, stop.set)
+            timer.daemon = True  # a SIGTERM before the duration ends must not wait for it
+            timer.start()
         svc.serve(stop)
     except OSError as exc:
         raise CommandError(f"cannot start: {exc}") from None

@@ -130,3 +130,35 @@ def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
     assert "/snapshot/demo.jpg" in err
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert lines and json.loads(lines[0])["camera"] == "demo"
+    _sigterm_stops_a_long_demo_quickly(tmp_path, env, port)
+
+
+def _sigterm_stops_a_long_demo_quickly(tmp_path, env, port):
+    """Second start with the same cache: nothing is exported again, and SIGTERM long before
+    --duration ends stops it within 5 s (the duration timer must not keep the process alive)."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "demo", "--duration", "300", "--imgsz", "160",
+         "--fps", "4", "--cache-dir", str(tmp_path / "cache"), "--listen", f"127.0.0.1:{port}",
+         "--sink", "none"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 40
+        ready = False
+        while time.monotonic() < end and proc.poll() is None and not ready:
+            try:
+                ready = get_json(f"http://127.0.0.1:{port}/readyz")["ready"] is True
+            except OSError:
+                time.sleep(0.3)
+        assert ready
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=15)
+        stopped_in = time.monotonic() - t0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    assert stopped_in < 5, f"demo took {stopped_in:.1f} s to stop after SIGTERM"
+    assert "exporting" not in err
