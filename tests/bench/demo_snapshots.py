@@ -46,7 +46,7 @@ def wait_for(predicate, timeout: float) -> dict:
 
 def grab(label: str) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(get("/snapshot/demo.jpg"), np.uint8), cv2.IMREAD_COLOR)
-    cv2.putText(img, label, (12, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    cv2.putText(img, label, (12, img.shape[0] - 16), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 255, 255), 2)
     return img
 
 
