@@ -158,6 +158,11 @@ class EnginesConfig(_Section):
     enhancer: Path | None = Field(
         None, description="Low-light enhancer engine; without one, no frame is enhanced."
     )
+    temporal_filter: bool = Field(
+        True,
+        description="Average each camera's dark frames over time where the scene is still "
+        "before enhancing them (less flicker from sensor noise; engines.enhancer.TemporalFilter).",
+    )
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda:N"
     )

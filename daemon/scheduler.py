@@ -148,7 +148,11 @@ class Pipeline:
             return enhanced
         t0 = self.clock()
         try:
-            out = list(self.enhancer([images[i] for i in idx]))
+            batch = [images[i] for i in idx]
+            if getattr(self.enhancer, "temporal", False):  # per-camera state (engines.enhancer)
+                out = list(self.enhancer(batch, streams=[frames[i].camera for i in idx]))
+            else:
+                out = list(self.enhancer(batch))
             if len(out) != len(idx):
                 raise ValueError(f"enhancer returned {len(out)} images for {len(idx)}")
         except Exception as exc:  # noqa: BLE001 - count, log, go on with the next batch

@@ -63,7 +63,7 @@ def default_enhancer_factory(ecfg: EnginesConfig) -> Any:
         return None
     from engines.enhancer import Enhancer
 
-    return Enhancer(ecfg.enhancer, device=ecfg.device)
+    return Enhancer(ecfg.enhancer, device=ecfg.device, temporal=ecfg.temporal_filter)
 
 
 def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:

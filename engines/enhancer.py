@@ -32,7 +32,11 @@ DEFAULT_MULTIPLE = 32
 class Enhancer:
     """Run an exported enhancer engine on lists of BGR uint8 frames."""
 
-    def __init__(self, engine: "Engine | str | Path", device: str = "auto"):
+    def __init__(self, engine: "Engine | str | Path", device: str = "auto", temporal: bool = False):
+        """``temporal``: keep a :class:`TemporalFilter` per stream (the ``streams`` argument of a call)
+        and enhance each stream's filtered frames instead of the raw ones (less flicker)."""
+        self.temporal = temporal
+        self._filters: dict[Any, TemporalFilter] = {}
         self.engine = engine if isinstance(engine, Engine) else open_engine(engine, device)
         self._owns = not isinstance(engine, Engine)
         meta = self.engine.metadata or {}
@@ -69,9 +73,18 @@ class Enhancer:
         self([np.full((h, w, 3), 64, np.uint8)] * batch)
 
     # -- running ------------------------------------------------------------------------------
-    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """BGR uint8 ``HxWx3`` frames in, enhanced BGR uint8 frames of the same sizes out."""
+    def __call__(self, images: list[np.ndarray], streams: "list[Any] | None" = None) -> list[np.ndarray]:
+        """BGR uint8 ``HxWx3`` frames in, enhanced BGR uint8 frames of the same sizes out.
+
+        ``streams`` (one key per image, e.g. the camera name) matters only with ``temporal=True``:
+        each stream's frames pass through that stream's :class:`TemporalFilter` first. Without it
+        (or with ``temporal=False``) every frame is enhanced alone.
+        """
         frames = [_check_frame(i, im) for i, im in enumerate(images)]
+        if self.temporal and streams is not None:
+            if len(streams) != len(frames):
+                raise EngineError(f"enhancer: {len(streams)} stream keys for {len(frames)} images")
+            frames = [self._filters.setdefault(k, TemporalFilter())(f) for k, f in zip(streams, frames)]
         out: list[np.ndarray | None] = [None] * len(frames)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, f in enumerate(frames):
@@ -114,9 +127,80 @@ class Enhancer:
         return result
 
 
+    def reset(self, stream: Any = None) -> None:
+        """Forget the temporal state of ``stream`` (of every stream when None)."""
+        if stream is None:
+            self._filters.clear()
+        else:
+            self._filters.pop(stream, None)
+
+
+class TemporalFilter:
+    """Motion-adaptive recursive average of one stream's frames (before enhancement).
+
+    A camera's sensor noise is fresh in every frame; a per-frame enhancer turns what it leaves
+    of it into flicker. A first-order recursive filter ``avg += a * (frame - avg)`` averages the
+    noise over about ``2 / alpha`` frames where the scene is still, and follows the frame
+    (``a -> 1``) where it changed more than the noise explains: the classic motion-adaptive
+    recursive temporal filter of video denoising (Dubois & Sabri 1984, "Noise reduction in image
+    sequences using motion-compensated temporal filtering", without the motion compensation).
+
+    Motion test: ``m`` = the absolute difference to the running average, averaged over the
+    channels and a ``window`` x ``window`` box; the noise level to compare it with is learnt per
+    frame as the median of ``m`` in each of ``bins`` brightness bins (sensor noise grows with the
+    signal; most of a surveillance frame is still, so the median is noise). Pixels with
+    ``m < low * level`` are still (``a = alpha``), above ``high * level`` moving (``a = 1``),
+    linear in between. A scene change (the frame-wide median jumping ``cut`` times above its
+    running value) or a new frame size restarts the average. Returns float32 BGR in 0..255 (not
+    rounded: the enhancer's gain would turn rounding into visible steps).
+    """
+
+    def __init__(self, alpha: float = 0.12, window: int = 5, low: float = 1.5, high: float = 3.0,
+                 cut: float = 3.0, bins: int = 8):
+        if not 0.0 < alpha <= 1.0 or not 0 < low < high:
+            raise ValueError(f"TemporalFilter: need 0 < alpha <= 1 and 0 < low < high, got "
+                             f"alpha={alpha}, low={low}, high={high}")
+        self.alpha, self.window, self.low, self.high, self.cut, self.bins = alpha, window, low, high, cut, bins
+        self._avg: np.ndarray | None = None
+        self._level: float | None = None
+
+    def reset(self) -> None:
+        self._avg, self._level = None, None
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        f = np.asarray(frame, np.float32)
+        if self._avg is None or self._avg.shape != f.shape:
+            self.reset()
+            self._avg = f.copy()
+            return self._avg.copy()
+        d = f - self._avg
+        m = cv2.blur(np.abs(d).mean(axis=2), (self.window, self.window))
+        level = float(np.median(m[::2, ::2]))
+        if self._level is not None and level > self.cut * max(self._level, 0.5):
+            self.reset()  # scene change (light switched, camera moved): start again
+            self._avg = f.copy()
+            return self._avg.copy()
+        self._level = level if self._level is None else 0.9 * self._level + 0.1 * level
+        noise = np.maximum(self._noise_by_brightness(m), 0.25)
+        ratio = (m / noise - self.low) / (self.high - self.low)
+        a = self.alpha + (1.0 - self.alpha) * np.clip(ratio, 0.0, 1.0)
+        self._avg += a[..., None] * d
+        return self._avg.copy()
+
+    def _noise_by_brightness(self, m: np.ndarray) -> np.ndarray:
+        """Per-pixel expected ``m`` of a still pixel: the median of ``m`` in its brightness bin."""
+        luma = self._avg.mean(axis=2)
+        edges = np.quantile(luma[::4, ::4], np.linspace(0, 1, self.bins + 1)[1:-1])
+        idx = np.digitize(luma, edges)
+        sub_idx, sub_m = idx[::2, ::2].ravel(), m[::2, ::2].ravel()
+        levels = np.array([np.median(sub_m[sub_idx == b]) if np.any(sub_idx == b) else np.median(sub_m)
+                           for b in range(self.bins)], np.float32)
+        return levels[idx]
+
+
 # -- conversions ------------------------------------------------------------------------------
 def to_input(bgr: np.ndarray) -> np.ndarray:
-    """BGR uint8 HxWx3 -> RGB float32 3xHxW in [0,1]."""
+    """BGR HxWx3 (uint8, or float 0..255 from :class:`TemporalFilter`) -> RGB float32 3xHxW in [0,1]."""
     return np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
 
 

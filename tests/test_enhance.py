@@ -127,3 +127,72 @@ def test_enhance_command_unreadable_image_fails(onnx_path, tmp_path):
     bad.write_bytes(b"not an image")
     rc = main(["enhance", "--engine", str(onnx_path), "--device", "cpu", "--out", str(tmp_path / "o"), str(bad)])
     assert rc == 1
+
+
+# -- temporal pre-filter ----------------------------------------------------------------------
+def _noisy_clip(n=12, seed=0, moving=False):
+    """A dark textured scene with fresh noise per frame; optionally a bright square moving right."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:48, 0:64]
+    scene = (20 + 10 * np.sin(xx / 5.0) + 8 * np.cos(yy / 7.0))[..., None].repeat(3, axis=2)
+    frames, truth = [], []
+    for i in range(n):
+        s = scene.copy()
+        if moving:
+            s[16:32, 4 * i:4 * i + 16] = 90.0
+        truth.append(s)
+        frames.append(np.clip(s + rng.normal(0, 6, s.shape), 0, 255).astype(np.uint8))
+    return frames, truth
+
+
+def test_temporal_filter_removes_flicker_of_a_still_scene():
+    from engines.enhancer import TemporalFilter
+
+    frames, truth = _noisy_clip()
+    filt = TemporalFilter()
+    out = [filt(f) for f in frames]
+    raw_change = np.mean([np.abs(a.astype(np.float32) - b).mean() for a, b in zip(frames[1:], frames[:-1])])
+    out_change = np.mean([np.abs(a - b).mean() for a, b in zip(out[6:], out[5:-1])])
+    assert out_change < 0.3 * raw_change
+    assert np.abs(out[-1] - truth[-1]).mean() < 0.6 * np.abs(frames[-1].astype(np.float32) - truth[-1]).mean()
+    assert out[-1].dtype == np.float32 and out[-1].shape == frames[-1].shape
+
+
+def test_temporal_filter_follows_motion_and_restarts_on_a_new_scene():
+    from engines.enhancer import TemporalFilter
+
+    frames, truth = _noisy_clip(moving=True)
+    filt = TemporalFilter()
+    out = [filt(f) for f in frames]
+    last = len(frames) - 1
+    square = np.s_[18:30, 4 * last + 2:4 * last + 14]  # where the square is now
+    trail = np.s_[18:30, 4 * last - 14:4 * last - 2]  # where it was two frames ago
+    assert np.abs(out[last][square] - 90.0).mean() < 8.0  # no lag on the moving object
+    assert np.abs(out[last][trail] - truth[last][trail]).mean() < 8.0  # no ghost behind it
+    bright = np.full_like(frames[0], 200)
+    np.testing.assert_array_equal(filt(bright), bright.astype(np.float32))  # scene change: start again
+    small = frames[0][:20, :20]
+    np.testing.assert_array_equal(filt(small), small.astype(np.float32))  # new size: start again
+
+
+def test_enhancer_temporal_state_is_per_stream(onnx_path):
+    frames, _ = _noisy_clip(n=6)
+    other = [np.ascontiguousarray(f[::-1]) for f in frames]
+    with Enhancer(onnx_path, device="cpu", temporal=True) as enh:
+        mixed = [enh([a, b], streams=["cam1", "cam2"]) for a, b in zip(frames, other)]
+        enh.reset()
+        alone = [enh([a], streams=["cam1"])[0] for a in frames]
+        with pytest.raises(EngineError, match="stream keys"):
+            enh([frames[0]], streams=["a", "b"])
+    with Enhancer(onnx_path, device="cpu", temporal=True) as enh:
+        second = [enh([b], streams=["cam2"])[0] for b in other]
+    for (m1, m2), a1, b2 in zip(mixed, alone, second):
+        np.testing.assert_array_equal(m1, a1)
+        np.testing.assert_array_equal(m2, b2)
+    with Enhancer(onnx_path, device="cpu") as plain:
+        single = plain([frames[3]])[0]
+        assert np.array_equal(plain([frames[3]], streams=["cam1"])[0], single)  # temporal off: ignored
+    assert not np.array_equal(alone[3], single)  # the filter did change what was enhanced
+    with Enhancer(onnx_path, device="cpu", temporal=True) as enh:  # no streams given: frame alone
+        enh([frames[2]], streams=["cam1"])
+        assert np.array_equal(enh([frames[3]])[0], single)

@@ -204,3 +204,21 @@ def test_run_loop_processes_frames_in_a_thread():
     finally:
         assert sched.stop(timeout=2)
     assert len(sink.results) == 1
+
+
+def test_temporal_enhancer_gets_each_frames_camera():
+    class StreamEnhancer(FakeEnhancer):
+        temporal = True
+
+        def __call__(self, images, streams=None):
+            self.streams = list(streams)
+            return super().__call__(images)
+
+    enh = StreamEnhancer()
+    clock, metrics, sink, sched, src, det = build(names=("a", "b", "light"), enhancer=enh)
+    src["a"].push(value=10)
+    src["b"].push(value=12)
+    src["light"].push(value=200)
+    sched.step()
+    assert sorted(enh.streams) == ["a", "b"]  # dark frames only, keyed by camera
+    assert all(r.enhanced for r in sink.results if r.camera in ("a", "b"))
