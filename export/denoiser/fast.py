@@ -18,6 +18,9 @@ element-wise arithmetic. The rewrite:
   biases and the head's ``+ y``) do not change between steps and are computed once.
 * **Zero starting noise:** the first step's ``x_T`` equals ``y``, so its ``x_t`` and ``y``
   convolutions merge into one with summed weights.
+* **Upsampling as transposed convolutions.** The decoder's ``1x1 conv -> pixel_shuffle(2)`` is
+  the same linear map as a stride-2 2x2 ``ConvTranspose`` (plus a 2x2-periodic bias); ORT ran
+  the 16-channel one at 160x160 ~5x faster than conv + ``DepthToSpace`` in isolation.
 * **Folded update.** ``ddim_step`` is ``a x0 + b y + r x_t`` with constants
   ``r = sqrt(eta_s / eta_t)``, ``a = (1 - eta_s) - r (1 - eta_t)``, ``b = eta_s - r eta_t``; the last
   step (``eta_s = 0``) returns ``x0`` itself.
@@ -71,6 +74,15 @@ class FastEnhancerGraph(nn.Module):
         self.register_buffer("head_y_skip", (hy + eye).clone())
         self.register_buffer("head_xy_skip", (hx + hy + eye).clone())
         self.register_buffer("head_b", net.head.bias.detach().clone())
+        # decoder upsampling: 1x1 conv to 4a channels + pixel_shuffle(2) == a stride-2 2x2
+        # transposed convolution (weights rearranged) plus a 2x2-periodic bias pattern
+        self.up_w = nn.ParameterList()
+        self.up_b = nn.ParameterList()
+        for up in net.up:
+            a, b = up.out_channels // 4, up.in_channels
+            w = up.weight.detach().view(a, 2, 2, b).permute(3, 0, 1, 2).contiguous()
+            self.up_w.append(nn.Parameter(w, requires_grad=False))
+            self.up_b.append(nn.Parameter(up.bias.detach().view(1, a, 2, 2).clone(), requires_grad=False))
 
     @property
     def multiple(self) -> int:
@@ -111,5 +123,24 @@ class FastEnhancerGraph(nn.Module):
         net = self.net
         # one embedding row broadcast over the batch: a constant the exporter folds away
         e = net.emb(eta_embedding(torch.full((1,), float(eta), device=stem_in.device), net.cfg.emb))
-        h = net.trunk(stem_in, e)
+        h = self._trunk(stem_in, e)
         return F.conv2d(h, self.head_h) + head_in
+
+    def _trunk(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """:meth:`DenoiserUNet.trunk` with the upsampling as transposed convolutions."""
+        net = self.net
+        skips = []
+        for block, down in zip(net.enc, net.down):
+            h = block(h, e)
+            skips.append(h)
+            h = F.leaky_relu(down(h), 0.1)
+        for i, block in enumerate(net.mid):
+            h = block(h, e)
+            if i == 0:
+                h = net.context(h)
+        levels = range(len(net.dec) - 1, -1, -1)
+        for lvl, skip in zip(levels, reversed(skips)):
+            hh, ww = h.shape[-2], h.shape[-1]
+            up = F.conv_transpose2d(h, self.up_w[lvl], stride=2) + self.up_b[lvl].repeat(1, 1, hh, ww)
+            h = net.dec[lvl](up + skip, e)
+        return h
