@@ -188,6 +188,39 @@ def cmd_real(args) -> dict:
     return res
 
 
+def cmd_speed(args) -> dict:
+    """Side-by-side latency, interleaved: one inference of each engine in turn, for ``--seconds``.
+
+    ``duskwatch bench engine`` times engines one after the other; on a shared machine whose load
+    changes by the second that can favour either. Round-robin gives every engine the same load.
+    """
+    import time
+
+    import onnxruntime as ort
+
+    sessions = []
+    for path in args.engine:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        # idle sessions must not spin-wait: their pools would steal the cores of the one running
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feed = {s.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, args.imgsz, args.imgsz), np.float32)}
+        for _ in range(3):
+            s.run(None, feed)
+        sessions.append((path, s, feed, []))
+    t_end = time.monotonic() + args.seconds
+    while time.monotonic() < t_end:
+        for _, s, feed, times in sessions:
+            t0 = time.perf_counter()
+            s.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1000)
+    base = float(np.median(sessions[0][3]))
+    return {"imgsz": args.imgsz, "threads": args.threads, "rounds": len(sessions[0][3]),
+            "engines": [{"engine": p, "p50_ms": round(float(np.median(t)), 2), "p90_ms": round(float(np.percentile(t, 90)), 2),
+                         "p50_vs_first": round(float(np.median(t)) / base, 3)} for p, _, _, t in sessions]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="what", required=True)
@@ -205,10 +238,16 @@ def main() -> None:
     r = sub.add_parser("real")
     r.add_argument("--engine", required=True)
     r.add_argument("--max-side", type=int, default=1024)
+    sp = sub.add_parser("speed", help="interleaved latency; the first --engine is the reference (YOLO11n)")
+    sp.add_argument("--engine", action="append", required=True)
+    sp.add_argument("--imgsz", type=int, default=640)
+    sp.add_argument("--seconds", type=float, default=30)
+    sp.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     args.sheet = {"DICM": ["01", "05", "12", "23", "34", "47"], "LIME": ["1", "3", "7", "10"]}
     IMG.mkdir(parents=True, exist_ok=True)
-    res = {"grid": cmd_grid, "quality": cmd_quality, "temporal": cmd_temporal, "real": cmd_real}[args.what](args)
+    res = {"grid": cmd_grid, "quality": cmd_quality, "temporal": cmd_temporal, "real": cmd_real,
+           "speed": cmd_speed}[args.what](args)
     print(json.dumps(res))
 
 
