@@ -4,11 +4,31 @@ validation scoring (PSNR/SSIM), EMA and the curves plot."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """What every training run (teacher or student) takes: data, output, batch shape, device,
+    resume, validation and checkpoint cadence. Subclasses add their own schedule."""
+
+    data: str
+    out: str
+    batch: int = 16
+    crop: int = 128
+    device: str = "auto"
+    resume: str | None = None
+    val_every: int = 500
+    save_every: int = 250
+    val_size: int = 256
+    val_fraction: float = 0.1
+    max_side: int = 512
+    time_limit: float | None = None  # seconds; stop (and save) early when exceeded
 
 
 def resolve_device(device: str) -> torch.device:

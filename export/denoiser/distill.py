@@ -29,28 +29,16 @@ from export.denoiser.model import (DiffusionConfig, EnhancerGraph, denoiser_fn, 
 from export.denoiser.net import build_net
 
 
-@dataclass
-class DistillConfig:
+@dataclass(kw_only=True)
+class DistillConfig(common.RunConfig):
     teacher: str
     steps: int
-    data: str
-    out: str
     iters: int = 2000
-    batch: int = 16
-    crop: int = 128
     lr: float = 5e-4
     pool: int = 192
     refresh: int = 200
-    device: str = "auto"
-    resume: str | None = None
-    val_every: int = 500
-    save_every: int = 250
-    val_size: int = 256
-    val_fraction: float = 0.1
-    max_side: int = 512
     seed: int = 1
     ema: float = 0.995
-    time_limit: float | None = None
     weights_out: str | None = None
     noise: str = "zero"  # starting noise of the trajectories: "zero" (as the exported graph) or "random"
     skip_enc: tuple[int, ...] = ()  # student leaves out these levels' encoder blocks (cheaper)

@@ -25,25 +25,13 @@ from export.denoiser.model import DiffusionConfig, EnhancerGraph, normalize_expo
 from export.denoiser.net import NetConfig, build_net
 
 
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
+@dataclass(kw_only=True)
+class TrainConfig(common.RunConfig):
     steps: int | None = None
     epochs: int | None = None
-    batch: int = 16
-    crop: int = 128
     lr: float = 1e-3
-    device: str = "auto"
-    resume: str | None = None
-    val_every: int = 500
-    save_every: int = 250
-    val_size: int = 256
-    val_fraction: float = 0.1
-    max_side: int = 512
     seed: int = 0
     ema: float = 0.999
-    time_limit: float | None = None  # seconds; stop (and save) early when exceeded
     net: dict = field(default_factory=lambda: NetConfig().to_dict())
     diffusion: dict = field(default_factory=lambda: DiffusionConfig().to_dict())
 
