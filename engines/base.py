@@ -18,6 +18,7 @@ names, precision, and for TensorRT the version and GPU it was built for).
 
 from __future__ import annotations
 
+import abc
 import importlib
 import json
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class TensorSpec:
         return f"{self.name}[{dims}]:{np.dtype(self.dtype).name}"
 
 
-class Engine:
+class Engine(abc.ABC):
     """Base class: subclasses set ``inputs``, ``outputs``, ``metadata`` and implement ``_run``."""
 
     backend: str = "?"
@@ -76,8 +77,9 @@ class Engine:
         self.check_feed(feed)
         return self._run(feed)
 
-    def _run(self, feed: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} does not implement _run")
+    @abc.abstractmethod
+    def _run(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a checked feed; each backend implements this."""
 
     def check_feed(self, feed: Mapping[str, Any]) -> None:
         """Raise :class:`EngineError` naming the first mismatch in names, ranks, shapes or dtypes."""
