@@ -35,8 +35,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=5.0, help="frames per second to process")
     p.add_argument("--imgsz", type=int, default=640, help="detector input size for the export")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
-    p.add_argument("--sink", default="-", help="JSON-lines output file, '-' for stdout, "
-                   "'none' for no sink")
+    p.add_argument("--sink", default=None, help="JSON-lines output file, '-' for stdout, "
+                   "'none' for no sink (default: demo-events.jsonl in the cache directory, so the "
+                   "terminal stays readable)")
 
 
 def cache_dir(arg: Path | None) -> Path:
@@ -99,7 +100,7 @@ def source_factory(args: argparse.Namespace):
     return synthetic_factory(args.source, DayNight() if darken else None)
 
 
-def print_where_to_look(host: str, port: int, enhancer: Path | None) -> None:
+def print_where_to_look(host: str, port: int, enhancer: Path | None, sink: str) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     base = f"http://{shown}:{port}"
     lines = [
@@ -110,6 +111,8 @@ def print_where_to_look(host: str, port: int, enhancer: Path | None) -> None:
         f"  {base}/metrics             Prometheus metrics",
         f"  {base}/healthz  {base}/readyz",
     ]
+    if sink not in ("-", "none"):
+        lines.append(f"  {sink}   detections, one JSON line per processed frame")
     if enhancer is None:
         lines.append("  (no enhancer engine: dark frames are detected without enhancement)")
     lines.append("Stop with Ctrl-C.\n")
@@ -123,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     factory = source_factory(args)
     cache = cache_dir(args.cache_dir) / "engines"
+    if args.sink is None:
+        args.sink = str(cache.parent / "demo-events.jsonl")
     detector = ensure_engine("yolo", cache / f"yolo11n-{args.imgsz}.onnx", args.imgsz)
     if detector is None:
         raise CommandError("could not export the default detector; see the log above "
@@ -139,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     svc = Service(cfg, source_factory=factory)
     try:
         svc.start()
-        print_where_to_look(*svc.http.address, enhancer)
+        print_where_to_look(*svc.http.address, enhancer, args.sink)
         if args.duration > 0:
             timer = threading.Timer(args.duration, stop.set)
             timer.daemon = True  # a SIGTERM before the duration ends must not wait for it

@@ -134,14 +134,14 @@ def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
 
 
 def _sigterm_stops_a_long_demo_quickly(tmp_path, env, port):
-    """Second start with the same cache: nothing is exported again, and SIGTERM long before
-    --duration ends stops it within 5 s (the duration timer must not keep the process alive)."""
+    """Second start with the same cache: nothing is exported again, detections go to the cache
+    directory by default (not the terminal), and SIGTERM long before --duration ends stops it
+    within 5 s (the duration timer must not keep the process alive)."""
     import signal
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "demo", "--duration", "300", "--imgsz", "160",
-         "--fps", "4", "--cache-dir", str(tmp_path / "cache"), "--listen", f"127.0.0.1:{port}",
-         "--sink", "none"],
+         "--fps", "4", "--cache-dir", str(tmp_path / "cache"), "--listen", f"127.0.0.1:{port}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 40
@@ -162,3 +162,6 @@ def _sigterm_stops_a_long_demo_quickly(tmp_path, env, port):
     assert proc.returncode == 0, err[-2000:]
     assert stopped_in < 5, f"demo took {stopped_in:.1f} s to stop after SIGTERM"
     assert "exporting" not in err
+    events = tmp_path / "cache" / "demo-events.jsonl"
+    assert str(events) in err
+    assert events.is_file()
