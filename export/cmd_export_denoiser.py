@@ -24,16 +24,16 @@ def run(args: argparse.Namespace) -> int:
         from export.denoiser import export as dx
     except ImportError as exc:
         raise CommandError(f"exporting needs the export extra ({exc}); pip install 'duskwatch[export]'") from None
-    torch.set_grad_enabled(False)
-    try:
-        out = dx.export_denoiser(args.checkpoint, args.steps, args.format, args.out)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise CommandError(str(exc)) from None
-    print(f"enhancer ({args.steps} steps, {args.format}): {out}")
-    if args.check and args.format == "onnx":
-        import numpy as np
+    with torch.no_grad():  # scoped: the command also runs in-process (tests, other tools)
+        try:
+            out = dx.export_denoiser(args.checkpoint, args.steps, args.format, args.out)
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise CommandError(str(exc)) from None
+        print(f"enhancer ({args.steps} steps, {args.format}): {out}")
+        if args.check and args.format == "onnx":
+            import numpy as np
 
-        graph, _ = dx.build_graph(args.checkpoint or dx.default_checkpoint(args.steps), args.steps)
-        x = np.random.default_rng(0).random((2, 3, 96, 160), dtype=np.float32) * 0.3
-        print(f"parity: max |ONNX Runtime - PyTorch| = {dx.parity(graph, out, x):.2e}")
+            graph, _ = dx.build_graph(args.checkpoint or dx.default_checkpoint(args.steps), args.steps)
+            x = np.random.default_rng(0).random((2, 3, 96, 160), dtype=np.float32) * 0.3
+            print(f"parity: max |ONNX Runtime - PyTorch| = {dx.parity(graph, out, x):.2e}")
     return 0
