@@ -128,19 +128,10 @@ class FastEnhancerGraph(nn.Module):
 
     def _trunk(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """:meth:`DenoiserUNet.trunk` with the upsampling as transposed convolutions."""
-        net = self.net
-        skips = []
-        for block, down in zip(net.enc, net.down):
-            h = block(h, e)
-            skips.append(h)
-            h = F.leaky_relu(down(h), 0.1)
-        for i, block in enumerate(net.mid):
-            h = block(h, e)
-            if i == 0:
-                h = net.context(h)
-        levels = range(len(net.dec) - 1, -1, -1)
-        for lvl, skip in zip(levels, reversed(skips)):
-            hh, ww = h.shape[-2], h.shape[-1]
-            up = F.conv_transpose2d(h, self.up_w[lvl], stride=2) + self.up_b[lvl].repeat(1, 1, hh, ww)
-            h = net.dec[lvl](up + skip, e)
-        return h
+        return self.net.trunk(h, e, upsample=self._upsample)
+
+    def _upsample(self, level: int, h: torch.Tensor) -> torch.Tensor:
+        """Exactly ``pixel_shuffle(up(h), 2)``, as a stride-2 ConvTranspose plus a periodic bias
+        (no DepthToSpace in the exported graph)."""
+        hh, ww = h.shape[-2], h.shape[-1]
+        return F.conv_transpose2d(h, self.up_w[level], stride=2) + self.up_b[level].repeat(1, 1, hh, ww)

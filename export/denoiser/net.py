@@ -140,8 +140,13 @@ class DenoiserUNet(nn.Module):
         out = self.head(torch.cat([self.trunk(self.stem(inp), e), inp], dim=1))
         return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame
 
-    def trunk(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Encoder, bottleneck and decoder: stem features -> the head's features (same size)."""
+    def trunk(self, h: torch.Tensor, e: torch.Tensor, upsample=None) -> torch.Tensor:
+        """Encoder, bottleneck and decoder: stem features -> the head's features (same size).
+
+        ``upsample(level, h)`` doubles ``h``'s resolution into ``level``'s width; the default is
+        the trained 1x1 convolution + pixel shuffle (the exported graph swaps in an exact
+        transposed-convolution form of the same map)."""
+        up = upsample or self.upsample
         skips = []
         for block, down in zip(self.enc, self.down):
             h = block(h, e)
@@ -151,9 +156,12 @@ class DenoiserUNet(nn.Module):
             h = block(h, e)
             if i == 0:
                 h = self.context(h)
-        for block, up, skip in zip(reversed(self.dec), reversed(self.up), reversed(skips)):
-            h = block(F.pixel_shuffle(up(h), 2) + skip, e)
+        for lvl in reversed(range(len(self.dec))):
+            h = self.dec[lvl](up(lvl, h) + skips[lvl], e)
         return h
+
+    def upsample(self, level: int, h: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.up[level](h), 2)
 
 
 def build_net(cfg: dict | NetConfig | None = None) -> DenoiserUNet:
