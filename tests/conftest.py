@@ -103,6 +103,36 @@ def require_prometheus() -> None:
         pytest.skip("needs Debian's prometheus package (apt install prometheus); run `make sysdeps`")
 
 
+# -- camera sources and notify sockets ---------------------------------------------------------
+@pytest.fixture
+def started():
+    """``started(cfg, events) -> OpenCVSource``: a real source, started; all stopped at teardown."""
+    from daemon.sources import OpenCVSource
+
+    made: list = []
+
+    def make(cfg, events):
+        src = OpenCVSource(cfg, events)
+        made.append(src)
+        src.start()
+        return src
+
+    yield make
+    for src in made:
+        src.stop(timeout=5)
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """``(path, socket)``: a bound AF_UNIX datagram socket standing in for $NOTIFY_SOCKET."""
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(2)
+    yield path, s
+    s.close()
+
+
 # -- footage -----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def footage(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Path]:

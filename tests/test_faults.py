@@ -27,21 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SLACK_S = 2.0  # scheduling slack on a loaded machine
 
 
-@pytest.fixture
-def started():
-    made: list[OpenCVSource] = []
-
-    def make(cfg, events):
-        src = OpenCVSource(cfg, events)
-        made.append(src)
-        src.start()
-        return src
-
-    yield make
-    for src in made:
-        src.stop(timeout=5)
-
-
 def frame_rate(src: OpenCVSource, seconds: float) -> float:
     start = src.status()["frames"]
     time.sleep(seconds)

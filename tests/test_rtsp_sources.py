@@ -6,33 +6,16 @@ import numpy as np
 import pytest
 
 from daemon.frames import CameraState
-from daemon.sources import OpenCVSource
 from tests.rtsp.helpers import EventRecorder, camera, wait_until
 
 pytestmark = pytest.mark.rtsp
 S = CameraState
 
 
-@pytest.fixture
-def started():
-    made: list[OpenCVSource] = []
-
-    def make(cfgs, events):
-        for cfg in cfgs:
-            src = OpenCVSource(cfg, events)
-            made.append(src)
-            src.start()
-        return made
-
-    yield make
-    for src in made:
-        src.stop(timeout=5)
-
-
 def test_h264_h265_mono_and_odd_sizes_stream_as_bgr(rtsp_server, started):
     srv = rtsp_server({"h264": "h264", "h265": "h265", "mono": "mono", "odd": "odd"})
     events = EventRecorder()
-    sources = started([camera(n, srv.url(n)) for n in ("h264", "h265", "mono", "odd")], events)
+    sources = [started(camera(n, srv.url(n)), events) for n in ("h264", "h265", "mono", "odd")]
     assert wait_until(lambda: all(s.status()["frames"] >= 10 for s in sources), 40), \
         [s.status() for s in sources]
     got = {s.name: s.latest() for s in sources}
@@ -52,7 +35,7 @@ def test_resolution_change_over_rtsp_keeps_streaming(rtsp_server, started):
     """640x360 for 59 frames, then 320x180: frames keep coming (scaled to the opened size)."""
     srv = rtsp_server({"rc": "reschange"})
     events = EventRecorder()
-    (src,) = started([camera("rc", srv.url("rc"))], events)
+    src = started(camera("rc", srv.url("rc")), events)
     assert wait_until(lambda: src.status()["frames"] >= 75, 30), src.status()
     assert events.states("rc") == [S.CONNECTING, S.STREAMING]
     assert src.latest().image.shape == (360, 640, 3)
@@ -63,7 +46,7 @@ def test_password_in_the_url_streams_and_is_never_shown(rtsp_server, started, ca
     srv = rtsp_server({"cam": "h264"}, user="viewer", password=password)
     events = EventRecorder()
     caplog.set_level("DEBUG")
-    (src,) = started([camera("cam", srv.url("cam", user="viewer", password=password))], events)
+    src = started(camera("cam", srv.url("cam", user="viewer", password=password)), events)
     assert wait_until(lambda: src.status()["frames"] >= 5, 30), src.status()
     status = src.status()
     assert status["url"] == f"rtsp://viewer:***@127.0.0.1:{srv.port}/cam"
@@ -75,7 +58,7 @@ def test_password_from_env_streams(rtsp_server, started, monkeypatch):
     srv = rtsp_server({"cam": "h264"}, user="viewer", password="env-pw-77")
     monkeypatch.setenv("DUSKWATCH_TEST_CAM_PW", "env-pw-77")
     events = EventRecorder()
-    (src,) = started([camera("cam", srv.url("cam", user="viewer"),
-                             password_env="DUSKWATCH_TEST_CAM_PW")], events)
+    src = started(camera("cam", srv.url("cam", user="viewer"),
+                         password_env="DUSKWATCH_TEST_CAM_PW"), events)
     assert wait_until(lambda: src.status()["frames"] >= 5, 30), src.status()
     assert "env-pw-77" not in repr(src.status()) + repr(events.changes)

@@ -24,17 +24,9 @@ def wait_for(pred, timeout=5.0):
     return pred()
 
 
-@pytest.fixture
-def notify_socket(tmp_path):
-    path = str(tmp_path / "notify.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(0.05)
-    yield path, s
-    s.close()
-
-
 def drain(sock):
+    """Every datagram already waiting on ``sock``."""
+    sock.settimeout(0.05)
     out = []
     while True:
         try:

@@ -10,16 +10,6 @@ from daemon.systemd import Notifier, watchdog_interval
 
 
 @pytest.fixture
-def path_socket(tmp_path):
-    path = str(tmp_path / "notify.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(2)
-    yield path, s
-    s.close()
-
-
-@pytest.fixture
 def abstract_socket():
     name = f"duskwatch-test-{uuid.uuid4().hex}"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -29,8 +19,8 @@ def abstract_socket():
     s.close()
 
 
-def test_ready_status_stopping_on_a_path_socket(path_socket):
-    path, sock = path_socket
+def test_ready_status_stopping_on_a_path_socket(notify_socket):
+    path, sock = notify_socket
     n = Notifier(environ={"NOTIFY_SOCKET": path})
     assert n.enabled
     assert n.ready("2/2 cameras streaming")
