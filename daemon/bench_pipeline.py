@@ -138,16 +138,7 @@ def _config(args: argparse.Namespace):
 def _source_factory(rec: Recorder):
     from daemon.service import default_source_factory
 
-    try:
-        import daemon.sources  # noqa: F401
-        base = default_source_factory
-    except ImportError:  # checkout without the real sources: play files with the demo source
-        from daemon.synthetic import synthetic_factory
-
-        def base(cam, events):
-            return synthetic_factory(cam.url.get_secret_value(), cycle=None)(cam, events)
-
-    return lambda cam, events: _TimedSource(base(cam, events), rec)
+    return lambda cam, events: _TimedSource(default_source_factory(cam, events), rec)
 
 
 def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def _check_tensor(engine_name: str, spec: TensorSpec, value: Any) -> None:
         if want is not None and got != want:
             what = "batch size" if axis == 0 else f"dimension {axis}"
             hint = (
-                f"; re-export with a larger --batch or --dynamic"
+                "; re-export with a larger --batch or --dynamic"
                 if axis == 0 and got > want
                 else ""
             )

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.denoiser.model import DiffusionConfig, save_weights_only
+from export.denoiser.model import DiffusionConfig
 from export.denoiser.net import NetConfig, build_net
 
 TINY = NetConfig(widths=(8, 16), unshuffle=2, emb=16, bottleneck_blocks=1)  # multiple 4

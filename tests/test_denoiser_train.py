@@ -1,6 +1,5 @@
 """Teacher training and distillation run end to end on a tiny net for a few steps."""
 
-import json
 
 import numpy as np
 import pytest

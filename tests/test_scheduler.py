@@ -1,6 +1,5 @@
 """Scheduler and pipeline with fakes at the seams and a manual clock (no timing assertions)."""
 
-import numpy as np
 import pytest
 
 from daemon.config import CameraConfig, LowLightConfig, SchedulerConfig

@@ -2,14 +2,10 @@
 
 import logging
 import socket
-import threading
 import time
 
-import numpy as np
-import pytest
 import yaml
 
-from daemon.frames import CameraState
 from daemon.service import SecretsFilter, Service
 from daemon.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config

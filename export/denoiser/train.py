@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from export.denoiser import common, data, diffusion
+from export.denoiser import common, data
 from export.denoiser.model import DiffusionConfig, EnhancerGraph, normalize_exposure, save_atomic
 from export.denoiser.net import NetConfig, build_net
 
