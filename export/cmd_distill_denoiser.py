@@ -40,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, resume=args.resume, val_every=args.val_every, seed=args.seed,
         time_limit=args.time_limit, weights_out=args.weights_out, noise=args.noise,
         skip_enc=_levels(args.skip_enc, "--skip-enc"), skip_dec=_levels(args.skip_dec, "--skip-dec"),
-        clean_weight=args.clean_weight,
+        clean_weight=args.clean_weight, save_every=args.save_every, log_file=args.log_file,
+        progress=args.progress,
     )
     try:
         out = distill(cfg)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, FloatingPointError) as exc:
         raise CommandError(str(exc)) from None
     print(f"student checkpoint: {out}")
     return 0

@@ -15,7 +15,6 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimiser steps (overrides --epochs)")
     p.add_argument("--epochs", type=int, help="passes over the training photos (default 100)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the provisional CPU teacher used 2e-3 and had one loss spike)")
-    p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--widths", help="U-Net widths, comma separated (default 16,32,64,96)")
 
 
@@ -31,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, steps=args.steps, epochs=args.epochs, batch=args.batch,
         crop=args.crop, lr=args.lr, device=args.device, resume=args.resume, val_every=args.val_every,
         save_every=args.save_every, seed=args.seed, time_limit=args.time_limit, net=net.to_dict(),
+        log_file=args.log_file, progress=args.progress,
     )
     try:
         out = train_teacher(cfg)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, FloatingPointError) as exc:
         raise CommandError(str(exc)) from None
     print(f"teacher checkpoint: {out}")
     return 0

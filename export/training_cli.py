@@ -6,6 +6,10 @@ Standard library only at import time: torch loads in :func:`start_torch`, when a
 from __future__ import annotations
 
 import argparse
+import re
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_PART = r"(\d+(?:\.\d+)?)\s*([hms])"
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, seed: int, out_help: str,
@@ -19,8 +23,24 @@ def add_run_arguments(p: argparse.ArgumentParser, *, seed: int, out_help: str,
     p.add_argument("--resume", help=resume_help)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    p.add_argument("--time-limit", type=float, help="stop and save after this many seconds")
+    p.add_argument("--save-every", type=int, default=250, help="write the checkpoint every N steps")
+    p.add_argument("--time-budget", "--time-limit", dest="time_limit", type=parse_duration, metavar="DURATION",
+                   help="stop and save when this much time has passed (2h, 90m, 1h30m, 45s or seconds); "
+                        "continue later with --resume")
+    p.add_argument("--log-file", help="append progress lines (loss, validation, checkpoints) to this file")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
     p.add_argument("--seed", type=int, default=seed)
+
+
+def parse_duration(text: str) -> float:
+    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or a number of seconds -> seconds."""
+    s = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    parts = re.findall(_PART, s)
+    if not parts or re.sub(_PART, "", s).strip():
+        raise ValueError(f"time budget {text!r}: expected e.g. 2h, 90m, 1h30m, 45s or seconds")
+    return sum(float(v) * _UNITS[u] for v, u in parts)
 
 
 def start_torch(args: argparse.Namespace, what: str) -> None:

@@ -91,3 +91,89 @@ def test_pruned_student_starts_from_the_teacher_minus_blocks():
     assert all(p.requires_grad for p in student.parameters())
     # the configuration round-trips through a checkpoint's dict
     assert build_net(student.cfg.to_dict()).cfg == student.cfg
+
+
+def _tensors_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _opt_equal(a: dict, b: dict) -> bool:
+    return all(_tensors_equal(sa, sb) for sa, sb in zip(a["state"].values(), b["state"].values()))
+
+
+def test_teacher_resume_is_exact_and_time_budget_stops_and_saves(photos, tmp_path):
+    """Three one-step sittings (a zero time budget stops after each step) end exactly where one
+    uninterrupted three-step run ends: weights, EMA, optimiser state and losses."""
+    torch.set_num_threads(1)
+    whole = tmp_path / "whole.pt"
+    train_teacher(_cfg(photos, whole, steps=3, progress=False), log=lambda m: None)
+    parts, log_file = tmp_path / "parts.pt", tmp_path / "run.log"
+    for sitting in range(3):
+        train_teacher(_cfg(photos, parts, steps=3, progress=False, time_limit=0.0, log_file=str(log_file),
+                           resume=str(parts) if sitting else None), log=lambda m: None)
+        assert torch.load(parts, weights_only=False)["step"] == sitting + 1
+    a, b = torch.load(whole, weights_only=False), torch.load(parts, weights_only=False)
+    assert _tensors_equal(a["model"], b["model"]) and _tensors_equal(a["ema"], b["ema"])
+    assert _opt_equal(a["opt"], b["opt"])
+    assert [h["loss"] for h in a["history"] if "loss" in h] == [h["loss"] for h in b["history"] if "loss" in h]
+    text = log_file.read_text()
+    assert "time budget" in text and "resumed from" in text and "val_psnr" in text
+
+
+def test_student_resume_is_exact_across_a_pool_refresh(photos, tmp_path):
+    """Stopping mid-pool (step 1 of a pool refreshed every 2 steps) and resuming rebuilds the same
+    pool, so the student ends exactly where the uninterrupted run ends."""
+    torch.set_num_threads(1)
+    teacher = tmp_path / "teacher.pt"
+    train_teacher(_cfg(photos, teacher, steps=1, progress=False), log=lambda m: None)
+
+    def cfg(out, **kw):
+        return DistillConfig(teacher=str(teacher), steps=2, data=str(photos), out=str(out), iters=3, batch=2,
+                             crop=32, pool=4, refresh=2, val_every=3, val_size=32, val_fraction=0.5,
+                             device="cpu", progress=False, **kw)
+
+    distill(cfg(tmp_path / "whole.pt"), log=lambda m: None)
+    parts = tmp_path / "parts.pt"
+    for sitting in range(3):
+        distill(cfg(parts, time_limit=0.0, resume=str(parts) if sitting else None), log=lambda m: None)
+    a, b = torch.load(tmp_path / "whole.pt", weights_only=False), torch.load(parts, weights_only=False)
+    assert b["step"] == 3 and _tensors_equal(a["model"], b["model"]) and _tensors_equal(a["ema"], b["ema"])
+
+
+def test_resume_refuses_the_wrong_kind(photos, tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    train_teacher(_cfg(photos, teacher, steps=1, progress=False), log=lambda m: None)
+    with pytest.raises(ValueError, match="K=2 student checkpoint"):
+        distill(DistillConfig(teacher=str(teacher), steps=2, data=str(photos), out=str(tmp_path / "s.pt"),
+                              iters=2, batch=2, crop=32, pool=2, val_size=32, val_fraction=0.5, device="cpu",
+                              progress=False, resume=str(teacher)), log=lambda m: None)
+    with pytest.raises(FileNotFoundError, match="drop --resume"):
+        train_teacher(_cfg(photos, tmp_path / "t2.pt", steps=1, progress=False, resume=str(tmp_path / "nope.pt")),
+                      log=lambda m: None)
+
+
+@pytest.mark.parametrize("text,seconds", [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("12.5", 12.5)])
+def test_time_budget_parses(text, seconds):
+    from export.training_cli import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2 days", "h", "1h x", "-5"])
+def test_time_budget_rejects_nonsense_with_examples(text):
+    from export.training_cli import parse_duration
+
+    with pytest.raises(ValueError, match="expected e.g. 2h"):
+        parse_duration(text)
+
+
+def test_train_command_takes_time_budget_and_log_file(photos, tmp_path):
+    from daemon.cli import main
+
+    log_file = tmp_path / "cli.log"
+    rc = main(["train", "denoiser", "--data", str(photos), "--out", str(tmp_path / "t.pt"), "--steps", "50",
+               "--batch", "2", "--crop", "32", "--widths", "8,16", "--device", "cpu", "--time-budget", "0s",
+               "--log-file", str(log_file), "--no-progress", "--threads", "1"])
+    assert rc == 0
+    assert torch.load(tmp_path / "t.pt", weights_only=False)["step"] == 1
+    assert "time budget 0 s reached at step 1" in log_file.read_text()

@@ -1,5 +1,7 @@
-"""Pieces shared by teacher training and distillation: device, schedule of the learning rate,
-validation scoring (PSNR/SSIM), EMA and the curves plot."""
+"""Pieces shared by teacher training and distillation: the run configuration, schedule of the
+learning rate, validation scoring (PSNR/SSIM), EMA and the curves plot. The device comes from
+:func:`engines.device.resolve_device` (one resolver for the whole project); the loop itself is
+:mod:`export.denoiser.driver`."""
 
 from __future__ import annotations
 
@@ -29,14 +31,8 @@ class RunConfig:
     val_fraction: float = 0.1
     max_side: int = 512
     time_limit: float | None = None  # seconds; stop (and save) early when exceeded
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return torch.device(device)
+    log_file: str | None = None  # append progress lines here (for long background runs)
+    progress: bool = True  # tqdm bar
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: float = 0.02) -> float:

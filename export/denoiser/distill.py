@@ -8,13 +8,12 @@ student's K steps is then trained to land, in *one* update, where the teacher la
 state exactly (:func:`export.denoiser.diffusion.x0_for_target`; Salimans & Ho 2022, Eq. 8),
 i.e. knowledge distillation of an iterative sampler (Luhman & Luhman 2021) done per segment as
 in TRACT (Berthelot et al. 2023), one phase, because the residual-shift process already starts
-from the degraded frame and needs few steps. The pool is regenerated every ``refresh`` steps.
+from the degraded frame and needs few steps. The pool is regenerated every ``refresh`` steps. The loop is :mod:`export.denoiser.driver`'s.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -23,9 +22,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from export.denoiser import common, data, diffusion
+from engines.device import resolve_device
+from export.denoiser import common, data, diffusion, driver
 from export.denoiser.model import (DiffusionConfig, EnhancerGraph, denoiser_fn, file_sha256,
-                                   load_checkpoint, normalize_exposure, save_atomic, save_weights_only)
+                                   load_checkpoint, normalize_exposure, save_weights_only)
 from export.denoiser.net import build_net
 
 
@@ -112,88 +112,75 @@ def student_loss(student, pool: dict, etas_k: list[float], batch: int, rng) -> t
     return F.mse_loss(student(x_t, y, eta_t.view(-1)), target)
 
 
+class StudentTask:
+    """The student's part of a run (:mod:`export.denoiser.driver`): trajectory-matching loss on a
+    pool of teacher trajectories, scored with the K-step sampler against the teacher's T steps.
+
+    The pool in use at step ``s`` is built from the generator of step ``s - s % refresh`` only,
+    so a resumed run rebuilds exactly the pool the uninterrupted run had."""
+
+    kind = "student"
+
+    def __init__(self, cfg: DistillConfig, device):
+        self.cfg, self.device = cfg, device
+        self.teacher, tmeta = load_checkpoint(cfg.teacher, device)
+        self.diff = DiffusionConfig(**tmeta["diffusion"])
+        self.etas_k = self.diff.sampling_etas(cfg.steps)  # validates K against T
+        self.train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
+        self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size)
+        self.net = student_from_teacher(self.teacher, cfg.skip_enc, cfg.skip_dec)
+        self.title = f"distill K={cfg.steps}"
+        self.teacher_meta, self.teacher_sha = tmeta, file_sha256(cfg.teacher)
+        graph = EnhancerGraph(self.teacher, self.diff, self.diff.T).to(device)
+        self.teacher_score = common.score(common.run_batched(graph, self.val_y, device), self.val_x)
+        self.input_score = common.score(self.val_y, self.val_x)
+        self._pool, self._pool_step = None, None
+
+    def pool_at(self, step: int) -> dict:
+        pool_step = step - step % self.cfg.refresh
+        if self._pool_step != pool_step:
+            rng = np.random.default_rng([self.cfg.seed, pool_step, 1])
+            self._pool = make_pool(self.teacher, self.diff, self.cfg.steps, self.train_set, self.cfg, rng, self.device)
+            self._pool_step = pool_step
+        return self._pool
+
+    def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        return student_loss(self.net, self.pool_at(step), self.etas_k, self.cfg.batch, rng)
+
+    def evaluate(self, ema) -> dict[str, float]:
+        graph = EnhancerGraph(ema, self.diff, self.cfg.steps).to(self.device)
+        s = common.score(common.run_batched(graph, self.val_y, self.device), self.val_x)
+        return {"val_psnr": s["psnr"], "val_ssim": s["ssim"], "teacher_psnr": self.teacher_score["psnr"],
+                "teacher_ssim": self.teacher_score["ssim"], "input_psnr": self.input_score["psnr"]}
+
+    def meta(self, ema, step: int, history: list[dict]) -> dict:
+        vals = [h for h in history if "val_psnr" in h]
+        return {"kind": "student", "steps": self.cfg.steps, "net_config": self.net.cfg.to_dict(),
+                "diffusion": self.diff.to_dict(), "teacher_sha256": self.teacher_sha, "step": step,
+                "val": vals[-1] if vals else None, "distill_config": asdict(self.cfg)}
+
+    def check_resume(self, ckpt: dict, path: str) -> None:
+        if ckpt.get("kind") != "student" or ckpt.get("steps") != self.cfg.steps:
+            raise ValueError(f"{path}: --resume needs a K={self.cfg.steps} student checkpoint, this one is "
+                             f"{ckpt.get('kind')!r} with steps={ckpt.get('steps')}")
+
+
+def schedule(cfg: DistillConfig) -> driver.Schedule:
+    return driver.Schedule(out=cfg.out, total=cfg.iters, lr=cfg.lr, seed=cfg.seed, warmup=50, ema=cfg.ema,
+                           val_every=cfg.val_every, save_every=cfg.save_every, resume=cfg.resume,
+                           time_limit=cfg.time_limit, log_file=cfg.log_file, progress=cfg.progress)
+
+
 def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> Path:
-    from tqdm import tqdm
-
-    device = common.resolve_device(cfg.device)
-    teacher, meta = load_checkpoint(cfg.teacher, device)
-    diff = DiffusionConfig(**meta["diffusion"])
-    K = cfg.steps
-    etas_k = diff.sampling_etas(K)  # validates K against T
-    train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
-    val_y, val_x = data.validation_pairs(val_set, cfg.val_size)
-    student = student_from_teacher(teacher, cfg.skip_enc, cfg.skip_dec)
-    ema = copy.deepcopy(student).eval()
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    step, history = 0, []
-    if cfg.resume:
-        step, history = _resume(cfg.resume, student, ema, opt, K)
-        log(f"resumed from {cfg.resume} at step {step}")
-    t_score = common.score(common.run_batched(EnhancerGraph(teacher, diff, diff.T).to(device), val_y, device), val_x)
-    in_score = common.score(val_y, val_x)
-    log(f"teacher ({diff.T} steps) val PSNR {t_score['psnr']:.2f} dB SSIM {t_score['ssim']:.3f}; "
-        f"dark input {in_score['psnr']:.2f} dB; distilling to K={K} on {device}")
-    teacher_sha = file_sha256(cfg.teacher)
-    t0, pool = time.monotonic(), None
-    bar = tqdm(total=cfg.iters, initial=step, desc=f"distill K={K}", unit="step", dynamic_ncols=True)
-    while step < cfg.iters:
-        rng = np.random.default_rng([cfg.seed, step])
-        if pool is None or step % cfg.refresh == 0:
-            pool = make_pool(teacher, diff, K, train_set, cfg, rng, device)
-        for g in opt.param_groups:
-            g["lr"] = common.cosine_lr(step, cfg.iters, cfg.lr, warmup=50)
-        loss = student_loss(student, pool, etas_k, cfg.batch, rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        common.ema_update(ema, student, cfg.ema)
-        step += 1
-        bar.update(1)
-        history.append({"step": step, "loss": loss.item()})
-        bar.set_postfix(loss=f"{loss.item():.5f}", refresh=False)
-        out_of_time = cfg.time_limit is not None and time.monotonic() - t0 > cfg.time_limit
-        if step % cfg.val_every == 0 or step == cfg.iters or out_of_time:
-            s = common.score(common.run_batched(EnhancerGraph(ema, diff, K).to(device), val_y, device), val_x)
-            history.append({"step": step, "val_psnr": s["psnr"], "val_ssim": s["ssim"],
-                            "teacher_psnr": t_score["psnr"], "teacher_ssim": t_score["ssim"],
-                            "input_psnr": in_score["psnr"]})
-            bar.write(f"step {step}: student K={K} val PSNR {s['psnr']:.2f} dB SSIM {s['ssim']:.3f} "
-                      f"(teacher {t_score['psnr']:.2f} dB)")
-        if step % cfg.save_every == 0 or step == cfg.iters or out_of_time:
-            _save(cfg, student, ema, opt, step, history, diff, {**meta, "net_config": student.cfg.to_dict()}, teacher_sha)
-        if out_of_time:
-            bar.write(f"time limit reached at step {step}; saved, resume with --resume")
-            break
-    bar.close()
-    _save(cfg, student, ema, opt, step, history, diff, {**meta, "net_config": student.cfg.to_dict()}, teacher_sha)
-    common.plot_curves(history, Path(cfg.out).with_suffix(".png"), f"student K={K}")
-    if cfg.weights_out:
-        save_weights_only(ema, _meta(cfg, diff, {**meta, "net_config": student.cfg.to_dict()}, teacher_sha, step, history),
-                          cfg.weights_out)
+    """Distil ``cfg.teacher`` into a K-step student; returns the student checkpoint's path and,
+    with ``weights_out``, also writes the small fp16 inference weights there."""
+    device = resolve_device(cfg.device, "distillation")
+    task = StudentTask(cfg, device)
+    t, i = task.teacher_score, task.input_score
+    log(f"teacher ({task.diff.T} steps) val PSNR {t['psnr']:.2f} dB SSIM {t['ssim']:.3f}; "
+        f"dark input {i['psnr']:.2f} dB; distilling to K={cfg.steps} on {device}")
+    result = driver.run(task, schedule(cfg), log)
+    if cfg.weights_out and result.finished:
+        save_weights_only(result.ema, task.meta(result.ema, result.step, result.history), cfg.weights_out)
         log(f"inference weights (fp16): {cfg.weights_out}")
-    return Path(cfg.out)
-
-
-def _meta(cfg, diff, tmeta, teacher_sha, step, history) -> dict:
-    vals = [h for h in history if "val_psnr" in h]
-    return {"kind": "student", "steps": cfg.steps, "net_config": tmeta["net_config"],
-            "diffusion": diff.to_dict(), "teacher_sha256": teacher_sha, "step": step,
-            "val": vals[-1] if vals else None}
-
-
-def _save(cfg, student, ema, opt, step, history, diff, tmeta, teacher_sha) -> None:
-    save_atomic({**_meta(cfg, diff, tmeta, teacher_sha, step, history),
-                 "model": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                 "history": history, "distill_config": asdict(cfg)}, cfg.out)
-
-
-def _resume(path, student, ema, opt, K) -> tuple[int, list]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("kind") != "student" or ckpt.get("steps") != K:
-        raise ValueError(f"{path}: --resume needs a K={K} student checkpoint, this one is "
-                         f"{ckpt.get('kind')!r} with steps={ckpt.get('steps')}")
-    student.load_state_dict(ckpt["model"])
-    ema.load_state_dict(ckpt["ema"])
-    opt.load_state_dict(ckpt["opt"])
-    return int(ckpt["step"]), list(ckpt["history"])
+    return result.out

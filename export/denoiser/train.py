@@ -2,16 +2,14 @@
 
 Each step draws clean crops, darkens them with :mod:`export.degrade`, picks ``t ~ U{1..T}``,
 forms ``x_t = x0 + eta_t (y - x0) + kappa sqrt(eta_t) eps`` and regresses ``x0`` (the posterior
-mean that the deterministic sampler needs). An EMA of the weights is kept and scored on the
-validation split with the full T-step sampler. Checkpoints are resumable: the data stream is
-seeded by ``(seed, step)``, so a resumed run sees the batches the uninterrupted one would have.
+mean that the deterministic sampler needs). The loop itself (schedule, EMA, validation,
+checkpoints, exact resume, time budget, log file) is :mod:`export.denoiser.driver`'s; the EMA is
+scored on the validation split with the full T-step sampler.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,8 +18,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from export.denoiser import common, data
-from export.denoiser.model import DiffusionConfig, EnhancerGraph, normalize_exposure, save_atomic
+from engines.device import resolve_device
+from export.denoiser import common, data, driver
+from export.denoiser.model import DiffusionConfig, EnhancerGraph, normalize_exposure
 from export.denoiser.net import NetConfig, build_net
 
 
@@ -58,72 +57,54 @@ def evaluate_teacher(ema, diff: DiffusionConfig, val_y, val_x, device, steps: in
     return common.score(common.run_batched(graph, val_y, device), val_x)
 
 
+class TeacherTask:
+    """The teacher's part of a run (:mod:`export.denoiser.driver`): its loss and its score."""
+
+    kind = "teacher"
+
+    def __init__(self, cfg: TrainConfig, device):
+        self.cfg, self.device = cfg, device
+        self.train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
+        self.n_val = len(val_set)
+        self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size)
+        self.diff = DiffusionConfig(**cfg.diffusion)
+        with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+            torch.manual_seed(cfg.seed)
+            self.net = build_net(cfg.net).to(device)
+        self.title = f"teacher ({self.diff.T} steps)"
+        self.input_score = common.score(self.val_y, self.val_x)
+
+    def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        batch = data.training_batch(self.train_set, self.cfg.batch, self.cfg.crop, rng)
+        y, x0 = (torch.from_numpy(a).to(self.device) for a in batch)
+        return teacher_loss(self.net, x0, y, self.diff, gen)
+
+    def evaluate(self, ema) -> dict[str, float]:
+        s = evaluate_teacher(ema, self.diff, self.val_y, self.val_x, self.device)
+        return {"val_psnr": s["psnr"], "val_ssim": s["ssim"], "input_psnr": self.input_score["psnr"]}
+
+    def meta(self, ema, step: int, history: list[dict]) -> dict:
+        return {"kind": "teacher", "steps": self.diff.T, "net_config": self.net.cfg.to_dict(),
+                "diffusion": self.diff.to_dict(), "train_config": asdict(self.cfg)}
+
+    def check_resume(self, ckpt: dict, path: str) -> None:
+        if ckpt.get("kind") != "teacher":
+            raise ValueError(f"{path}: --resume needs a teacher checkpoint, this one is {ckpt.get('kind')!r}")
+
+
+def schedule(cfg: TrainConfig, total: int) -> driver.Schedule:
+    return driver.Schedule(out=cfg.out, total=total, lr=cfg.lr, seed=cfg.seed, warmup=200, ema=cfg.ema,
+                           ema_warmup=500, val_every=cfg.val_every, save_every=cfg.save_every,
+                           resume=cfg.resume, time_limit=cfg.time_limit, log_file=cfg.log_file,
+                           progress=cfg.progress)
+
+
 def train_teacher(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
-    from tqdm import tqdm
-
-    device = common.resolve_device(cfg.device)
-    train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
-    val_y, val_x = data.validation_pairs(val_set, cfg.val_size)
-    diff = DiffusionConfig(**cfg.diffusion)
-    net = build_net(cfg.net).to(device)
-    ema = copy.deepcopy(net).eval()
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    step, history = 0, []
-    if cfg.resume:
-        step, history = _resume(cfg.resume, net, ema, opt)
-        log(f"resumed from {cfg.resume} at step {step}")
-    total = total_steps(cfg, len(train_set))
-    input_score = common.score(val_y, val_x)
-    log(f"{len(train_set)} training / {len(val_set)} validation photos; dark input scores "
-        f"PSNR {input_score['psnr']:.2f} dB SSIM {input_score['ssim']:.3f}; {total} steps on {device}")
-    t0 = time.monotonic()
-    bar = tqdm(total=total, initial=step, desc="teacher", unit="step", dynamic_ncols=True)
-    while step < total:
-        rng = np.random.default_rng([cfg.seed, step])
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        y, x0 = (torch.from_numpy(a).to(device) for a in data.training_batch(train_set, cfg.batch, cfg.crop, rng))
-        for g in opt.param_groups:
-            g["lr"] = common.cosine_lr(step, total, cfg.lr)
-        loss = teacher_loss(net, x0, y, diff, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        common.ema_update(ema, net, cfg.ema if step > 500 else 0.9)
-        step += 1
-        bar.update(1)
-        history.append({"step": step, "loss": loss.item()})
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        out_of_time = cfg.time_limit is not None and time.monotonic() - t0 > cfg.time_limit
-        if step % cfg.val_every == 0 or step == total or out_of_time:
-            s = evaluate_teacher(ema, diff, val_y, val_x, device)
-            history.append({"step": step, "val_psnr": s["psnr"], "val_ssim": s["ssim"],
-                            "input_psnr": input_score["psnr"]})
-            bar.write(f"step {step}: val PSNR {s['psnr']:.2f} dB SSIM {s['ssim']:.3f} ({diff.T}-step sampler)")
-        if step % cfg.save_every == 0 or step == total or out_of_time:
-            _save(cfg, net, ema, opt, step, history, diff)
-        if out_of_time:
-            bar.write(f"time limit {cfg.time_limit:.0f} s reached at step {step}; saved, resume with --resume")
-            break
-    bar.close()
-    _save(cfg, net, ema, opt, step, history, diff)
-    common.plot_curves(history, Path(cfg.out).with_suffix(".png"), f"teacher ({diff.T} steps)")
-    return Path(cfg.out)
-
-
-def _save(cfg, net, ema, opt, step, history, diff) -> None:
-    save_atomic({
-        "kind": "teacher", "steps": diff.T, "net_config": net.cfg.to_dict(), "diffusion": diff.to_dict(),
-        "model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-        "step": step, "history": history, "train_config": asdict(cfg),
-    }, cfg.out)
-
-
-def _resume(path: str, net, ema, opt) -> tuple[int, list]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("kind") != "teacher":
-        raise ValueError(f"{path}: --resume needs a teacher checkpoint, this one is {ckpt.get('kind')!r}")
-    net.load_state_dict(ckpt["model"])
-    ema.load_state_dict(ckpt["ema"])
-    opt.load_state_dict(ckpt["opt"])
-    return int(ckpt["step"]), list(ckpt["history"])
+    """Train the teacher by ``cfg``; returns the checkpoint's path (curves beside it, ``.png``)."""
+    device = resolve_device(cfg.device, "training")
+    task = TeacherTask(cfg, device)
+    total = total_steps(cfg, len(task.train_set))
+    s = task.input_score
+    log(f"{len(task.train_set)} training / {task.n_val} validation photos; dark input scores "
+        f"PSNR {s['psnr']:.2f} dB SSIM {s['ssim']:.3f}; {total} steps on {device}")
+    return driver.run(task, schedule(cfg, total), log).out
