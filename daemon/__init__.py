@@ -1,3 +1,2 @@
-"""The duskwatch service: config, camera sources, low-light gate, scheduler, metrics, HTTP, systemd."""
-
-__version__ = "0.1.0"
+"""The duskwatch service: pipeline (frames -> gate -> engines -> sinks), service (HTTP,
+metrics, systemd), the command line, benchmarks and the installer."""

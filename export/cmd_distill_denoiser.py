@@ -29,7 +29,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.cli import CommandError
+    from engines.errors import UserError
 
     start_torch(args, "distillation")
     from export.denoiser.distill import DistillConfig, distill
@@ -46,15 +46,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = distill(cfg)
     except (FileNotFoundError, ValueError, FloatingPointError) as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     print(f"student checkpoint: {out}")
     return 0
 
 
 def _levels(text: str, flag: str) -> tuple[int, ...]:
-    from daemon.cli import CommandError
+    from engines.errors import UserError
 
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise CommandError(f"{flag} {text!r}: expected comma-separated level numbers, e.g. 0 or 0,1") from None
+        raise UserError(f"{flag} {text!r}: expected comma-separated level numbers, e.g. 0 or 0,1") from None

@@ -16,19 +16,19 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.cli import CommandError
+    from engines.errors import UserError
 
     try:
         import torch
 
         from export.denoiser import export as dx
     except ImportError as exc:
-        raise CommandError(f"exporting needs the export extra ({exc}); pip install 'duskwatch[export]'") from None
+        raise UserError(f"exporting needs the export extra ({exc}); pip install 'duskwatch[export]'") from None
     with torch.no_grad():  # scoped: the command also runs in-process (tests, other tools)
         try:
             out = dx.export_denoiser(args.checkpoint, args.steps, args.format, args.out)
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            raise CommandError(str(exc)) from None
+            raise UserError(str(exc)) from None
         print(f"enhancer ({args.steps} steps, {args.format}): {out}")
         if args.check and args.format == "onnx":
             import numpy as np

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "export a YOLO detector (.pt weights or .yaml definition) to onnx, engine or torchscript"
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     suffix = {"onnx": ".onnx", "engine": ".engine", "torchscript": ".torchscript"}[args.fmt]
     out = args.out or Path(Path(args.weights).stem + suffix)
     if out.suffix != suffix:
-        raise CommandError(f"--out {out}: a {args.fmt} export must end in {suffix} (the suffix "
+        raise UserError(f"--out {out}: a {args.fmt} export must end in {suffix} (the suffix "
                            "picks the runtime when the engine is opened)", exit_code=2)
     batch = args.batch if args.batch is not None else (32 if args.dynamic else 1)
     opts = ExportOptions(fmt=args.fmt, imgsz=args.imgsz, batch=batch, dynamic=args.dynamic,
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_yolo(args.weights, seed=args.seed)
         path = export_yolo(model, out, opts, weights=args.weights, progress=_progress)
     except ExportError as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     print(path)
     return 0
 

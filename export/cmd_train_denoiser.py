@@ -19,7 +19,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.cli import CommandError
+    from engines.errors import UserError
 
     start_torch(args, "training")
     from export.denoiser.net import NetConfig
@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = train_teacher(cfg)
     except (FileNotFoundError, ValueError, FloatingPointError) as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     print(f"teacher checkpoint: {out}")
     return 0

@@ -45,12 +45,12 @@ def parse_duration(text: str) -> float:
 
 def start_torch(args: argparse.Namespace, what: str) -> None:
     """Import torch (a clear error without the export extra) and apply ``--threads``."""
-    from daemon.cli import CommandError
+    from engines.errors import UserError
 
     try:
         import torch
     except ImportError as exc:
-        raise CommandError(f"{what} needs the export extra ({exc}); "
+        raise UserError(f"{what} needs the export extra ({exc}); "
                            "pip install 'duskwatch[export]'") from None
     if args.threads:
         torch.set_num_threads(args.threads)

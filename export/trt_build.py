@@ -2,7 +2,7 @@
 
 A chain of small steps, as in Polygraphy's loaders: :func:`parse_onnx` -> :func:`configure` ->
 :func:`build` -> :func:`save`, joined by :func:`build_engine`. Every ``None``/``False`` a
-TensorRT call returns becomes an :class:`export.yolo.ExportError` naming the call.
+TensorRT call returns becomes an :class:`export.errors.ExportError` naming the call.
 
 * **Timing cache.** Layer timings are kept in ``<out>.timing.cache`` (or ``--timing-cache``):
   a rebuild on the same GPU and TensorRT version skips most tactic profiling.
@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from export.yolo import ExportError
+from export.errors import ExportError
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from export.errors import ExportError
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "engine", "torchscript")
@@ -33,10 +35,6 @@ RANDOM_WEIGHTS_BANNER = """
 !!  weights and will not detect anything meaningful. Use it for tests and benchmarks only;
 !!  pass trained weights (e.g. --weights yolo11n.pt) for real detection.
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
-
-
-class ExportError(RuntimeError):
-    """An export failed for a reason the user can fix; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -244,9 +242,6 @@ def _anchors(net: Any, opts: ExportOptions) -> int | None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from engines.about import version
 
-    try:
-        return version("duskwatch")
-    except PackageNotFoundError:
-        return "unknown"
+    return version()

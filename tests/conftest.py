@@ -107,7 +107,7 @@ def require_prometheus() -> None:
 @pytest.fixture
 def started():
     """``started(cfg, events) -> OpenCVSource``: a real source, started; all stopped at teardown."""
-    from daemon.sources import OpenCVSource
+    from daemon.pipeline.sources import OpenCVSource
 
     made: list = []
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.config import CameraConfig, parse_config
-from daemon.frames import CameraState, Frame, StateChange
+from daemon.pipeline.frames import CameraState, Frame, StateChange
 
 
 class FakeSource:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from daemon.config import CameraConfig
-from daemon.frames import CameraState
-from daemon.gate import mean_luma
-from daemon.synthetic import DayNight, SyntheticSource, darken, shape_frames
+from daemon.pipeline.frames import CameraState
+from daemon.pipeline.gate import mean_luma
+from daemon.pipeline.synthetic import DayNight, SyntheticSource, darken, shape_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 

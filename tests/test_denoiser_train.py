@@ -65,7 +65,7 @@ def test_train_resume_and_distill(photos, tmp_path):
 
 
 def test_train_command_errors_are_readable(tmp_path):
-    from daemon.cli import main
+    from daemon.cli.main import main
 
     rc = main(["train", "denoiser", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "t.pt"),
                "--steps", "1", "--device", "cpu"])
@@ -168,7 +168,7 @@ def test_time_budget_rejects_nonsense_with_examples(text):
 
 
 def test_train_command_takes_time_budget_and_log_file(photos, tmp_path):
-    from daemon.cli import main
+    from daemon.cli.main import main
 
     log_file = tmp_path / "cli.log"
     rc = main(["train", "denoiser", "--data", str(photos), "--out", str(tmp_path / "t.pt"), "--steps", "50",

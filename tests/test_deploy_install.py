@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon import install
+from daemon.install import installer as install
 from daemon.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]

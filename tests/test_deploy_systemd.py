@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import install
+from daemon.install import installer as install
 
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "duskwatch.service"
 ANALYZE = shutil.which("systemd-analyze")

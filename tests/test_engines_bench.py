@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
-from daemon.cli import main  # noqa: E402
+from daemon.cli.main import main  # noqa: E402
 from tests.yolo_exports import exported  # noqa: E402
 
 

@@ -106,7 +106,7 @@ def test_warmup_runs(enhancer):
 
 
 def test_enhance_command_writes_png_per_image(onnx_path, tmp_path):
-    from daemon.cli import main
+    from daemon.cli.main import main
 
     src = tmp_path / "in"
     src.mkdir()
@@ -121,7 +121,7 @@ def test_enhance_command_writes_png_per_image(onnx_path, tmp_path):
 
 
 def test_enhance_command_unreadable_image_fails(onnx_path, tmp_path):
-    from daemon.cli import main
+    from daemon.cli.main import main
 
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")

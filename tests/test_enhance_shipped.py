@@ -16,7 +16,7 @@ def test_shipped_weights_exist_and_fit_the_size_limit():
 
 
 def test_default_export_and_enhance_a_dark_frame(tmp_path):
-    from daemon.cli import main
+    from daemon.cli.main import main
 
     out = tmp_path / "denoiser.onnx"
     assert main(["export", "denoiser", "--format", "onnx", "--out", str(out)]) == 0  # --steps 2 default

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
-from daemon.cli import main  # noqa: E402
+from daemon.cli.main import main  # noqa: E402
 from engines.base import read_sidecar  # noqa: E402
 from engines.yolo import Detector  # noqa: E402
 from tests.yolo_exports import exported, sample_images  # noqa: E402

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.frames import CameraState
-from daemon.sources import OpenCVSource
+from daemon.pipeline.frames import CameraState
+from daemon.pipeline.sources import OpenCVSource
 from tests.rtsp.helpers import EventRecorder, camera, wait_until
 
 pytestmark = pytest.mark.rtsp

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from daemon.config import LowLightConfig
-from daemon.gate import LowLightGate, mean_luma
+from daemon.pipeline.gate import LowLightGate, mean_luma
 
 
 def test_mean_luma_uses_bt601_weights_in_bgr_order():

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon.service import Service
-from daemon.systemd import Notifier
+from daemon.service.service import Service
+from daemon.service.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
 
 
@@ -126,7 +126,7 @@ class _VanishingClientApp:
 
 
 def test_client_disconnect_is_not_logged_as_an_error(caplog):
-    from daemon.http import HttpServer
+    from daemon.service.http import HttpServer
 
     server = HttpServer(_VanishingClientApp(), "127.0.0.1", 0)
     server.start()

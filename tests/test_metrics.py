@@ -2,8 +2,8 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.frames import CameraState
-from daemon.metrics import OUTCOMES, STAGES, Metrics
+from daemon.pipeline.frames import CameraState
+from daemon.service.metrics import OUTCOMES, STAGES, Metrics
 
 
 def families(m: Metrics) -> dict:

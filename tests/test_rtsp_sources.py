@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.frames import CameraState
+from daemon.pipeline.frames import CameraState
 from tests.rtsp.helpers import EventRecorder, camera, wait_until
 
 pytestmark = pytest.mark.rtsp

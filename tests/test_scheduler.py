@@ -3,10 +3,10 @@
 import pytest
 
 from daemon.config import CameraConfig, LowLightConfig, SchedulerConfig
-from daemon.gate import LowLightGate
-from daemon.metrics import Metrics
-from daemon.scheduler import CameraSlot, Pipeline, Scheduler
-from daemon.sinks import SinkSet
+from daemon.pipeline.gate import LowLightGate
+from daemon.service.metrics import Metrics
+from daemon.pipeline.scheduler import CameraSlot, Pipeline, Scheduler
+from daemon.pipeline.sinks import SinkSet
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource
 
 

@@ -6,8 +6,8 @@ import time
 
 import yaml
 
-from daemon.service import SecretsFilter, Service
-from daemon.systemd import Notifier
+from daemon.service.service import SecretsFilter, Service
+from daemon.service.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
 
 

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from daemon.sinks import Detection, JsonlSink, Result, SinkSet
+from daemon.pipeline.sinks import Detection, JsonlSink, Result, SinkSet
 
 
 def result(camera="gate"):

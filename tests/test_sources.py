@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from daemon.backoff import Backoff
-from daemon.frames import CameraState
-from daemon.rtsp_probe import describe_request, diagnose, explain_reply
-from daemon.sources import (
+from daemon.pipeline.backoff import Backoff
+from daemon.pipeline.frames import CameraState
+from daemon.pipeline.rtsp_probe import describe_request, diagnose, explain_reply
+from daemon.pipeline.sources import (
     ALLOWED,
     InvalidTransition,
     OpenCVSource,
@@ -400,7 +400,7 @@ def test_default_capture_passes_decode_threads_to_opencv(tmp_path):
     """The real factory: OpenCV reports the decoder thread count it was given."""
     import cv2
 
-    from daemon.sources import OpenOptions, opencv_capture
+    from daemon.pipeline.sources import OpenOptions, opencv_capture
 
     clip = write_clip(tmp_path / "clip.avi")
     cap = opencv_capture(str(clip), OpenOptions(3.0, 3.0, None, decode_threads=1))

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from daemon.systemd import Notifier, watchdog_interval
+from daemon.service.systemd import Notifier, watchdog_interval
 
 
 @pytest.fixture

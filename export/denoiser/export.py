@@ -144,11 +144,6 @@ def parity(graph: EnhancerGraph, onnx_path: str | Path, images: np.ndarray) -> f
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from engines.about import version
 
-        return version("duskwatch")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        from daemon import __version__
-
-        return __version__
+    return version()

@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from daemon.config import CameraConfig
-from daemon.frames import CameraState, StateChange
+from daemon.pipeline.frames import CameraState, StateChange
 
 
 def camera(name: str, url: str, **kw) -> CameraConfig:
@@ -18,7 +18,7 @@ def camera(name: str, url: str, **kw) -> CameraConfig:
 
 
 class EventRecorder:
-    """A :class:`daemon.frames.SourceEvents` that keeps everything it is told (thread-safe)."""
+    """A :class:`daemon.pipeline.frames.SourceEvents` that keeps everything it is told (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

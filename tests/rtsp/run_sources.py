@@ -14,7 +14,7 @@ import sys
 import time
 
 from daemon.config import CameraConfig
-from daemon.sources import OpenCVSource
+from daemon.pipeline.sources import OpenCVSource
 from tests.rtsp.helpers import EventRecorder
 
 log = logging.getLogger("duskwatch.test-runner")

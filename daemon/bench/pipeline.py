@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "run the daemon pipeline on N streams for a set time (JSON summary), beside ultralytics"
 
@@ -136,14 +136,14 @@ def _config(args: argparse.Namespace):
 
 
 def _source_factory(rec: Recorder):
-    from daemon.service import default_source_factory
+    from daemon.service.service import default_source_factory
 
     return lambda cam, events: _TimedSource(default_source_factory(cam, events), rec)
 
 
 def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
-    from daemon.service import Service, default_detector_factory, default_enhancer_factory
-    from daemon.systemd import Notifier
+    from daemon.service.service import Service, default_detector_factory, default_enhancer_factory
+    from daemon.service.systemd import Notifier
 
     cfg = _config(args)
     rec = Recorder()
@@ -206,7 +206,7 @@ def _weights_for(args: argparse.Namespace) -> str:
     meta = read_sidecar(args.engine)
     weights = meta.get("source_weights") or meta.get("weights")
     if not weights:
-        raise CommandError(f"{args.engine}: its sidecar does not say which weights it was exported "
+        raise UserError(f"{args.engine}: its sidecar does not say which weights it was exported "
                            "from; pass --weights yolo11n.pt (or .yaml)", exit_code=2)
     return str(weights)
 
@@ -223,7 +223,7 @@ def bench_ultralytics(args: argparse.Namespace) -> dict[str, Any]:
     try:
         from ultralytics import YOLO
     except ImportError as exc:
-        raise CommandError(f"the ultralytics comparison needs ultralytics ({exc}); install "
+        raise UserError(f"the ultralytics comparison needs ultralytics ({exc}); install "
                            "'duskwatch[export]' or pass --no-ultralytics") from None
     weights, imgsz = _weights_for(args), _imgsz_for(args.engine)
     device = "cpu" if args.device == "auto" and not _cuda() else args.device.replace("auto", "0")
@@ -276,11 +276,11 @@ def run(args: argparse.Namespace) -> int:
 
     for src in args.source:
         if "://" not in src and not Path(src).is_file():
-            raise CommandError(f"--source {src}: no such file", exit_code=2)
+            raise UserError(f"--source {src}: no such file", exit_code=2)
     try:
         ours = bench_daemon(args)
     except ConfigError as exc:
-        raise CommandError(str(exc), exit_code=2) from None
+        raise UserError(str(exc), exit_code=2) from None
     _progress(f"pipeline: {ours['fps']} frames/s over {ours['streams']} streams")
     summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
                                "enhancer": Path(args.enhancer).name if args.enhancer else None,

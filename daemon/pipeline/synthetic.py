@@ -7,7 +7,7 @@ gets the noise a real sensor adds when its gain is turned up (a signal-dependent
 plus read noise, the usual heteroscedastic Gaussian approximation of Poisson-Gaussian noise;
 Foi et al., "Practical Poissonian-Gaussian noise modeling", IEEE TIP 2008).
 
-:class:`SyntheticSource` implements :class:`daemon.frames.CameraSource` with a reader thread,
+:class:`SyntheticSource` implements :class:`daemon.pipeline.frames.CameraSource` with a reader thread,
 a latest-frame slot and skipped-frame counting, like the real sources.
 """
 
@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from daemon.config import CameraConfig
-from daemon.frames import CameraState, Frame, SourceEvents, StateChange
+from daemon.pipeline.frames import CameraState, Frame, SourceEvents, StateChange
 
 
 # -- the day/night cycle (pure functions) ---------------------------------------------------------
@@ -119,7 +119,7 @@ def shape_frames(width: int = 640, height: int = 360, seed: int = 0) -> Iterator
 
 def default_video() -> Path | None:
     """OpenCV's vtest.avi from the shared data folder beside the checkout, if present."""
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[2]
     for cand in (here.parent / "shared" / "data" / "video" / "vtest.avi",
                  here / "data" / "vtest.avi"):
         if cand.is_file():
@@ -223,7 +223,7 @@ class SyntheticSource:
 
 
 def synthetic_factory(video: str | Path | None = None, cycle: DayNight | None = DayNight()):
-    """A :data:`daemon.frames.SourceFactory` for the demo: ``video`` if given, else vtest.avi
+    """A :data:`daemon.pipeline.frames.SourceFactory` for the demo: ``video`` if given, else vtest.avi
     when present, else generated shapes."""
 
     def factory(cfg: CameraConfig, events: SourceEvents) -> SyntheticSource:

@@ -1,6 +1,6 @@
 """Install duskwatch as a systemd service, and remove exactly what was installed.
 
-``duskwatch install-service`` (see :mod:`daemon.cmd_install_service`) puts in place, under a
+``duskwatch install-service`` (see :mod:`daemon.cli.install_service`) puts in place, under a
 root directory (``/`` on a real box, a temporary directory in tests, like ``DESTDIR``):
 
 - ``/etc/systemd/system/duskwatch.service``: ``deploy/systemd/duskwatch.service`` with
@@ -57,7 +57,7 @@ class InstallError(Exception):
 # -- locating the shipped files ---------------------------------------------------------------
 def find_deploy_dir(explicit: str | Path | None = None) -> Path:
     """The ``deploy/`` directory holding the unit template and example config."""
-    candidates = [Path(explicit)] if explicit else [Path(__file__).resolve().parents[1] / "deploy"]
+    candidates = [Path(explicit)] if explicit else [Path(__file__).resolve().parents[2] / "deploy"]
     for cand in candidates:
         if (cand / "systemd" / UNIT_NAME).is_file():
             return cand

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "time engines (images/s, latency p50/p99), optionally against the bare PyTorch model"
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from engines.base import EngineError
 
     if args.batch < 1 or args.seconds <= 0:
-        raise CommandError("--batch must be >= 1 and --seconds > 0", exit_code=2)
+        raise UserError("--batch must be >= 1 and --seconds > 0", exit_code=2)
     threads = args.threads or os.cpu_count() or 1
     _set_torch_threads(threads)
     results, imgsz = [], None
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             results.append(res)
             imgsz = imgsz or size
     except EngineError as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     summary: dict[str, Any] = {"bench": "engine", "batch": args.batch, "engines": results}
     if args.compare_bare:
         summary["bare"] = bench_bare(args.compare_bare, args.batch, imgsz, args)

@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from daemon.frames import CameraState
+from daemon.pipeline.frames import CameraState
 
 OUTCOMES = ("processed", "dropped", "failed")
 STAGES = ("decode", "enhance", "detect", "end_to_end")

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "run the daemon: cameras -> low-light enhancer -> detector -> metrics and sinks"
 
@@ -37,7 +37,7 @@ def install_signals(stop: threading.Event, reload: threading.Event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError, load_config
-    from daemon.service import SecretsFilter, Service, check_runtime
+    from daemon.service.service import SecretsFilter, Service, check_runtime
 
     secrets = SecretsFilter()
     secrets.install()
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = cfg.model_copy(update={"http": cfg.http.model_validate({"listen": args.listen})})
         check_runtime(cfg)
     except (ConfigError, ValueError) as exc:
-        raise CommandError(str(exc), exit_code=2) from None
+        raise UserError(str(exc), exit_code=2) from None
     stop, reload = threading.Event(), threading.Event()
     install_signals(stop, reload)
     svc = Service(cfg, config_path=args.config, secrets_filter=secrets)
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
         svc.start()
     except OSError as exc:
         svc.stop()
-        raise CommandError(f"cannot start: {exc}", exit_code=1) from None
+        raise UserError(f"cannot start: {exc}", exit_code=1) from None
     except Exception as exc:
         svc.stop()
-        raise CommandError(f"cannot start: {type(exc).__name__}: {exc}", exit_code=1) from None
+        raise UserError(f"cannot start: {type(exc).__name__}: {exc}", exit_code=1) from None
     try:
         svc.serve(stop, reload)
     finally:

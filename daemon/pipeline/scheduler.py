@@ -24,10 +24,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from daemon.config import SchedulerConfig
-from daemon.frames import CameraSource, Frame
-from daemon.gate import LowLightGate
-from daemon.metrics import Metrics
-from daemon.sinks import Detection, Result, SinkSet
+from daemon.pipeline.frames import CameraSource, Frame
+from daemon.pipeline.gate import LowLightGate
+from daemon.service.metrics import Metrics
+from daemon.pipeline.sinks import Detection, Result, SinkSet
 
 log = logging.getLogger("duskwatch.scheduler")
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "brighten and denoise low-light images with an exported enhancer engine"
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         enhancer = Enhancer(args.engine, device=args.device)
     except EngineError as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     failed = 0
     with enhancer:
         for path in args.images:
@@ -43,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
             (result,) = enhancer([img])
             dest = out_dir / (Path(path).stem + ".png")
             if not cv2.imwrite(str(dest), result):
-                raise CommandError(f"{dest}: could not write the PNG (disk full or no permission?)")
+                raise UserError(f"{dest}: could not write the PNG (disk full or no permission?)")
             print(f"{path} -> {dest} ({img.shape[1]}x{img.shape[0]}, {1000 * (time.perf_counter() - t0):.0f} ms)")
     if failed:
-        raise CommandError(f"{failed} of {len(args.images)} images could not be read")
+        raise UserError(f"{failed} of {len(args.images)} images could not be read")
     return 0
 
 
@@ -55,6 +55,6 @@ def _check_unique_stems(images: list[str]) -> None:
     for p in images:
         stem = Path(p).stem
         if stem in seen:
-            raise CommandError(f"{seen[stem]} and {p} would both be written as {stem}.png; "
+            raise UserError(f"{seen[stem]} and {p} would both be written as {stem}.png; "
                                "enhance them into different --out folders")
         seen[stem] = p

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "benchmarks (engine, pipeline); the last stdout line is a JSON summary"
 
 # bench name -> module implementing it
 BENCHES = {
-    "engine": "daemon.bench_engine",
-    "pipeline": "daemon.bench_pipeline",
+    "engine": "daemon.bench.engine",
+    "pipeline": "daemon.bench.pipeline",
 }
 
 
@@ -38,5 +38,5 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     bench_run = getattr(args, "bench_run", None)
     if bench_run is None:
-        raise CommandError("choose a benchmark: " + ", ".join(BENCHES), exit_code=2)
+        raise UserError("choose a benchmark: " + ", ".join(BENCHES), exit_code=2)
     return int(bench_run(args) or 0)

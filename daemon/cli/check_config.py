@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "validate a config file (exit 0 valid, 2 invalid with the reason)"
 
@@ -19,6 +19,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.path)
     except ConfigError as exc:
-        raise CommandError(str(exc), exit_code=2) from None
+        raise UserError(str(exc), exit_code=2) from None
     print(f"{args.path}: valid ({len(cfg.cameras)} cameras)")
     return 0

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "run the pipeline on built-in day-to-night footage (no config, no camera needed)"
 
@@ -90,12 +90,12 @@ def demo_config(detector: Path, enhancer: Path | None, args: argparse.Namespace)
 
 
 def source_factory(args: argparse.Namespace):
-    from daemon.synthetic import DayNight, synthetic_factory
+    from daemon.pipeline.synthetic import DayNight, synthetic_factory
 
     if args.source and "://" in args.source:
         return None  # the real RTSP/HTTP source
     if args.source and not Path(args.source).is_file():
-        raise CommandError(f"--source {args.source}: no such file", exit_code=2)
+        raise UserError(f"--source {args.source}: no such file", exit_code=2)
     darken = args.darken if args.darken is not None else args.source is None
     return synthetic_factory(args.source, DayNight() if darken else None)
 
@@ -120,9 +120,9 @@ def print_where_to_look(host: str, port: int, enhancer: Path | None, sink: str) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.cmd_run import install_signals
+    from daemon.cli.run import install_signals
     from daemon.config import ConfigError
-    from daemon.service import Service
+    from daemon.service.service import Service
 
     factory = source_factory(args)
     cache = cache_dir(args.cache_dir) / "engines"
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         args.sink = str(cache.parent / "demo-events.jsonl")
     detector = ensure_engine("yolo", cache / f"yolo11n-{args.imgsz}.onnx", args.imgsz)
     if detector is None:
-        raise CommandError("could not export the default detector; see the log above "
+        raise UserError("could not export the default detector; see the log above "
                            "(needs the export extra: pip install 'duskwatch[export]')")
     enhancer = ensure_engine("denoiser", cache / "denoiser.onnx")
     if enhancer is None:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = demo_config(detector, enhancer, args)
     except ConfigError as exc:
-        raise CommandError(str(exc), exit_code=2) from None
+        raise UserError(str(exc), exit_code=2) from None
     stop = threading.Event()
     install_signals(stop, threading.Event())
     svc = Service(cfg, source_factory=factory)
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             timer.start()
         svc.serve(stop)
     except OSError as exc:
-        raise CommandError(f"cannot start: {exc}") from None
+        raise UserError(f"cannot start: {exc}") from None
     finally:
         svc.stop()
     return 0

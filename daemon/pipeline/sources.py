@@ -1,6 +1,6 @@
 """Camera sources: one reader thread per camera over OpenCV's FFmpeg backend.
 
-A source's life is :class:`~daemon.frames.CameraState` with the transitions in :data:`ALLOWED`,
+A source's life is :class:`~daemon.pipeline.frames.CameraState` with the transitions in :data:`ALLOWED`,
 guarded by one lock, and an event to ``events.on_state`` on every change::
 
     stopped -> connecting -> streaming -> stalled -> backing_off -> connecting -> ...
@@ -12,7 +12,7 @@ Opening and reading are bounded by the camera's ``open_timeout_s`` and ``read_ti
 within those bounds. A read that blocks for the whole read timeout is a stall; one that fails
 sooner is a lost stream (a read that returns a frame only after the whole read timeout, which
 OpenCV does when it drains its decoder after the timeout fired, is a stall too). Reconnects wait with capped exponential backoff and jitter
-(:mod:`daemon.backoff`), reset after a healthy streaming period.
+(:mod:`daemon.pipeline.backoff`), reset after a healthy streaming period.
 
 Buffer policy: *keep the latest*. The source decodes every frame and keeps only the newest in a
 one-slot buffer; a frame overwritten before the scheduler took it is counted through
@@ -39,10 +39,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
-from daemon.backoff import Backoff
+from daemon.pipeline.backoff import Backoff
 from daemon.config import CameraConfig, ConfigError
-from daemon.frames import CameraSource, CameraState, Frame, SourceEvents, StateChange
-from daemon.rtsp_probe import diagnose
+from daemon.pipeline.frames import CameraSource, CameraState, Frame, SourceEvents, StateChange
+from daemon.pipeline.rtsp_probe import diagnose
 
 log = logging.getLogger("duskwatch.sources")
 
@@ -472,5 +472,5 @@ class OpenCVSource:
 
 
 def make_source(cfg: CameraConfig, events: SourceEvents) -> CameraSource:
-    """The default :data:`daemon.frames.SourceFactory`."""
+    """The default :data:`daemon.pipeline.frames.SourceFactory`."""
     return OpenCVSource(cfg, events)

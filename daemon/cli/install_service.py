@@ -1,6 +1,6 @@
 """duskwatch install-service: put the systemd unit, config and engines in place (or remove them).
 
-The work is in :mod:`daemon.install`; this module maps flags to it and prints what to do next.
+The work is in :mod:`daemon.install.installer`; this module maps flags to it and prints what to do next.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "install (or --uninstall) the systemd service, example config and engines built for this box"
 
@@ -44,7 +44,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon import install
+    from daemon.install import installer as install
 
     root = Path(args.root).resolve()
     try:
@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
             return _uninstall(install, root, args)
         return _install(install, root, args)
     except install.InstallError as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     except PermissionError as exc:
-        raise CommandError(f"permission denied: {exc.filename}; run it as root (sudo) or pass "
+        raise UserError(f"permission denied: {exc.filename}; run it as root (sudo) or pass "
                            "--root DIR to stage the files somewhere writable") from None
     except OSError as exc:
-        raise CommandError(f"{exc.filename or 'install'}: {exc.strerror}") from None
+        raise UserError(f"{exc.filename or 'install'}: {exc.strerror}") from None
 
 
 def _install(install, root: Path, args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ Life of a :class:`Service`::
     svc.stop()                    # STOPPING=1, everything stopped within a few seconds
 
 Every dependency with a real-world side is a constructor argument (the seams): the source
-factory (:data:`daemon.frames.SourceFactory`), the detector and enhancer factories, the sink
+factory (:data:`daemon.pipeline.frames.SourceFactory`), the detector and enhancer factories, the sink
 factory, the metrics registry and the systemd notifier. Tests inject fakes there.
 """
 
@@ -26,15 +26,16 @@ from urllib.parse import unquote
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from daemon import __version__
+from engines.about import version
+
 from daemon.config import CameraConfig, Config, ConfigError, EnginesConfig, load_config, secrets_of
-from daemon.frames import CameraSource, CameraState, SourceFactory, StateChange
-from daemon.gate import LowLightGate
-from daemon.http import HttpServer, SnapshotNotReady
-from daemon.metrics import CONTENT_TYPE, Metrics
-from daemon.scheduler import CameraSlot, Pipeline, Scheduler, Snapshot
-from daemon.sinks import SinkSet, make_sink
-from daemon.systemd import Notifier
+from daemon.pipeline.frames import CameraSource, CameraState, SourceFactory, StateChange
+from daemon.pipeline.gate import LowLightGate
+from daemon.service.http import HttpServer, SnapshotNotReady
+from daemon.service.metrics import CONTENT_TYPE, Metrics
+from daemon.pipeline.scheduler import CameraSlot, Pipeline, Scheduler, Snapshot
+from daemon.pipeline.sinks import SinkSet, make_sink
+from daemon.service.systemd import Notifier
 
 log = logging.getLogger("duskwatch.service")
 
@@ -47,7 +48,7 @@ _IN_PLACE_FIELDS = {"fps", "enhance"}
 
 # -- default factories (the real engines and sources, imported lazily) -------------------------
 def default_source_factory(cam: CameraConfig, events) -> CameraSource:
-    from daemon.sources import make_source
+    from daemon.pipeline.sources import make_source
 
     return make_source(cam, events)
 
@@ -322,7 +323,7 @@ class Service:
             _warmup(self.enhancer, None)
         self.metrics.set_classes(self._class_names().values())
         self.metrics.set_build_info(
-            __version__, _backend_of(self.detector, ecfg.detector),
+            version(), _backend_of(self.detector, ecfg.detector),
             Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
 
@@ -454,7 +455,7 @@ class Service:
         if self.secrets_filter is not None:
             self.secrets_filter.set_secrets(self._secrets)
 
-    # -- what HTTP asks (daemon.http.App) --------------------------------------------------------
+    # -- what HTTP asks (daemon.service.http.App) --------------------------------------------------------
     def metrics_payload(self) -> tuple[bytes, str]:
         return self.metrics.render(), CONTENT_TYPE
 

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from daemon.cli import CommandError
+from engines.errors import UserError
 
 HELP = "run the YOLO detector on images and print one JSON line per image"
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     for name, v in (("--conf", args.conf), ("--iou", args.iou)):
         if not 0.0 <= v <= 1.0:
-            raise CommandError(f"{name} {v} must be between 0 and 1", exit_code=2)
+            raise UserError(f"{name} {v} must be between 0 and 1", exit_code=2)
     try:
         enhance = _enhancer(args.enhancer, args.device)
         try:
@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
             if enhance is not None:
                 enhance.close()
     except EngineError as exc:
-        raise CommandError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if failed:
-        raise CommandError(f"{len(failed)} of {len(args.images)} images could not be read: "
+        raise UserError(f"{len(failed)} of {len(args.images)} images could not be read: "
                            f"{', '.join(failed)}")
     return 0
 
@@ -75,6 +75,6 @@ def _enhancer(path: str | None, device: str):
     try:
         from engines.enhancer import Enhancer
     except ImportError as exc:
-        raise CommandError(f"--enhancer {path}: the enhancer runtime is not available in this "
+        raise UserError(f"--enhancer {path}: the enhancer runtime is not available in this "
                            f"install ({exc})") from None
     return Enhancer(path, device=device)

@@ -1,0 +1,1 @@
+"""The command line: the entry point (:mod:`daemon.cli.main`) and one module per daemon command."""
