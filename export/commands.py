@@ -1,5 +1,5 @@
 """Subcommands contributed by the export package: ``duskwatch export yolo|denoiser``,
-``duskwatch train denoiser``, ``duskwatch distill denoiser``.
+``duskwatch train denoiser``, ``duskwatch distill denoiser``, ``duskwatch degrade``.
 
 A table (group -> {leaf -> module}) read by the command line through the ``duskwatch.commands``
 entry point, so this package never imports the daemon. Each module imports torch and
@@ -10,4 +10,5 @@ COMMANDS = {
     "export": {"yolo": "export.cmd_export_yolo", "denoiser": "export.cmd_export_denoiser"},
     "train": {"denoiser": "export.cmd_train_denoiser"},
     "distill": {"denoiser": "export.cmd_distill_denoiser"},
+    "degrade": "export.cmd_degrade",
 }
