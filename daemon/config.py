@@ -196,6 +196,32 @@ class LowLightConfig(_Section):
     smoothing: float = Field(
         0.2, gt=0, le=1, description="Weight of the newest frame in the luma moving average."
     )
+    # When a dark frame is worth enhancing. Measured, not guessed: `duskwatch bench night --tune`
+    # picks both on ExDark val for the enhancer at hand (docs/DENOISER.md, "Gate"). With the
+    # shipped weights enhancing costs AP on every kind of night photo, so no frame goes through.
+    enhance_below: float = Field(
+        0.0,
+        ge=0,
+        le=255,
+        description="In auto mode a low-light frame goes through the enhancer only while the "
+        "smoothed mean luma is below this; 0 sends none (the shipped enhancer lowers detection "
+        "AP on ExDark val at every brightness: docs/DENOISER.md, 'Gate').",
+    )
+    highlight_level: float = Field(
+        230.0,
+        ge=1,
+        le=255,
+        description="Luma (0-255) at and above which a sampled pixel counts as a light source or "
+        "clipped highlight.",
+    )
+    max_highlight: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="In auto mode a frame whose smoothed fraction of highlight pixels is above "
+        "this is not enhanced (street lamps, headlights and lit windows blow out); 1 disables "
+        "the check.",
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "LowLightConfig":

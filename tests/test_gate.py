@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
-from daemon.config import LowLightConfig
-from daemon.pipeline.gate import LowLightGate, mean_luma
+from daemon.config import ConfigError, LowLightConfig, parse_config
+from daemon.pipeline.gate import LowLightGate, frame_stats, mean_luma
+
+# a config under which every dark frame without light sources is enhanced (the plumbing tests)
+ENHANCING = dict(enhance_below=255.0, max_highlight=1.0)
 
 
 def test_mean_luma_uses_bt601_weights_in_bgr_order():
@@ -27,6 +30,16 @@ def test_mean_luma_subsamples():
     assert mean_luma(img, stride=8) == pytest.approx(200, abs=1e-3)
 
 
+def test_frame_stats_counts_highlight_pixels_at_the_level():
+    img = np.full((80, 80, 3), 10, np.uint8)
+    img[:8] = 255  # one of ten sampled rows is a light source
+    s = frame_stats(img, LowLightConfig(highlight_level=230))
+    assert s.highlight == pytest.approx(0.1)
+    assert s.luma == pytest.approx(0.9 * 10 + 0.1 * 255, abs=1e-3)
+    assert frame_stats(img, LowLightConfig(highlight_level=255)).highlight == pytest.approx(0.1)
+    assert frame_stats(np.full((80, 80, 3), 229, np.uint8), LowLightConfig()).highlight == 0.0
+
+
 def test_hysteresis_between_enter_and_exit():
     gate = LowLightGate(LowLightConfig(enter_below=50, exit_above=80, smoothing=1.0))
     seq = [100, 60, 49, 60, 79, 80, 81, 60, 49]
@@ -35,17 +48,40 @@ def test_hysteresis_between_enter_and_exit():
     assert states == [False, False, True, True, True, True, False, False, True]
 
 
-def test_smoothing_delays_the_switch():
+def test_smoothing_delays_the_switch_and_smooths_highlights_too():
     gate = LowLightGate(LowLightConfig(enter_below=50, exit_above=80, smoothing=0.5))
-    gate.observe(100)
-    states = [gate.observe(0) for _ in range(3)]  # ema: 50, 25, 12.5
+    gate.observe(100, 0.0)
+    states = [gate.observe(0, 0.08) for _ in range(3)]  # ema: 50, 25, 12.5
     assert states == [False, True, True]
     assert gate.luma == pytest.approx(12.5)
+    assert gate.highlight == pytest.approx(0.07)  # 0.04, 0.06, 0.07
+
+
+def test_auto_enhances_dark_frames_below_enhance_below_without_light_sources():
+    cfg = LowLightConfig(enter_below=55, exit_above=75, smoothing=1.0, enhance_below=20,
+                         max_highlight=0.01)
+    gate = LowLightGate(cfg)
+    dark = np.full((80, 80, 3), 10, np.uint8)
+    assert gate.update(dark) is True
+    dim = np.full((80, 80, 3), 30, np.uint8)  # low-light, yet above enhance_below
+    assert gate.update(dim) is False and gate.lowlight is True
+    lamp = dark.copy()
+    lamp[:8, :16] = 255  # 2% of the sampled pixels are a street lamp
+    assert gate.update(lamp) is False and gate.lowlight is True
+
+
+def test_default_thresholds_send_no_frame_through_the_shipped_enhancer():
+    """The defaults follow the measurement (docs/DENOISER.md, 'Gate'): the shipped enhancer lowers
+    AP on ExDark val at every brightness, so auto enhances nothing, while the low-light state
+    (the duskwatch_camera_lowlight metric) still says the scene is dark."""
+    gate = LowLightGate(LowLightConfig(smoothing=1.0))
+    assert gate.update(np.full((32, 32, 3), 3, np.uint8)) is False
+    assert gate.lowlight is True
 
 
 @pytest.mark.parametrize("mode,expect", [("always", True), ("never", False)])
 def test_overrides_ignore_the_state_but_track_it(mode, expect):
-    gate = LowLightGate(LowLightConfig(smoothing=1.0), mode)
+    gate = LowLightGate(LowLightConfig(smoothing=1.0, **ENHANCING), mode)
     assert gate.update(np.full((8, 8, 3), 10, np.uint8)) is expect
     assert gate.lowlight is True
     assert gate.update(np.full((8, 8, 3), 250, np.uint8)) is expect
@@ -53,9 +89,21 @@ def test_overrides_ignore_the_state_but_track_it(mode, expect):
 
 
 def test_auto_follows_state_and_reconfigure():
-    gate = LowLightGate(LowLightConfig(smoothing=1.0))
+    gate = LowLightGate(LowLightConfig(smoothing=1.0, **ENHANCING))
     assert gate.update(np.full((8, 8, 3), 10, np.uint8)) is True
-    gate.reconfigure(LowLightConfig(enter_below=5, exit_above=8, smoothing=1.0), "auto")
+    gate.reconfigure(LowLightConfig(enter_below=5, exit_above=8, smoothing=1.0, **ENHANCING), "auto")
     assert gate.lowlight is False and gate.should_enhance is False
+    gate.reconfigure(LowLightConfig(smoothing=1.0, enhance_below=5, max_highlight=1.0), "auto")
+    assert gate.lowlight is True and gate.should_enhance is False
     with pytest.raises(ValueError, match="sometimes"):
         LowLightGate(LowLightConfig(), "sometimes")
+
+
+def test_gate_fields_are_validated_and_unknown_keys_stay_errors():
+    base = {"engines": {"detector": "d.onnx", "check_files": False}}
+    cfg = parse_config({**base, "lowlight": {"enhance_below": 20, "max_highlight": 0.02}})
+    assert cfg.lowlight.enhance_below == 20 and cfg.lowlight.highlight_level == 230
+    with pytest.raises(ConfigError, match="max_highlight"):
+        parse_config({**base, "lowlight": {"max_highlight": 1.5}})
+    with pytest.raises(ConfigError, match="lowlight.enhance_bellow: unknown key"):
+        parse_config({**base, "lowlight": {"enhance_bellow": 20}})
