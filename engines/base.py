@@ -46,15 +46,27 @@ class TensorSpec:
 
 
 class Engine(abc.ABC):
-    """Base class: subclasses set ``inputs``, ``outputs``, ``metadata`` and implement ``_run``."""
+    """Base class: subclasses set ``inputs``, ``outputs``, ``metadata`` and implement ``_run``.
+
+    Every engine also says where it really runs (after any fallback a runtime made): ``device``
+    (``cpu`` or ``cuda:N``) and ``provider``, the runtime's own name for the executor
+    (``CPUExecutionProvider``, ``CUDAExecutionProvider``, ``openvino:CPU/bf16``, ...).
+    :meth:`placement` gives the three together for logs, metrics and benchmark summaries.
+    """
 
     backend: str = "?"
+    device: Any = "cpu"
+    provider: str = "?"
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.inputs: list[TensorSpec] = []
         self.outputs: list[TensorSpec] = []
         self.metadata: dict[str, Any] = read_sidecar(self.path)
+
+    def placement(self) -> dict[str, str]:
+        """``{"backend", "device", "provider"}``: where this engine really runs."""
+        return {"backend": self.backend, "device": str(self.device), "provider": str(self.provider)}
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -165,6 +177,7 @@ def write_sidecar(engine_path: str | Path, meta: Mapping[str, Any]) -> Path:
 # -- opening ---------------------------------------------------------------------------------
 _BACKENDS = {
     ".onnx": "engines.onnx_backend:OnnxEngine",
+    ".xml": "engines.openvino_backend:OpenVinoEngine",
     ".engine": "engines.trt_backend:TensorRTEngine",
     ".plan": "engines.trt_backend:TensorRTEngine",
     ".torchscript": "engines.torch_backend:TorchEngine",
@@ -172,29 +185,55 @@ _BACKENDS = {
 }
 
 
-def open_engine(path: str | Path, device: str = "auto", **options: Any) -> Engine:
-    """Open ``path`` with the backend its suffix names.
+#: Runtimes that may be asked for by name (``backend=``) instead of by the file's suffix, with
+#: the suffixes each reads.
+_NAMED_BACKENDS = {
+    "onnxruntime": ("engines.onnx_backend:OnnxEngine", (".onnx",)),
+    "openvino": ("engines.openvino_backend:OpenVinoEngine", (".onnx", ".xml")),
+}
 
-    ``device`` is ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda:N``.
-    Raises :class:`EngineError` for a missing, empty or unreadable file or an unknown suffix.
+
+def open_engine(path: str | Path, device: str = "auto", backend: str | None = None,
+                **options: Any) -> Engine:
+    """Open ``path`` with the backend its suffix names, or with ``backend`` when given.
+
+    ``device`` is ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda:N``. ``backend``
+    picks a runtime for a file more than one can read: ``openvino`` runs an ``.onnx`` file on
+    OpenVINO instead of ONNX Runtime. Raises :class:`EngineError` for a missing, empty or
+    unreadable file, an unknown suffix, or a backend that cannot read the file.
     """
     p = Path(path)
     if p.suffix not in _BACKENDS:
         raise EngineError(
             f"{p}: unknown engine suffix '{p.suffix}'; use one of {sorted(_BACKENDS)} "
-            "(.onnx ONNX Runtime, .engine/.plan TensorRT, .torchscript/.pt2 PyTorch)"
+            "(.onnx ONNX Runtime, .xml OpenVINO, .engine/.plan TensorRT, .torchscript/.pt2 PyTorch)"
         )
+    target = _backend_target(p, backend)
     if not p.is_file():
         raise EngineError(f"{p}: engine file not found; export one with `duskwatch export ...`")
     if p.stat().st_size == 0:
         raise EngineError(f"{p}: engine file is empty (an interrupted export?); export it again")
-    module_name, cls_name = _BACKENDS[p.suffix].split(":")
+    module_name, cls_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise EngineError(
             f"{p}: the {p.suffix} backend needs a package that is not installed ({exc}); "
-            "install it (`pip install duskwatch[export]` for torch, `duskwatch[trt]` for TensorRT) "
-            "or export an .onnx engine instead"
+            "install it (`pip install duskwatch[export]` for torch, `duskwatch[trt]` for TensorRT, "
+            "`duskwatch[openvino]` for OpenVINO) or export an .onnx engine instead"
         ) from exc
     return getattr(module, cls_name)(p, device=device, **options)
+
+
+def _backend_target(p: Path, backend: str | None) -> str:
+    """``module:Class`` of the backend that opens ``p``: the suffix's, or the named one."""
+    if backend in (None, "", "auto"):
+        return _BACKENDS[p.suffix]
+    if backend not in _NAMED_BACKENDS:
+        raise EngineError(f"{p}: unknown backend '{backend}'; use one of {sorted(_NAMED_BACKENDS)} "
+                          "(or leave it out: the file's suffix picks one)")
+    target, suffixes = _NAMED_BACKENDS[backend]
+    if p.suffix not in suffixes:
+        raise EngineError(f"{p}: the {backend} backend reads {' and '.join(suffixes)} files, not "
+                          f"{p.suffix}; leave the backend out to use the suffix's own")
+    return target

@@ -5,12 +5,20 @@ CUDA providers on GPU ``N`` when this ONNX Runtime build has them (an error othe
 ``auto`` -> the GPU providers when present, else CPU. The engine's metadata is the JSON sidecar
 merged over the model's own ``metadata_props`` (ultralytics writes ``names``, ``stride``,
 ``imgsz`` there), so an ONNX file exported by ultralytics works without a sidecar.
+
+A GPU that was asked for is never given up silently. ONNX Runtime itself falls back to the CPU
+when the CUDA libraries its GPU build needs cannot be loaded (it only logs a warning), so after
+the session is made the providers it *really* runs with are checked: ``cuda:N`` that ended up on
+the CPU raises :class:`~engines.base.EngineError` naming the fix; ``auto`` on a machine that has
+an NVIDIA GPU but a CPU-only ONNX Runtime logs a warning with the fix. The engine reports where
+it runs: ``device`` (``cpu`` or ``cuda:N``) and ``provider`` (the first provider of the session).
 """
 
 from __future__ import annotations
 
 import ast
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +27,12 @@ import numpy as np
 from engines.base import Engine, EngineError, TensorSpec
 
 log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_DEVICE_HINT = "pass --device cpu (or set `engines.device: cpu` in the config)"
+GPU_INSTALL_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install "
+                   "'onnxruntime-gpu[cuda,cudnn]>=1.20'  (or `pip install 'duskwatch[gpu]'` into a "
+                   "fresh environment)")
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -37,16 +51,21 @@ class OnnxEngine(Engine):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None, **_: Any):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
+                 spin: bool = True, **_: Any):
+        """``threads``: intra-op threads (default: ONNX Runtime's, one per core). ``spin``:
+        let idle worker threads spin-wait for work (ONNX Runtime's default); ``False`` frees the
+        cores at once for other threads of the process (decoders) at a small latency cost."""
         super().__init__(path)
         import onnxruntime as ort
 
-        self.providers = select_providers(ort.get_available_providers(), device, self.path)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        self._session = _open_session(ort, self.path, opts, self.providers)
-        self.device = "cpu" if self._session.get_providers()[0] == "CPUExecutionProvider" else device
+        available = ort.get_available_providers()
+        self.providers = select_providers(available, device, self.path)
+        warn_if_gpu_unused(device, available, self.path)
+        self._session = _open_session(ort, self.path, session_options(ort, threads, spin),
+                                      self.providers)
+        self.provider = self._session.get_providers()[0]
+        self.device = placed_device(device, self._session.get_providers(), self.path)
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self.metadata = {**onnx_metadata(self._session), **self.metadata}
@@ -61,18 +80,72 @@ class OnnxEngine(Engine):
 
 
 def select_providers(available: list[str], device: str, path: Path) -> list[Any]:
-    """Execution providers for ``device`` from those this ONNX Runtime build has."""
+    """Execution providers for ``device`` from those this ONNX Runtime build has (``available``,
+    ``onnxruntime.get_available_providers()``: the seam tests use)."""
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    gpu_id = int(device.split(":")[1]) if device.startswith("cuda:") else 0
-    gpu = [(p, {"device_id": gpu_id}) for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-           if p in available]
+    gpu_id = _gpu_index(device, path)
+    gpu = [(p, {"device_id": gpu_id}) for p in GPU_PROVIDERS if p in available]
     if device.startswith("cuda") and not gpu:
         raise EngineError(
-            f"{path}: device {device} asked for, but this ONNX Runtime has only {available}; "
-            "install onnxruntime-gpu, or use --device cpu, or a .engine/.torchscript engine"
+            f"{path}: device {device} asked for, but this ONNX Runtime is a CPU-only build "
+            f"(providers {available}); install the GPU build: {GPU_INSTALL_FIX}; or {_DEVICE_HINT}, "
+            "or use a .engine/.torchscript engine"
         )
     return [*gpu, "CPUExecutionProvider"]
+
+
+def _gpu_index(device: str, path: Path) -> int:
+    if device in ("auto", "cuda"):
+        return 0
+    head, _, index = device.partition(":")
+    if head != "cuda" or not index.isdigit():
+        raise EngineError(f"{path}: bad device '{device}'; use auto, cpu, cuda or cuda:N")
+    return int(index)
+
+
+def placed_device(asked: str, session_providers: list[str], path: Path) -> str:
+    """Where the session really runs (``cpu`` or ``cuda:N``), refusing a GPU that was asked for
+    and silently dropped: ONNX Runtime falls back to the CPU when its CUDA libraries fail to load."""
+    first = session_providers[0] if session_providers else "CPUExecutionProvider"
+    if first in GPU_PROVIDERS:
+        return f"cuda:{_gpu_index(asked, path)}"
+    if asked.startswith("cuda"):
+        raise EngineError(
+            f"{path}: device {asked} asked for, but ONNX Runtime could not start its CUDA provider "
+            f"(the session has only {session_providers}: the CUDA/cuDNN libraries it needs did not "
+            f"load; its log above says which). Install them: {GPU_INSTALL_FIX}; or {_DEVICE_HINT}"
+        )
+    return "cpu"
+
+
+def nvidia_gpu_present(dev: str = "/dev") -> bool:
+    """Whether this machine has an NVIDIA GPU (a ``/dev/nvidia<N>`` node), without CUDA."""
+    try:
+        return any(n[len("nvidia"):].isdigit() for n in os.listdir(dev) if n.startswith("nvidia"))
+    except OSError:
+        return False
+
+
+def warn_if_gpu_unused(device: str, available: list[str], path: Path,
+                       gpu_present: Any = nvidia_gpu_present) -> bool:
+    """With ``device: auto``, warn (and return True) when the machine has an NVIDIA GPU that this
+    CPU-only ONNX Runtime cannot use: the engine would otherwise run on the CPU unnoticed."""
+    if device != "auto" or any(p in available for p in GPU_PROVIDERS) or not gpu_present():
+        return False
+    log.warning("%s: this machine has an NVIDIA GPU but ONNX Runtime is a CPU-only build, so the "
+                "engine runs on the CPU; to use the GPU: %s", path, GPU_INSTALL_FIX)
+    return True
+
+
+def session_options(ort: Any, threads: int | None, spin: bool) -> Any:
+    """``SessionOptions`` with the intra-op thread count and spin-wait policy."""
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
 
 
 def _open_session(ort: Any, path: Path, opts: Any, providers: list[Any]) -> Any:

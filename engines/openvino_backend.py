@@ -1,0 +1,197 @@
+"""OpenVINO backend: ``.xml`` IR engines, or an ``.onnx`` file read directly (``backend="openvino"``).
+
+OpenVINO is the fastest CPU runtime for the YOLO detector here (see docs/BENCHMARKS.md): its
+CPU plugin runs the convolutions in bf16 on CPUs that have AVX-512 BF16 or AMX (its default
+``INFERENCE_PRECISION_HINT`` there), and in int8 where the IR carries quantize/dequantize nodes
+(``duskwatch export yolo --format openvino --int8``). The engine reports what it really runs on:
+``device`` (``cpu``) and ``provider`` (``openvino:CPU/bf16``, ``openvino:CPU/f32``, ...).
+
+``device`` takes the project's words: ``auto`` and ``cpu`` run on OpenVINO's CPU plugin;
+``cuda:N`` is refused (OpenVINO does not drive NVIDIA GPUs: use an ``.onnx`` engine with
+onnxruntime-gpu, or a TensorRT/torch engine there). ``precision`` is ``auto`` (the plugin's
+default), ``f32`` or ``bf16``. ``threads`` caps the inference threads (default: all cores).
+
+One infer request is used under a lock, so an engine may be shared between threads (calls are
+serialised, as with the other backends). The model's metadata is the sidecar merged over the
+``rt_info`` ultralytics or :mod:`export.yolo` stored in the IR (``names``, ``stride``, ``imgsz``).
+"""
+
+from __future__ import annotations
+
+import ast
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from engines.base import Engine, EngineError, TensorSpec
+
+PRECISIONS = {"auto": None, "f32": "f32", "fp32": "f32", "bf16": "bf16"}
+
+_OV_TYPES = {
+    "f32": np.float32, "f16": np.float16, "f64": np.float64, "u8": np.uint8, "i8": np.int8,
+    "i32": np.int32, "i64": np.int64, "boolean": np.bool_,
+}
+
+
+class OpenVinoEngine(Engine):
+    """A model compiled by OpenVINO for its CPU plugin."""
+
+    backend = "openvino"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
+                 precision: str = "auto", hint: str = "LATENCY", **_: Any):
+        super().__init__(path)
+        ov = _import_openvino(self.path)
+        self.ov_device = ov_device_for(device, self.path)
+        config = compile_config(precision, threads, hint, self.path)
+        core = ov.Core()
+        model = _read_model(core, self.path)
+        self._compiled = _compile(core, model, self.ov_device, config, self.path)
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self.inputs = [_spec(p) for p in model.inputs]
+        self.outputs = [_spec(p) for p in model.outputs]
+        self.metadata = {**ir_metadata(model), **onnx_file_metadata(self.path), **self.metadata}
+        self.device = "cpu"
+        self.precision = _runtime_precision(self._compiled)
+        self.provider = f"openvino:{self.ov_device}/{self.precision}"
+
+    def _run(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+        arrays = {name: np.ascontiguousarray(_to_numpy(v)) for name, v in feed.items()}
+        with self._lock:
+            result = self._request.infer(arrays, share_inputs=True, share_outputs=False)
+            return {o.name: np.asarray(result[i]) for i, o in enumerate(self.outputs)}
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+def ov_device_for(device: str, path: Path | str = "engine") -> str:
+    """The project's device word -> OpenVINO device name; CUDA devices are refused."""
+    if device in ("auto", "cpu"):
+        return "CPU"
+    if device.startswith("cuda"):
+        raise EngineError(
+            f"{path}: device {device} asked for, but OpenVINO cannot run on NVIDIA GPUs; on a GPU "
+            "box use the .onnx engine (`pip install 'duskwatch[gpu]'` for onnxruntime-gpu) or a "
+            "TensorRT/torch engine (`duskwatch export yolo --format engine|torchscript`), or pass "
+            "--device cpu"
+        )
+    raise EngineError(f"{path}: bad device '{device}'; use auto, cpu or cuda:N")
+
+
+def compile_config(precision: str, threads: int | None, hint: str,
+                   path: Path | str = "engine") -> dict[str, Any]:
+    """The CPU plugin's compile properties for ``precision``, ``threads`` and the perf ``hint``."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"{path}: precision '{precision}' is not one of {sorted(PRECISIONS)}")
+    if hint not in ("LATENCY", "THROUGHPUT"):
+        raise EngineError(f"{path}: performance hint '{hint}' is not LATENCY or THROUGHPUT")
+    config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
+    if PRECISIONS[precision]:
+        config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+def _import_openvino(path: Path) -> Any:
+    try:
+        import openvino
+    except ImportError as exc:
+        raise EngineError(
+            f"{path}: the OpenVINO backend needs the openvino package ({exc}); install it with "
+            "`pip install 'duskwatch[openvino]'`, or use the .onnx engine on ONNX Runtime"
+        ) from exc
+    return openvino
+
+
+def _read_model(core: Any, path: Path) -> Any:
+    if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
+        raise EngineError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing "
+                          "beside it; copy both files, or export again with `duskwatch export "
+                          "yolo --format openvino`")
+    try:
+        return core.read_model(str(path))
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+        raise EngineError(
+            f"{path}: OpenVINO cannot read this model ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:300]}); it is truncated or not a model: export "
+            "it again with `duskwatch export yolo ...`"
+        ) from exc
+
+
+def _compile(core: Any, model: Any, device: str, config: dict[str, Any], path: Path) -> Any:
+    try:
+        return core.compile_model(model, device, config)
+    except Exception as exc:
+        raise EngineError(f"{path}: OpenVINO could not compile the model for {device} with "
+                          f"{config} ({str(exc).strip().splitlines()[0][:300]})") from exc
+
+
+def _runtime_precision(compiled: Any) -> str:
+    """What the plugin really computes in (``bf16`` on BF16/AMX CPUs unless told ``f32``)."""
+    try:
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+    except Exception:  # noqa: BLE001 - a plugin without the property
+        return "?"
+
+
+def _spec(port: Any) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    name = next(iter(port.get_names()), port.get_any_name())
+    return TensorSpec(name, shape, np.dtype(_OV_TYPES.get(port.get_element_type().get_type_name(),
+                                                          np.float32)))
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach"):  # a torch tensor
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def ir_metadata(model: Any) -> dict[str, Any]:
+    """``names``, ``stride``, ``imgsz``... from the ``model_info`` rt_info section that
+    ultralytics and :mod:`export.yolo` write into an IR; ``{}`` when there is none."""
+    info = model.get_rt_info()
+    if "model_info" not in list(info.keys()):
+        return {}
+    section = info["model_info"]
+    items = section.items() if isinstance(section, dict) else []
+    meta = {str(k): _literal(_plain(v)) for k, v in items}
+    if isinstance(meta.get("names"), dict):
+        meta["names"] = {str(k): v for k, v in meta["names"].items()}
+    return meta
+
+
+def _plain(value: Any) -> Any:
+    """An rt_info value as a Python string (OpenVINO wraps them in ``OVAny``)."""
+    return value.astype(str) if hasattr(value, "astype") else value
+
+
+def onnx_file_metadata(path: Path) -> dict[str, Any]:
+    """An ``.onnx`` file's ``metadata_props`` (OpenVINO does not carry them over); ``{}`` for an
+    IR, or when the ``onnx`` package is absent (the sidecar then has to say what the model is)."""
+    if path.suffix != ".onnx":
+        return {}
+    try:
+        import onnx
+    except ImportError:
+        return {}
+    props = onnx.load(str(path), load_external_data=False).metadata_props
+    meta = {p.key: _literal(p.value) for p in props}
+    if isinstance(meta.get("names"), dict):
+        meta["names"] = {str(k): v for k, v in meta["names"].items()}
+    return meta
+
+
+def _literal(text: Any) -> Any:
+    try:
+        return ast.literal_eval(str(text))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return str(text)
