@@ -254,8 +254,10 @@ class APResult:
     detections: int = 0
 
     def to_json(self) -> dict:
-        return {"ap50": round(self.ap50, 4), "ap50_95": round(self.ap50_95, 4),
-                "images": self.images, "boxes": self.boxes}
+        """Rounded figures; AP is null (not NaN, which JSON lacks) where there was no ground truth."""
+        rnd = lambda v: None if np.isnan(v) else round(v, 4)  # noqa: E731
+        return {"ap50": rnd(self.ap50), "ap50_95": rnd(self.ap50_95), "images": self.images,
+                "boxes": self.boxes}
 
 
 def summarize(matches: Sequence[ImageMatches], classes: Iterable[int] | None = None) -> APResult:

@@ -1,0 +1,517 @@
+"""duskwatch bench night: what enhancement does to detection, on labelled photos.
+
+A detector engine is scored (COCO-style AP50 and AP50-95, :mod:`engines.evaluation`) on labelled
+photo sets, each photo processed five ways:
+
+* ``raw``: as it is;
+* ``always``: through the enhancer, every photo;
+* ``gated``: the daemon's own low-light gate decides per photo, through exactly the code path
+  ``duskwatch run`` takes: :class:`daemon.pipeline.process.Pipeline` with a
+  :class:`daemon.pipeline.gate.LowLightGate` per photo (each photo is a camera's first frame) in
+  ``auto`` mode, the :class:`engines.enhancer.Enhancer` and :class:`engines.yolo.Detector`;
+* ``gamma``: gamma 0.5 (``255 * (x / 255) ** 0.5``), a cheap baseline;
+* ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one.
+
+Every method runs through the same Pipeline (``raw``/``gamma``/``clahe`` with the gate in
+``never`` mode, ``always`` in ``always`` mode), one photo per call, so the methods differ only in
+the picture the detector sees. Default sets (``--data-root``, normally ``../shared/data``):
+``exdark_val`` (real night photos), well-lit ``coco128``, and ``coco128`` darkened by the
+degradation model at each ``--exposures`` value (made once by ``duskwatch degrade`` in a
+subprocess, since the daemon never imports the export tools, and cached under ``--cache-dir``).
+Each set is reported whole and in brightness bins of the raw photo's mean grey level
+(< 25, 25-50, > 50).
+
+``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``)
+on one set (``--tune-on``, default ``exdark_val``; never a training set) from the raw and
+always-enhanced results of the first detector, prints them, and runs ``gated`` with them.
+
+Output: a table on stdout, a bar chart PNG (``--chart``), progress bars on stderr, and the JSON
+summary as the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from engines.errors import UserError
+
+HELP = "detection AP on labelled photos: raw, enhanced, gated, gamma, CLAHE (JSON summary)"
+METHODS = ("raw", "always", "gated", "gamma", "clahe")
+BINS = (("all", 0.0, 256.0), ("grey<25", 0.0, 25.0), ("grey25-50", 25.0, 50.0), ("grey>50", 50.0, 256.0))
+DEFAULT_EXPOSURES = (0.02, 0.05, 0.2)
+CAMERA = "bench"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", action="append", required=True, metavar="ENGINE",
+                   help="detector engine (duskwatch export yolo ...); repeat to score several")
+    p.add_argument("--enhancer", default=None,
+                   help="enhancer engine (duskwatch export denoiser ...); without it only raw, "
+                        "gamma and CLAHE are scored")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=DIR",
+                   help="a labelled set to score (images/ + labels/); repeatable. Without --set: "
+                        "exdark_val, coco128 and coco128 darkened at --exposures from --data-root")
+    p.add_argument("--data-root", default=None,
+                   help="shared data folder (default: ../shared/data beside the checkout, or "
+                        "$DUSKWATCH_DATA)")
+    p.add_argument("--exposures", default=",".join(map(str, DEFAULT_EXPOSURES)),
+                   help="exposures of the darkened coco128 sets, comma-separated ('' for none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the darkened sets")
+    p.add_argument("--limit", type=int, default=None, help="first N photos of each set (quick runs)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    p.add_argument("--config", default=None,
+                   help="daemon config whose lowlight section the gate uses (default: the built-in defaults)")
+    p.add_argument("--tune", action="store_true",
+                   help="choose the gate thresholds on --tune-on, print them, and score gated with them")
+    p.add_argument("--tune-on", default="exdark_val", help="set to tune on (default exdark_val)")
+    p.add_argument("--conf", type=float, default=0.001, help="detection confidence floor (mAP: 0.001)")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU (ultralytics val: 0.7)")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda:N")
+    p.add_argument("--cache-dir", default=None,
+                   help="where darkened sets are kept (default ~/.cache/duskwatch/night)")
+    p.add_argument("--chart", default=None, help="write a bar chart of AP50 to this PNG")
+
+
+# -- sets -----------------------------------------------------------------------------------------
+def data_root(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if os.environ.get("DUSKWATCH_DATA"):
+        return Path(os.environ["DUSKWATCH_DATA"])
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def darkened_set(src: Path, exposure: float, seed: int, cache: Path, limit: int | None) -> Path:
+    """The darkened copy of ``src`` at ``exposure`` in ``cache``, made by ``duskwatch degrade``
+    in a subprocess when it is not there yet (or was made with other settings)."""
+    out = cache / (f"{src.name}_e{exposure:g}_s{seed}" + (f"_n{limit}" if limit else ""))
+    manifest = out / "degrade.json"
+    if manifest.is_file():
+        m = json.loads(manifest.read_text())
+        if (m.get("exposure"), m.get("seed"), m.get("limit")) == (exposure, seed, limit):
+            return out
+    cmd = [sys.executable, "-m", "daemon.cli", "degrade", "--data", str(src), "--out", str(out),
+           "--exposure", str(exposure), "--seed", str(seed)] + (["--limit", str(limit)] if limit else [])
+    print(f"making {out.name}: {' '.join(cmd[1:])}", file=sys.stderr)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not manifest.is_file():
+        raise UserError(f"`duskwatch degrade` failed making {out} (exit {proc.returncode}): "
+                        f"{proc.stderr.strip()[-500:]}; it needs the export extra "
+                        "(pip install 'duskwatch[export]')")
+    return out
+
+
+def resolve_sets(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    if args.set:
+        out = []
+        for spec in args.set:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                raise UserError(f"--set {spec!r}: write it as NAME=DIR", exit_code=2)
+            out.append((name, Path(path)))
+        return out
+    root = data_root(args.data_root)
+    exdark, coco = root / "exdark_dev" / "val", root / "coco128"
+    for need in (exdark, coco):
+        if not need.is_dir():
+            raise UserError(f"{need} is missing: the default sets come from the shared data folder "
+                            "(../shared/data); pass --data-root or --set NAME=DIR", exit_code=2)
+    cache = Path(args.cache_dir) if args.cache_dir else Path.home() / ".cache" / "duskwatch" / "night"
+    sets = [("exdark_val", exdark), ("coco128", coco)]
+    for e in parse_floats(args.exposures):
+        sets.append((f"coco128_e{e:g}", darkened_set(coco, e, args.seed, cache, args.limit)))
+    return sets
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--exposures {text!r}: expected comma-separated numbers such as 0.02,0.05", 2) from None
+
+
+# -- the pictures the detector sees -----------------------------------------------------------------
+def gamma(image: np.ndarray, g: float = 0.5) -> np.ndarray:
+    """``255 * (x / 255) ** g`` on every channel."""
+    lut = np.round(255.0 * (np.arange(256) / 255.0) ** g).astype(np.uint8)
+    return lut[image]
+
+
+def clahe_luma(image: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of the luma channel (YCrCb)."""
+    import cv2
+
+    ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
+    ycc[..., 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(ycc[..., 0])
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
+
+
+PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": clahe_luma}
+GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "never"}
+
+
+def mean_grey(image: np.ndarray) -> float:
+    """The raw photo's mean grey level (BT.601 luma, every pixel): what the bins are made of."""
+    return float(image.reshape(-1, 3).mean(axis=0) @ np.array([0.114, 0.587, 0.299]))
+
+
+# -- running the daemon's pipeline on photos --------------------------------------------------------
+@dataclass
+class PhotoResult:
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    enhanced: bool
+
+
+def run_pipeline(method: str, images: Sequence[np.ndarray], detector: Any, enhancer: Any,
+                 lowlight: Any, progress: Callable[[Iterable], Iterable]) -> list[PhotoResult]:
+    """Each photo through the daemon's Pipeline as one camera's first frame; ``method`` picks
+    the gate mode and the preprocessing (gamma/CLAHE stand in for the camera's picture)."""
+    from daemon.pipeline.frames import Frame
+    from daemon.pipeline.gate import LowLightGate
+    from daemon.pipeline.sinks import SinkSet
+    from daemon.metrics import Metrics
+    from daemon.pipeline.process import Pipeline
+
+    metrics = Metrics()
+    metrics.add_camera(CAMERA)
+    pipeline = Pipeline(detector, metrics, SinkSet([]), enhancer=enhancer if method in ("always", "gated") else None)
+    prep = PREPROCESS[method]
+    out = []
+    for seq, image in enumerate(progress(images)):
+        picture = prep(image) if prep else image
+        gate = LowLightGate(lowlight, GATE_MODE[method])
+        now = time.monotonic()
+        results = pipeline.process([Frame(CAMERA, picture, seq, now, time.time())], [gate])
+        if len(results) != 1:
+            raise UserError(f"{method}: the pipeline dropped photo {seq} (an engine failed; see the "
+                            "log above)")
+        dets = results[0].detections
+        out.append(PhotoResult(np.array([d.box for d in dets], np.float64).reshape(-1, 4),
+                               np.array([d.score for d in dets], np.float64),
+                               np.array([d.class_id for d in dets], np.int64), results[0].enhanced))
+    return out
+
+
+# -- scoring --------------------------------------------------------------------------------------
+@dataclass
+class SetRun:
+    """One set, one detector: per-photo matches of each method and the photos' statistics."""
+
+    name: str
+    labelled: Any
+    grey: np.ndarray
+    stats: list[Any]
+    matches: dict[str, list[Any]] = field(default_factory=dict)
+    enhanced: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def score(self, method: str, select: np.ndarray | None = None) -> Any:
+        from engines.evaluation import summarize
+
+        ms = self.matches[method]
+        chosen = ms if select is None else [m for m, s in zip(ms, select) if s]
+        return summarize(chosen, self.labelled.classes)
+
+    def bins(self, method: str) -> dict[str, Any]:
+        return {name: self.score(method, (self.grey >= lo) & (self.grey < hi)) for name, lo, hi in BINS}
+
+
+def match_all(labelled: Any, results: Sequence[PhotoResult]) -> list[Any]:
+    from engines.evaluation import match_image
+
+    return [match_image(r.boxes, r.scores, r.classes, im.boxes, im.classes, labelled.classes)
+            for im, r in zip(labelled.images, results)]
+
+
+# -- tuning the gate ------------------------------------------------------------------------------
+ENHANCE_BELOW_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 55.0)
+MAX_HIGHLIGHT_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 1.0)
+MIN_GAIN = 0.005  # AP50 a rule must gain over sending nothing through the enhancer
+
+
+def gate_picks(lowlight: Any, stats: Sequence[Any]) -> np.ndarray:
+    """Which photos the gate (``auto``) sends through the enhancer, each as a camera's first frame."""
+    from daemon.pipeline.gate import LowLightGate
+
+    picks = []
+    for s in stats:
+        gate = LowLightGate(lowlight, "auto")
+        gate.observe(s.luma, s.highlight)
+        picks.append(gate.should_enhance)
+    return np.array(picks, bool)
+
+
+def mixed_score(run: SetRun, picks: np.ndarray, select: np.ndarray | None = None) -> Any:
+    from engines.evaluation import summarize
+
+    mixed = [a if p else r for r, a, p in zip(run.matches["raw"], run.matches["always"], picks)]
+    if select is not None:
+        mixed = [m for m, s in zip(mixed, select) if s]
+    return summarize(mixed, run.labelled.classes)
+
+
+def tune_gate(run: SetRun, base: Any) -> tuple[Any, list[dict]]:
+    """Grid search of (enhance_below, max_highlight) on ``run``: the rule with the best AP50 of
+    the whole set whose AP50 is >= raw - 0.005 in every brightness bin; a rule that enhances
+    anything must beat enhancing nothing by :data:`MIN_GAIN`, else nothing is enhanced."""
+    raw_bins = {k: v.ap50 for k, v in run.bins("raw").items()}
+    bins = {name: (run.grey >= lo) & (run.grey < hi) for name, lo, hi in BINS}
+    table, best, best_key = [], base.model_copy(update={"enhance_below": 0.0}), None
+    for eb in ENHANCE_BELOW_GRID:
+        for mh in MAX_HIGHLIGHT_GRID:
+            cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh})
+            picks = gate_picks(cfg, run.stats)
+            scores = {k: mixed_score(run, picks, sel).ap50 for k, sel in bins.items()}
+            ok = all(np.isnan(raw_bins[k]) or scores[k] >= raw_bins[k] - 0.005 for k in bins)
+            table.append({"enhance_below": eb, "max_highlight": mh, "enhanced": int(picks.sum()),
+                          "ap50": round(scores["all"], 4), "ok": ok})
+            key = (scores["all"], -int(picks.sum()))
+            if ok and picks.any() and scores["all"] >= raw_bins["all"] + MIN_GAIN and (best_key is None or key > best_key):
+                best, best_key = cfg, key
+    return best, table
+
+
+# -- the command ----------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise UserError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}", 2)
+    if args.enhancer is None:
+        methods = [m for m in methods if m not in ("always", "gated")]
+    if args.tune and not {"raw", "always"} <= set(methods):
+        raise UserError("--tune needs the raw and always methods and an --enhancer", exit_code=2)
+    lowlight = load_lowlight(args.config)
+    sets = [(name, read_set(name, path, args.limit)) for name, path in resolve_sets(args)]
+    if args.tune and args.tune_on not in {n for n, _ in sets}:
+        raise UserError(f"--tune-on {args.tune_on}: no such set (have {', '.join(n for n, _ in sets)})", 2)
+    engines = open_engines(args)
+    try:
+        runs = score_all(args, methods, sets, engines, lowlight)
+    finally:
+        for e in [d for _, d in engines["detectors"]] + [engines["enhancer"]]:
+            if e is not None:
+                e.close()
+    summary = build_summary(args, methods, runs, engines_names(args))
+    print_table(summary)
+    if args.chart:
+        draw_chart(summary, Path(args.chart))
+        print(f"chart: {args.chart}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def load_lowlight(path: str | None) -> Any:
+    from daemon.config import ConfigError, LowLightConfig, read_yaml
+
+    if path is None:
+        return LowLightConfig()
+    try:
+        return LowLightConfig.model_validate(read_yaml(path).get("lowlight") or {})
+    except (ConfigError, ValueError) as exc:
+        raise UserError(f"--config {path}: lowlight section: {exc}", exit_code=2) from None
+
+
+def read_set(name: str, path: Path, limit: int | None) -> Any:
+    from engines.evaluation import DatasetError, read_labelled_set
+
+    try:
+        return read_labelled_set(path, name, limit)
+    except DatasetError as exc:
+        raise UserError(str(exc), exit_code=2) from None
+
+
+def open_engines(args: argparse.Namespace) -> dict:
+    from engines.base import EngineError
+    from engines.enhancer import Enhancer
+    from engines.yolo import Detector
+
+    try:
+        dets = [(Path(p).stem, Detector(p, conf=args.conf, iou=args.iou, device=args.device)) for p in args.detector]
+        enh = Enhancer(args.enhancer, device=args.device) if args.enhancer else None
+    except (EngineError, OSError, ValueError) as exc:
+        raise UserError(f"cannot open an engine: {exc}") from None
+    return {"detectors": dets, "enhancer": enh}
+
+
+def engines_names(args: argparse.Namespace) -> dict:
+    return {"detectors": [Path(p).name for p in args.detector],
+            "enhancer": Path(args.enhancer).name if args.enhancer else None}
+
+
+def load_images(labelled: Any, progress) -> list[np.ndarray]:
+    import cv2
+
+    images = []
+    for im in progress(labelled.images):
+        img = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError(f"{im.path}: cannot be read as an image")
+        images.append(img)
+    return images
+
+
+def progress_bar(desc: str) -> Callable[[Iterable], Iterable]:
+    """A tqdm bar on stderr when it is a terminal; elsewhere one line when the loop ends."""
+    def wrap(items):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            tqdm = None
+        if tqdm is not None and sys.stderr.isatty():
+            yield from tqdm(items, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+            return
+        t0 = time.monotonic()
+        n = 0
+        for n, item in enumerate(items, 1):
+            yield item
+        print(f"{desc}: {n} photos in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return wrap
+
+
+def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, SetRun]]:
+    """{detector: {set: SetRun}}; ``gated`` last, after tuning when asked."""
+    from daemon.pipeline.gate import frame_stats
+
+    runs: dict[str, dict[str, SetRun]] = {name: {} for name, _ in engines["detectors"]}
+    plain = [m for m in methods if m != "gated"]
+    for set_name, labelled in sets:
+        images = load_images(labelled, progress_bar(f"{set_name}: reading"))
+        grey = np.array([mean_grey(im) for im in images])
+        stats = [frame_stats(im, lowlight) for im in images]
+        for det_name, det in engines["detectors"]:
+            run_ = SetRun(set_name, labelled, grey, stats)
+            for m in plain:
+                res = run_pipeline(m, images, det, engines["enhancer"], lowlight,
+                                   progress_bar(f"{det_name} {set_name} {m}"))
+                run_.matches[m] = match_all(labelled, res)
+                run_.enhanced[m] = np.array([r.enhanced for r in res])
+            runs[det_name][set_name] = run_
+        del images
+    if args.tune:
+        first = engines["detectors"][0][0]
+        lowlight, table = tune_gate(runs[first][args.tune_on], lowlight)
+        args.tuned = {"on": args.tune_on, "detector": first, "enhance_below": lowlight.enhance_below,
+                      "max_highlight": lowlight.max_highlight, "grid": table}
+        print_tuned(args.tuned)
+    args.lowlight_used = lowlight
+    if "gated" in methods:
+        for set_name, labelled in sets:
+            images = load_images(labelled, progress_bar(f"{set_name}: reading"))
+            for det_name, det in engines["detectors"]:
+                res = run_pipeline("gated", images, det, engines["enhancer"], lowlight,
+                                   progress_bar(f"{det_name} {set_name} gated"))
+                runs[det_name][set_name].matches["gated"] = match_all(labelled, res)
+                runs[det_name][set_name].enhanced["gated"] = np.array([r.enhanced for r in res])
+    return runs
+
+
+# -- reporting ------------------------------------------------------------------------------------
+def build_summary(args, methods, runs, names) -> dict:
+    lowlight = args.lowlight_used
+    results, checks = {}, {}
+    for det, sets in runs.items():
+        results[det], checks[det] = {}, {}
+        for set_name, run_ in sets.items():
+            entry = {m: {b: r.to_json() for b, r in run_.bins(m).items()} for m in methods if m in run_.matches}
+            entry["enhanced"] = {m: int(v.sum()) for m, v in run_.enhanced.items()}
+            entry["images"] = len(run_.labelled)
+            results[det][set_name] = entry
+            if "gated" in entry and "raw" in entry:
+                checks[det][set_name] = gate_check(entry)
+    out = {"bench": "night", "detectors": names["detectors"], "enhancer": names["enhancer"],
+           "conf": args.conf, "iou": args.iou, "limit": args.limit,
+           "lowlight": lowlight.model_dump(), "methods": methods, "bins": [b[0] for b in BINS],
+           "results": results, "gate_checks": checks}
+    if getattr(args, "tuned", None):
+        out["tuned"] = {k: v for k, v in args.tuned.items() if k != "grid"}
+    return out
+
+
+def gate_check(entry: dict) -> dict:
+    """gated - raw AP50 per bin, and whether gated is never worse than raw - 0.005 anywhere."""
+    diff = {}
+    for b, r in entry["raw"].items():
+        g = entry["gated"][b]
+        if r["images"] and r["boxes"]:
+            diff[b] = round(g["ap50"] - r["ap50"], 4)
+    return {"gated_minus_raw_ap50": diff, "never_worse": all(v >= -0.005 for v in diff.values())}
+
+
+def print_table(summary: dict) -> None:
+    bins = summary["bins"]
+    head = f"{'method':8s} " + " ".join(f"{b:>17s}" for b in bins) + "  enhanced"
+    for det, sets in summary["results"].items():
+        for set_name, entry in sets.items():
+            counts = " ".join(f"{b}={entry['raw'][b]['images'] if 'raw' in entry else '?'}" for b in bins)
+            print(f"\n{det} on {set_name} ({entry['images']} photos; {counts}); AP50 / AP50-95")
+            print(head)
+            for m in summary["methods"]:
+                if m not in entry:
+                    continue
+                cells = " ".join(f"{_fmt(entry[m][b]):>17s}" for b in bins)
+                print(f"{m:8s} {cells}  {entry['enhanced'].get(m, 0):>8d}")
+    for det, sets in summary.get("gate_checks", {}).items():
+        bad = [s for s, c in sets.items() if not c["never_worse"]]
+        print(f"\n{det}: gated >= raw - 0.005 on every set and bin: "
+              + ("yes" if not bad else "NO (" + ", ".join(bad) + ")"))
+
+
+def _fmt(r: dict) -> str:
+    if not r["boxes"]:
+        return "-"
+    return f"{r['ap50']:.3f} / {r['ap50_95']:.3f}"
+
+
+def print_tuned(t: dict) -> None:
+    print(f"\ngate tuned on {t['on']} with {t['detector']} (raw and always-enhanced results):", file=sys.stderr)
+    ok = [row for row in t["grid"] if row["ok"]]
+    for row in sorted(t["grid"], key=lambda r: -r["ap50"])[:8]:
+        print(f"  enhance_below {row['enhance_below']:5.1f}  max_highlight {row['max_highlight']:6.3f}  "
+              f"enhanced {row['enhanced']:4d}  AP50 {row['ap50']:.4f}  {'ok' if row['ok'] else 'worse than raw in a bin'}",
+              file=sys.stderr)
+    print(f"chosen: lowlight.enhance_below {t['enhance_below']}, lowlight.max_highlight {t['max_highlight']} "
+          f"({len(ok)} of {len(t['grid'])} rules never worse than raw)")
+
+
+def draw_chart(summary: dict, path: Path) -> None:
+    """AP50 bars: one panel per detector, one group per set and bin, one bar per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dets = list(summary["results"])
+    fig, axes = plt.subplots(len(dets), 1, figsize=(14, 3.6 * len(dets)), squeeze=False)
+    for ax, det in zip(axes[:, 0], dets):
+        groups = [(s, b) for s, e in summary["results"][det].items() for b in summary["bins"]
+                  if "raw" in e and e["raw"][b]["boxes"] and (b == "all" or e["raw"][b]["images"] >= 10)]
+        methods = summary["methods"]
+        width = 0.8 / len(methods)
+        x = np.arange(len(groups))
+        for k, m in enumerate(methods):
+            vals = [summary["results"][det][s].get(m, {}).get(b, {}).get("ap50") for s, b in groups]
+            vals = [np.nan if v is None else v for v in vals]
+            ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=m)
+        ax.set_xticks(x, [f"{s}\n{b} ({summary['results'][det][s]['raw'][b]['images']})" for s, b in groups],
+                      fontsize=7)
+        ax.set_ylabel("AP50")
+        ax.set_title(f"{det}: AP50 by set and raw-photo brightness (photos per bin in brackets)", fontsize=9)
+        ax.legend(fontsize=7, ncol=len(methods))
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
