@@ -57,6 +57,11 @@ class Enhancer:
         self.max_batch = self.input.shape[0] if self.input.shape and self.input.shape[0] else None
 
     # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The runtime the engine runs on (onnxruntime, tensorrt, torch, ...)."""
+        return self.engine.backend
+
     def close(self) -> None:
         if self._owns and self.engine is not None:
             self.engine.close()

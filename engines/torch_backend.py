@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from engines.base import Engine, EngineError, TensorSpec
+from engines.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -139,26 +140,6 @@ def _flatten(out: Any) -> list[Any]:
     if isinstance(out, dict):
         return [t for o in out.values() for t in _flatten(o)]
     return [out]
-
-
-def resolve_device(device: str, path: Path | str = "engine") -> Any:
-    """``auto``/``cpu``/``cuda``/``cuda:N`` -> ``torch.device``; an error when CUDA is absent."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise EngineError(f"{path}: bad device '{device}'; use auto, cpu or cuda:N") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EngineError(f"{path}: device {device} asked for but PyTorch sees no CUDA GPU; "
-                              "use --device cpu (or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise EngineError(f"{path}: device {device} does not exist "
-                              f"({torch.cuda.device_count()} GPU(s) visible)")
-    return dev
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -15,43 +15,18 @@ come back to the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from engines.base import Engine, EngineError, open_engine
+from engines.detections import Detections
 from engines.letterbox import (Letterbox, letterbox_cpu, letterbox_torch, rect_size,
                                unletterbox_boxes)
 from engines.nms import decode_numpy, decode_torch
 
 DEFAULT_DYNAMIC_BATCH = 32  # chunk size for engines whose batch dimension is dynamic
-
-
-@dataclass
-class Detections:
-    """Detections in one image: boxes xyxy in original-image pixels."""
-
-    boxes: np.ndarray  # (N, 4) float32
-    scores: np.ndarray  # (N,) float32
-    class_ids: np.ndarray  # (N,) int32
-    names: list[str]  # (N,)
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def to_json(self) -> list[dict]:
-        return [
-            {"box": [round(float(v), 2) for v in box], "score": round(float(s), 5),
-             "class_id": int(c), "class": n}
-            for box, s, c, n in zip(self.boxes, self.scores, self.class_ids, self.names)
-        ]
-
-    @classmethod
-    def empty(cls) -> "Detections":
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
-                   np.zeros((0,), np.int32), [])
 
 
 class Detector:
@@ -111,14 +86,17 @@ class Detector:
 
     def _finish(self, decoded: tuple, lb: Letterbox) -> Detections:
         boxes, scores, class_ids = decoded
-        names = [self.names.get(int(c), str(int(c))) for c in class_ids]
-        return Detections(unletterbox_boxes(boxes, lb), scores.astype(np.float32),
-                          class_ids.astype(np.int32), names)
+        return Detections.from_arrays(unletterbox_boxes(boxes, lb), scores, class_ids, self.names)
 
     def warmup(self, batch: int = 1) -> None:
         """Run the engine once on grey frames (allocations, autotuning, CUDA graph capture)."""
         n = self.engine.max_batch or batch
         self([np.full((self.imgsz[0], self.imgsz[1], 3), 114, np.uint8)] * n)
+
+    @property
+    def backend(self) -> str:
+        """The runtime the engine runs on (onnxruntime, tensorrt, torch, ...)."""
+        return self.engine.backend
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

@@ -6,28 +6,29 @@ They stand in for the real parts only at the constructor seams of Service/Pipeli
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from daemon.config import CameraConfig, parse_config
-from daemon.pipeline.frames import CameraState, Frame, StateChange
+from daemon.pipeline.frames import CameraState, Frame
+from daemon.pipeline.latest import LatestFrame
+from daemon.pipeline.lifecycle import Lifecycle
+from engines.detections import Detections
 
 
 class FakeSource:
-    """A source whose frames the test pushes; it keeps only the newest (like the real one)."""
+    """A source whose frames the test pushes, with the real sources' lifecycle and
+    latest-frame slot."""
 
     def __init__(self, cfg: CameraConfig, events, clock=time.monotonic):
         self.name = cfg.name
         self.cfg = cfg
         self.events = events
         self.clock = clock
-        self._latest: Frame | None = None
-        self._seq = -1
-        self._state = CameraState.STOPPED
-        self._lock = threading.Lock()
+        self._latest = LatestFrame(self.name)
+        self._life = Lifecycle(self.name, events, clock=clock)
         self.started = 0
         self.stopped = 0
         self.frozen_heartbeat: float | None = None
@@ -35,50 +36,34 @@ class FakeSource:
 
     def start(self) -> None:
         self.started += 1
-        self._set_state(CameraState.STREAMING, "fake started")
+        self._life.move(CameraState.CONNECTING, "fake starting")
+        self._life.move(CameraState.STREAMING, "fake started")
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopped += 1
-        self._set_state(CameraState.STOPPED, "stopped")
-
-    def _set_state(self, new: CameraState, reason: str) -> None:
-        old, self._state = self._state, new
-        self.events.on_state(StateChange(self.name, old, new, reason, time.time()))
+        self._life.move(CameraState.STOPPED, "stopped")
 
     def push(self, image: np.ndarray | None = None, value: int = 128, decode_s: float = 0.001) -> Frame:
         """Deliver a new frame (gray ``value`` 64x48 unless ``image`` is given)."""
         if image is None:
             image = np.full((48, 64, 3), value, np.uint8)
-        with self._lock:
-            self._seq += 1
-            self._latest = Frame(self.name, image, self._seq, self.clock(), time.time(), decode_s)
-            return self._latest
+        self._latest.put(image, self.clock(), time.time(), decode_s)
+        return self._latest.newest
 
     def latest(self, after_seq: int = -1) -> Frame | None:
         if self.fail_latest:
             raise RuntimeError("fake source broken")
-        with self._lock:
-            if self._latest is None or self._latest.seq <= after_seq:
-                return None
-            return self._latest
+        return self._latest.take(after_seq)
 
     @property
     def state(self) -> CameraState:
-        return self._state
+        return self._life.state
 
     def status(self) -> dict:
-        return {"state": self._state.value, "seq": self._seq}
+        return {"state": self.state.value, "seq": self._latest.frames - 1}
 
     def heartbeat(self) -> float:
         return self.frozen_heartbeat if self.frozen_heartbeat is not None else time.monotonic()
-
-
-@dataclass
-class FakeDetections:
-    boxes: np.ndarray
-    scores: np.ndarray
-    class_ids: np.ndarray
-    names: list[str]
 
 
 @dataclass
@@ -86,6 +71,7 @@ class FakeDetector:
     """One box per image; class 'person' for bright images, 'car' for dark ones (mean < 100)."""
 
     names: dict = field(default_factory=lambda: {0: "person", 1: "car", 2: "dog"})
+    backend: str = "onnxruntime"  # stands in for the det.onnx of make_config()
     fail: bool = False
     calls: list = field(default_factory=list)
     warmed: int = 0
@@ -99,8 +85,7 @@ class FakeDetector:
         for img in images:
             cid = 0 if img.mean() >= 100 else 1
             h, w = img.shape[:2]
-            out.append(FakeDetections(np.array([[1.0, 2.0, w / 2, h / 2]]), np.array([0.9]),
-                                      np.array([cid]), [self.names[cid]]))
+            out.append(Detections.from_arrays([[1.0, 2.0, w / 2, h / 2]], [0.9], [cid], self.names))
         return out
 
     def warmup(self, batch: int = 1) -> None:
@@ -116,8 +101,11 @@ class FakeEnhancer:
 
     fail: bool = False
     calls: list = field(default_factory=list)
+    resets: list = field(default_factory=list)
+    closed: bool = False
+    backend: str = "fake"
 
-    def __call__(self, images):
+    def __call__(self, images, streams):
         self.calls.append(len(images))
         if self.fail:
             raise RuntimeError("enhancer exploded")
@@ -125,6 +113,12 @@ class FakeEnhancer:
 
     def warmup(self) -> None:
         pass
+
+    def reset(self, stream: str) -> None:
+        self.resets.append(stream)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def make_config(cameras=("a", "b"), listen="127.0.0.1:0", **extra) -> "Config":  # noqa: F821
@@ -134,6 +128,8 @@ def make_config(cameras=("a", "b"), listen="127.0.0.1:0", **extra) -> "Config": 
                     "check_files": False},
         "http": {"listen": listen},
         "sinks": [],
+        # enhance every low-light frame (the default gate sends none through the shipped enhancer)
+        "lowlight": {"enhance_below": 55.0, "max_highlight": 1.0},
     }
     data.update(extra)
     return parse_config(data)

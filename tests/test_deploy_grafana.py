@@ -35,7 +35,7 @@ VARIABLES = {
     "${instance}": ".*",
     "$instance": ".*",
 }
-# Metric names from DESIGN.md plus the failure and state metrics the service adds.
+# Metric names from the metrics contract (deploy/README.md, "Reading the metrics") plus the failure and state metrics the service adds.
 KNOWN_METRICS = {
     "up",
     "ALERTS",
@@ -146,7 +146,7 @@ def test_every_query_is_valid_promql(tmp_path):
 
 
 def synthetic_series() -> list[dict]:
-    """Ten minutes of series shaped as the daemon exports them (DESIGN.md), two cameras."""
+    """Ten minutes of series shaped as the daemon exports them (deploy/README.md), two cameras."""
     base = 'job="duskwatch",instance="box:9872"'
     s = [(f"up{{{base}}}", "1x40"), (f'ALERTS{{alertname="DuskwatchCameraDown",alertstate="firing",camera="yard",{base}}}', "1x40"),
          (f'duskwatch_build_info{{{base},version="0.1.0",backend="onnxruntime",detector="yolo11n.onnx",enhancer="denoiser.onnx"}}', "1x40")]

@@ -1,9 +1,9 @@
-"""The metrics table of DESIGN.md: names, types, and every label value present from the start."""
+"""The metrics contract (deploy/README.md, "Reading the metrics"): names, types, and every label value present from the start."""
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.pipeline.frames import CameraState
-from daemon.service.metrics import OUTCOMES, STAGES, Metrics
+from daemon.metrics import OUTCOMES, STAGES, Metrics
 
 
 def families(m: Metrics) -> dict:

@@ -4,7 +4,7 @@ import pytest
 
 from daemon.config import CameraConfig, LowLightConfig, SchedulerConfig
 from daemon.pipeline.gate import LowLightGate
-from daemon.service.metrics import Metrics
+from daemon.metrics import Metrics
 from daemon.pipeline.scheduler import CameraSlot, Pipeline, Scheduler
 from daemon.pipeline.sinks import SinkSet
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource
@@ -57,7 +57,7 @@ def build(names=("a", "b"), fps=10.0, max_batch=8, enhancer=None, mode="auto", d
         src = FakeSource(cfg, Events(), clock=clock)
         sources[n] = src
         metrics.add_camera(n)
-        sched.add_camera(CameraSlot(n, src, LowLightGate(LowLightConfig(smoothing=1.0), mode), fps))
+        sched.add_camera(CameraSlot(n, src, LowLightGate(LowLightConfig(smoothing=1.0, enhance_below=55.0, max_highlight=1.0), mode), fps))
     return clock, metrics, sink, sched, sources, det
 
 
@@ -137,13 +137,13 @@ def test_enhancer_runs_on_dark_frames_only():
     by_cam = {r.camera: r for r in sink.results}
     assert by_cam["dark"].enhanced and not by_cam["light"].enhanced
     # the detector saw the enhanced picture (brightened -> 'person')
-    assert by_cam["dark"].detections[0].class_name == "person"
+    assert by_cam["dark"].detections.names == ("person",)
     assert value(metrics, "duskwatch_frames_enhanced_total", camera="dark") == 1
     assert value(metrics, "duskwatch_frames_enhanced_total", camera="light") == 0
     assert value(metrics, "duskwatch_camera_lowlight", camera="dark") == 1
     assert value(metrics, "duskwatch_camera_lowlight", camera="light") == 0
     assert value(metrics, "duskwatch_detections_total", camera="dark", **{"class": "person"}) == 1
-    snap = sched.pipeline.snapshot("dark")
+    snap = sched.pipeline.snapshots.get("dark")
     assert snap.result.enhanced and snap.image.mean() == pytest.approx(160)
 
 

@@ -2,11 +2,13 @@
 
 import logging
 import socket
+import threading
 import time
 
 import yaml
 
-from daemon.service.service import SecretsFilter, Service
+from daemon.service.secrets import SecretsFilter
+from daemon.service.service import Service
 from daemon.service.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
 
@@ -39,8 +41,9 @@ def make_service(cfg, notifier=None, **kw):
         sources.setdefault(cam.name, []).append(src)
         return src
 
-    svc = Service(cfg, source_factory=factory, detector_factory=lambda e, b: FakeDetector(),
-                  enhancer_factory=lambda e: FakeEnhancer(), notifier=notifier or Notifier(environ={}),
+    kw.setdefault("detector_factory", lambda e, b: FakeDetector())
+    kw.setdefault("enhancer_factory", lambda e: FakeEnhancer())
+    svc = Service(cfg, source_factory=factory, notifier=notifier or Notifier(environ={}),
                   serve_http=False, **kw)
     return svc, sources
 
@@ -142,12 +145,16 @@ def test_reload_adds_removes_changes_and_keeps_unchanged(tmp_path):
         assert svc.camera_names() == ["a", "b", "c", "d"]
         assert svc._cameras["a"].source is a0 and a0.started == 1 and a0.stopped == 0
         assert svc._cameras["c"].source is c0 and c0.stopped == 0
-        assert svc._cameras["c"].slot.fps == 2 and svc._cameras["c"].slot.gate.mode == "always"
+        # applied by the scheduler thread between two batches
+        assert wait_for(lambda: svc._cameras["c"].slot.fps == 2
+                        and svc._cameras["c"].slot.gate.mode == "always")
         assert svc._cameras["b"].source is not b0 and b0.stopped == 1
         assert len(sources["d"]) == 1 and sources["d"][0].started == 1
         write_cfg(path, cfg_dict([("a", {})]))
         assert svc.reload_from_file()
         assert svc.camera_names() == ["a"]
+        # removed cameras release the enhancer's per-stream state (on the scheduler thread)
+        assert wait_for(lambda: {"b", "c", "d"} <= set(svc.enhancer.resets))
         text = svc.metrics.render().decode()
         assert 'camera="d"' not in text and 'camera="a"' in text
         # a late event from a removed camera's reader changes nothing
@@ -225,3 +232,25 @@ def test_passwords_are_masked_as_typed_and_as_percent_encoded(monkeypatch):
     filt = SecretsFilter()
     svc, _ = make_service(cfg, secrets_filter=filt)
     assert filt.mask("raw p@ss:w0rd/x and encoded p%40ss%3Aw0rd%2Fx") == "raw *** and encoded ***"
+
+
+def test_stop_never_closes_an_engine_the_scheduler_is_still_using():
+    release = threading.Event()
+    in_call = threading.Event()
+
+    class SlowDetector(FakeDetector):
+        def __call__(self, images):
+            in_call.set()
+            release.wait(10)
+            return super().__call__(images)
+
+    svc, sources = make_service(make_config(), detector_factory=lambda e, b: SlowDetector())
+    svc.start()
+    try:
+        sources["a"][0].push(value=200)
+        assert in_call.wait(5)
+        svc.stop(timeout=0.4)  # the scheduler is inside the detector call: it cannot stop yet
+        assert not svc.detector.closed and not svc.enhancer.closed
+    finally:
+        release.set()
+    assert wait_for(lambda: not svc.scheduler.running)

@@ -1,12 +1,16 @@
 import json
 import logging
 
-from daemon.pipeline.sinks import Detection, JsonlSink, Result, SinkSet
+import pytest
+
+from daemon.pipeline.frames import Result
+from daemon.pipeline.sinks import JsonlSink, SinkSet
+from engines.detections import Detections
 
 
 def result(camera="gate"):
     return Result(camera, 7, 1700000000.25, True,
-                  (Detection((1.0, 2.0, 30.5, 40.25), 0.87654, 0, "person"),))
+                  Detections.from_arrays([[1.0, 2.0, 30.5, 40.25]], [0.87654], [0], {0: "person"}))
 
 
 def test_jsonl_file_lines(tmp_path):
@@ -65,3 +69,19 @@ def test_failing_sink_is_counted_logged_once_and_others_go_on(caplog):
     errors = [r for r in caplog.records if "write failed" in r.getMessage()]
     assert len(errors) == 1 and "disk full" in errors[0].getMessage()
     sinks.close()  # a failing close is logged, not raised
+
+
+def test_jsonl_file_exists_from_the_start(tmp_path):
+    path = tmp_path / "events.jsonl"
+    sink = JsonlSink(str(path))
+    assert path.is_file() and path.read_text() == ""
+    sink.close()
+
+
+def test_jsonl_unopenable_path_does_not_raise_at_start(tmp_path):
+    sink = JsonlSink(str(tmp_path / "missing-dir" / "events.jsonl"))  # logged, not raised
+    with pytest.raises(OSError):  # each write fails (SinkSet counts it) until the folder exists
+        sink.write(result())
+    (tmp_path / "missing-dir").mkdir()
+    sink.write(result())
+    assert (tmp_path / "missing-dir" / "events.jsonl").read_text().count("\n") == 1

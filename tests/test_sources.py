@@ -12,9 +12,8 @@ import pytest
 from daemon.pipeline.backoff import Backoff
 from daemon.pipeline.frames import CameraState
 from daemon.pipeline.rtsp_probe import describe_request, diagnose, explain_reply
+from daemon.pipeline.lifecycle import ALLOWED, InvalidTransition
 from daemon.pipeline.sources import (
-    ALLOWED,
-    InvalidTransition,
     OpenCVSource,
     Scrubber,
     make_source,

@@ -136,7 +136,7 @@ def _bare_model(weights: str, device: str) -> tuple[Any, Any]:
     import torch
     from ultralytics import YOLO
 
-    from engines.torch_backend import resolve_device
+    from engines.device import resolve_device
 
     dev = resolve_device(device, weights)
     logging.getLogger("ultralytics").setLevel(logging.WARNING)

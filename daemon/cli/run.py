@@ -37,7 +37,8 @@ def install_signals(stop: threading.Event, reload: threading.Event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError, load_config
-    from daemon.service.service import SecretsFilter, Service, check_runtime
+    from daemon.service.secrets import SecretsFilter
+    from daemon.service.service import Service, check_runtime
 
     secrets = SecretsFilter()
     secrets.install()

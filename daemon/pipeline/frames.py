@@ -1,4 +1,5 @@
-"""What flows from a camera source into the scheduler, and the seam that creates sources.
+"""What flows through the pipeline: a :class:`Frame` in from a camera source, a :class:`Result`
+out to the sinks; and the seam that creates sources.
 
 A source owns one camera: it connects, decodes, reconnects, and keeps only the newest frame in
 a one-slot buffer (live streams must never queue). The scheduler polls :meth:`CameraSource.latest`
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from daemon.config import CameraConfig
+from engines.detections import Detections
 
 
 class CameraState(str, enum.Enum):
@@ -32,6 +35,28 @@ class Frame:
     captured_monotonic: float  # time.monotonic() when the frame left the decoder
     captured_wall: float  # time.time() at the same moment
     decode_seconds: float = 0.0  # CPU time the reader spent on this frame (not the wait for it)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One processed frame: its detections, and whether the enhancer ran on it."""
+
+    camera: str
+    seq: int
+    captured_wall: float
+    enhanced: bool
+    detections: Detections = field(default_factory=Detections.empty)
+
+    def to_dict(self) -> dict[str, Any]:
+        when = datetime.fromtimestamp(self.captured_wall, tz=timezone.utc)
+        return {
+            "camera": self.camera,
+            "time": when.isoformat(timespec="milliseconds"),
+            "epoch": round(self.captured_wall, 3),
+            "seq": self.seq,
+            "enhanced": self.enhanced,
+            "detections": self.detections.to_json(),
+        }
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
-"""The scheduler: newest frame of each camera -> batches -> gate -> enhancer -> detector -> sinks.
+"""The scheduler: the newest frame of each camera -> batches -> :class:`~daemon.pipeline.process.Pipeline`.
 
-Two parts, written apart:
-
-* :class:`Pipeline` runs one batch of frames through the engines and reports the results
-  (metrics, sinks, the snapshot store). It knows nothing about cameras or timing.
-* :class:`Scheduler` decides *which* frames form a batch: the newest frame of every camera whose
+:class:`Scheduler` decides *which* frames form a batch: the newest frame of every camera whose
   ``fps`` budget allows one, up to ``max_batch`` frames, waiting at most ``batch_timeout_ms`` for
   the batch to fill after its first frame. The camera it starts polling from rotates every batch,
   so with more ready cameras than batch slots no camera starves.
+
+The scheduler thread owns the camera slots, the gates and the pipeline (engines, sinks, the
+enhancer's per-camera state). Other threads never touch them: a reload or a camera change
+reaches the loop as a command (:meth:`Scheduler.submit`), applied between two batches.
 
 Frames are never queued: a camera's source keeps only its newest frame, and every frame the
 scheduler never took (a gap in the source's ``seq``) is counted as ``dropped``.
@@ -16,192 +16,22 @@ scheduler never took (a gap in the source's ``seq``) is counted as ``dropped``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable
 
-import numpy as np
-
-from daemon.config import SchedulerConfig
+from daemon.config import LowLightConfig, SchedulerConfig
+from daemon.metrics import Metrics
 from daemon.pipeline.frames import CameraSource, Frame
 from daemon.pipeline.gate import LowLightGate
-from daemon.service.metrics import Metrics
-from daemon.pipeline.sinks import Detection, Result, SinkSet
+from daemon.pipeline.process import Pipeline
+from daemon.pipeline.sinks import SinkSet
 
 log = logging.getLogger("duskwatch.scheduler")
 
-Detector = Callable[[list[np.ndarray]], Sequence[Any]]
-Enhancer = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
-
-
-# -- results ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Snapshot:
-    """The latest processed frame of one camera (the enhanced picture when it was enhanced)."""
-
-    camera: str
-    image: np.ndarray
-    result: Result
-
-
-def to_detections(det: Any, names: dict[int, str]) -> tuple[Detection, ...]:
-    """Convert the detector's per-image output (``.boxes``, ``.scores``, ``.class_ids``)."""
-    boxes = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(det.scores, dtype=np.float64).reshape(-1)
-    class_ids = np.asarray(det.class_ids).reshape(-1).astype(int)
-    if not len(boxes) == len(scores) == len(class_ids):
-        raise ValueError(
-            f"detector output is inconsistent: {len(boxes)} boxes, {len(scores)} scores, "
-            f"{len(class_ids)} class ids"
-        )
-    own = getattr(det, "names", None)
-    out = []
-    for i, (box, score, cid) in enumerate(zip(boxes, scores, class_ids)):
-        if isinstance(own, (list, tuple)) and len(own) == len(boxes):
-            name = str(own[i])
-        elif isinstance(own, dict) and cid in own:
-            name = str(own[cid])
-        else:
-            name = names.get(int(cid), str(int(cid)))
-        out.append(Detection(tuple(float(v) for v in box), float(score), int(cid), name))
-    return tuple(out)
-
-
-class RateLimitedLog:
-    """Log a recurring error at most once per ``interval_s`` per key, counting the rest."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 30.0):
-        self.logger, self.interval = logger, interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def error(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if key in self._last and now - self._last[key] < self.interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        more = self._suppressed.pop(key, 0)
-        suffix = f" ({more} more since the last message)" if more else ""
-        self.logger.error(msg + suffix, *args)
-        self._last[key] = now
-
-
-# -- one batch through the engines --------------------------------------------------------------
-class Pipeline:
-    """Runs batches: gate -> enhancer (dark frames only) -> detector (all) -> metrics and sinks."""
-
-    def __init__(
-        self,
-        detector: Detector,
-        metrics: Metrics,
-        sinks: SinkSet,
-        enhancer: Enhancer | None = None,
-        class_names: dict[int, str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.detector = detector
-        self.enhancer = enhancer
-        self.metrics = metrics
-        self.sinks = sinks
-        self.names = dict(class_names if class_names is not None else getattr(detector, "names", {}) or {})
-        self.clock = clock
-        self._snapshots: dict[str, Snapshot] = {}
-        self._snap_lock = threading.Lock()
-        self._errors = RateLimitedLog(log)
-
-    # public ---------------------------------------------------------------------------------
-    def process(self, frames: Sequence[Frame], gates: Sequence[LowLightGate]) -> list[Result]:
-        """Run one batch; return the results of the frames that made it through."""
-        if not frames:
-            return []
-        for f in frames:
-            self.metrics.stage.labels("decode").observe(f.decode_seconds)
-        images = [f.image for f in frames]
-        wants = [self._gate(f, g) for f, g in zip(frames, gates)]
-        ok = [True] * len(frames)
-        enhanced = self._enhance(frames, images, wants, ok)
-        live = [i for i in range(len(frames)) if ok[i]]
-        dets = self._detect(frames, images, live)
-        if dets is None:
-            return []
-        return [self._finish(frames[i], images[i], enhanced[i], d) for i, d in zip(live, dets)]
-
-    def snapshot(self, camera: str) -> Snapshot | None:
-        with self._snap_lock:
-            return self._snapshots.get(camera)
-
-    def forget(self, camera: str) -> None:
-        with self._snap_lock:
-            self._snapshots.pop(camera, None)
-
-    # stages ---------------------------------------------------------------------------------
-    def _gate(self, frame: Frame, gate: LowLightGate) -> bool:
-        want = gate.update(frame.image)
-        self.metrics.set_lowlight(frame.camera, gate.lowlight)
-        return want
-
-    def _enhance(self, frames, images, wants, ok) -> list[bool]:
-        enhanced = [False] * len(frames)
-        idx = [i for i, w in enumerate(wants) if w]
-        if not idx or self.enhancer is None:
-            return enhanced
-        t0 = self.clock()
-        try:
-            batch = [images[i] for i in idx]
-            if getattr(self.enhancer, "temporal", False):  # per-camera state (engines.enhancer)
-                out = list(self.enhancer(batch, streams=[frames[i].camera for i in idx]))
-            else:
-                out = list(self.enhancer(batch))
-            if len(out) != len(idx):
-                raise ValueError(f"enhancer returned {len(out)} images for {len(idx)}")
-        except Exception as exc:  # noqa: BLE001 - count, log, go on with the next batch
-            self._engine_failed("enhance", [frames[i] for i in idx], exc)
-            for i in idx:
-                ok[i] = False
-            return enhanced
-        self.metrics.stage.labels("enhance").observe(self.clock() - t0)
-        for i, img in zip(idx, out):
-            images[i] = img
-            enhanced[i] = True
-            self.metrics.count_enhanced(frames[i].camera)
-        return enhanced
-
-    def _detect(self, frames, images, live) -> list[Any] | None:
-        if not live:
-            return None
-        t0 = self.clock()
-        try:
-            dets = list(self.detector([images[i] for i in live]))
-            if len(dets) != len(live):
-                raise ValueError(f"detector returned {len(dets)} results for {len(live)} images")
-            dets = [to_detections(d, self.names) for d in dets]
-        except Exception as exc:  # noqa: BLE001
-            self._engine_failed("detect", [frames[i] for i in live], exc)
-            return None
-        self.metrics.stage.labels("detect").observe(self.clock() - t0)
-        return dets
-
-    def _finish(self, frame: Frame, image: np.ndarray, enhanced: bool, dets) -> Result:
-        result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets)
-        age = max(0.0, self.clock() - frame.captured_monotonic)
-        m = self.metrics
-        m.stage.labels("end_to_end").observe(age)
-        m.set_frame_age(frame.camera, age)
-        m.count_frames(frame.camera, "processed")
-        for d in dets:
-            m.count_detection(frame.camera, d.class_name)
-        with self._snap_lock:
-            self._snapshots[frame.camera] = Snapshot(frame.camera, image, result)
-        self.sinks.write(result)
-        return result
-
-    def _engine_failed(self, stage: str, frames: Sequence[Frame], exc: Exception) -> None:
-        self.metrics.engine_failures.labels(stage).inc()
-        for f in frames:
-            self.metrics.count_frames(f.camera, "failed")
-        self._errors.error(stage, "%s engine failed on a batch of %d: %s: %s",
-                           stage, len(frames), type(exc).__name__, exc)
+Command = Callable[[], None]
 
 
 # -- which frames form a batch ------------------------------------------------------------------
@@ -242,29 +72,64 @@ class Scheduler:
         self.poll_s = poll_s
         self.idle_s = idle_s
         self.count_seq_gaps = count_seq_gaps
-        self._slots: dict[str, CameraSlot] = {}
-        self._lock = threading.Lock()
+        self._slots: dict[str, CameraSlot] = {}  # the scheduler thread's own
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._rr = 0
         self._heartbeat = clock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    # cameras --------------------------------------------------------------------------------
-    def add_camera(self, slot: CameraSlot) -> None:
-        with self._lock:
-            self._slots[slot.name] = slot
+    # commands: how other threads change what the loop owns --------------------------------
+    def submit(self, command: Command) -> None:
+        """Run ``command`` on the scheduler thread between two batches."""
+        self._commands.put(command)
 
-    def remove_camera(self, name: str) -> CameraSlot | None:
-        with self._lock:
-            return self._slots.pop(name, None)
+    def add_camera(self, slot: CameraSlot) -> None:
+        self.submit(lambda: self._slots.__setitem__(slot.name, slot))
+
+    def remove_camera(self, name: str) -> None:
+        """Drop the camera's slot and release what the pipeline keeps for it."""
+
+        def remove() -> None:
+            self._slots.pop(name, None)
+            self.pipeline.forget(name)
+
+        self.submit(remove)
+
+    def update_camera(self, name: str, fps: float, lowlight: LowLightConfig, mode: str) -> None:
+        """New fps budget and gate settings for a camera, keeping its gate's history."""
+
+        def update() -> None:
+            slot = self._slots.get(name)
+            if slot is not None:
+                slot.fps = fps
+                slot.gate.reconfigure(lowlight, mode)
+
+        self.submit(update)
+
+    def set_config(self, cfg: SchedulerConfig) -> None:
+        self.submit(lambda: setattr(self, "cfg", cfg))
+
+    def replace_sinks(self, sinks: SinkSet) -> None:
+        self.submit(lambda: self.pipeline.replace_sinks(sinks))
+
+    def apply_commands(self) -> int:
+        """Apply every pending command (on the scheduler thread); how many ran."""
+        n = 0
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return n
+            try:
+                command()
+            except Exception:  # noqa: BLE001 - a failed command must not stop the loop
+                log.exception("scheduler: a command failed")
+            n += 1
 
     def slots(self) -> list[CameraSlot]:
-        with self._lock:
-            return list(self._slots.values())
-
-    def slot(self, name: str) -> CameraSlot | None:
-        with self._lock:
-            return self._slots.get(name)
+        """The cameras the loop polls (a copy; read it on the scheduler thread or in tests)."""
+        return list(self._slots.values())
 
     # liveness -------------------------------------------------------------------------------
     def heartbeat(self) -> float:
@@ -278,21 +143,28 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Ask the loop to end and wait; True when it ended within ``timeout``."""
+        """Ask the loop to end and wait; True when it ended within ``timeout`` (only then may
+        the caller close the engines and sinks the loop uses)."""
         self._stop.set()
         if self._thread is None:
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def run(self) -> None:
-        """The loop: gather a batch, process it, until :meth:`stop`."""
+        """The loop: apply commands, gather a batch, process it, until :meth:`stop`."""
         while not self._stop.is_set():
             self.step()
 
     def step(self) -> int:
-        """One iteration: gather one batch (possibly empty) and process it; frames processed."""
+        """One iteration: apply pending commands, gather one batch (possibly empty) and process
+        it; frames processed."""
         self._heartbeat = self.clock()
+        self.apply_commands()
         batch = self.gather()
         self._heartbeat = self.clock()
         if not batch:
@@ -307,7 +179,7 @@ class Scheduler:
         Waits up to ``idle_s`` for a first frame, then up to ``batch_timeout_ms`` more for the
         batch to fill. Polling starts at a camera that rotates every call (fairness).
         """
-        slots = self.slots()
+        slots = list(self._slots.values())
         if not slots:
             self._stop.wait(self.idle_s)
             return []

@@ -1,6 +1,6 @@
 """Where results go: sinks, isolated from each other.
 
-A :class:`Result` is one processed frame's detections. :class:`SinkSet` hands it to every sink;
+A :class:`~daemon.pipeline.frames.Result` is one processed frame's detections. :class:`SinkSet` hands it to every sink;
 one that raises is logged (at most once per ``log_interval_s`` per sink, so a full disk does not
 flood the journal) and counted in ``duskwatch_sink_failures_total{sink}``, and the others go on.
 """
@@ -11,50 +11,13 @@ import json
 import logging
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from daemon.config import SinkConfig
+from daemon.pipeline.frames import Result
+from daemon.pipeline.ratelog import RateLimitedLog
 
 log = logging.getLogger("duskwatch.sinks")
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the original frame
-    score: float
-    class_id: int
-    class_name: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "box": [round(float(v), 1) for v in self.box],
-            "score": round(float(self.score), 4),
-            "class": self.class_name,
-            "class_id": int(self.class_id),
-        }
-
-
-@dataclass(frozen=True)
-class Result:
-    camera: str
-    seq: int
-    captured_wall: float
-    enhanced: bool
-    detections: tuple[Detection, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        when = datetime.fromtimestamp(self.captured_wall, tz=timezone.utc)
-        return {
-            "camera": self.camera,
-            "time": when.isoformat(timespec="milliseconds"),
-            "epoch": round(self.captured_wall, 3),
-            "seq": self.seq,
-            "enhanced": self.enhanced,
-            "detections": [d.to_dict() for d in self.detections],
-        }
 
 
 class Sink(Protocol):
@@ -72,6 +35,11 @@ class JsonlSink:
         self.name = name or ("jsonl:stdout" if path == "-" else f"jsonl:{path}")
         self._lock = threading.Lock()
         self._fh = None
+        if path != "-":  # create the file at start, so its path exists before the first result
+            try:
+                self._stream()
+            except OSError as exc:  # a sink must not stop the service: writes retry the open
+                log.error("sink %s: cannot open %s yet: %s", self.name, path, exc)
 
     def _stream(self):
         if self.path == "-":
@@ -111,9 +79,7 @@ class SinkSet:
     ):
         self.sinks = list(sinks)
         self._on_failure = on_failure
-        self._log_interval = log_interval_s
-        self._last_log: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._errors = RateLimitedLog(log, log_interval_s)
 
     def write(self, result: Result) -> None:
         for sink in self.sinks:
@@ -121,7 +87,8 @@ class SinkSet:
                 sink.write(result)
             except Exception as exc:  # noqa: BLE001 - a sink must never stop the pipeline
                 self._on_failure(sink.name)
-                self._log_failure(sink.name, exc)
+                self._errors.error(sink.name, "sink %s: write failed: %s: %s",
+                                   sink.name, type(exc).__name__, exc)
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -129,14 +96,3 @@ class SinkSet:
                 sink.close()
             except Exception as exc:  # noqa: BLE001
                 log.warning("sink %s: close failed: %s", sink.name, exc)
-
-    def _log_failure(self, name: str, exc: Exception) -> None:
-        now = time.monotonic()
-        last = self._last_log.get(name)
-        if last is not None and now - last < self._log_interval:
-            self._suppressed[name] = self._suppressed.get(name, 0) + 1
-            return
-        more = self._suppressed.pop(name, 0)
-        extra = f" ({more} more failures since the last message)" if more else ""
-        log.error("sink %s: write failed: %s: %s%s", name, type(exc).__name__, exc, extra)
-        self._last_log[name] = now

@@ -1,11 +1,8 @@
 """Camera sources: one reader thread per camera over OpenCV's FFmpeg backend.
 
-A source's life is :class:`~daemon.pipeline.frames.CameraState` with the transitions in :data:`ALLOWED`,
-guarded by one lock, and an event to ``events.on_state`` on every change::
-
-    stopped -> connecting -> streaming -> stalled -> backing_off -> connecting -> ...
-                     \\-> backing_off (open failed)   \\-> backing_off (stream lost)
-    any -> stopped (stop(), or a file that ended without ``loop``)
+A source's life is a :class:`~daemon.pipeline.lifecycle.Lifecycle` (the state machine every
+source shares: the allowed transitions, one lock, an event to ``events.on_state`` on every
+change).
 
 Opening and reading are bounded by the camera's ``open_timeout_s`` and ``read_timeout_s``
 (OpenCV's ``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``), so :meth:`stop` joins
@@ -41,20 +38,14 @@ import numpy as np
 
 from daemon.pipeline.backoff import Backoff
 from daemon.config import CameraConfig, ConfigError
-from daemon.pipeline.frames import CameraSource, CameraState, Frame, SourceEvents, StateChange
+from daemon.pipeline.frames import CameraSource, CameraState, Frame, SourceEvents
+from daemon.pipeline.latest import LatestFrame
+from daemon.pipeline.lifecycle import Lifecycle
 from daemon.pipeline.rtsp_probe import diagnose
 
 log = logging.getLogger("duskwatch.sources")
 
 S = CameraState
-ALLOWED: dict[CameraState, frozenset[CameraState]] = {
-    S.STOPPED: frozenset({S.CONNECTING}),
-    S.CONNECTING: frozenset({S.STREAMING, S.BACKING_OFF, S.STOPPED}),
-    S.STREAMING: frozenset({S.STALLED, S.BACKING_OFF, S.STOPPED}),
-    S.STALLED: frozenset({S.BACKING_OFF, S.STOPPED}),
-    S.BACKING_OFF: frozenset({S.CONNECTING, S.STOPPED}),
-}
-"""Every state change a source may make; anything else is a bug (:class:`InvalidTransition`)."""
 
 HEALTHY_STREAM_S = 10.0  # streaming this long resets the backoff
 STALL_FRACTION = 0.8  # a failed read that blocked this much of read_timeout_s is a stall
@@ -68,10 +59,6 @@ PROBE_TIMEOUT_S = 3.0  # most time the failure probe may take per step
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 _OPEN_LOCK = threading.Lock()  # OPENCV_FFMPEG_CAPTURE_OPTIONS is process-global
-
-
-class InvalidTransition(RuntimeError):
-    """A state change that :data:`ALLOWED` does not list."""
 
 
 class Capture(Protocol):
@@ -192,16 +179,11 @@ class OpenCVSource:
         self._lock = threading.Lock()
         self._stop_evt = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state = CameraState.STOPPED
-        self._since = clock()
-        self._since_wall = time.time()
+        self._life = Lifecycle(self.name, events, self._stop_evt.is_set, clock)
         self._heartbeat = clock()
         self._blocked_until: float | None = None
         self._last_error = ""
-        self._slot: Frame | None = None
-        self._taken_seq = -1
-        self._seq = -1
-        self._skipped = 0
+        self._latest = LatestFrame(self.name)
         self._reconnects = 0
         self._size: tuple[int, int] | None = None
         self._stamps: collections.deque[float] = collections.deque(maxlen=FPS_WINDOW)
@@ -233,34 +215,29 @@ class OpenCVSource:
             self._transition(S.STOPPED, "stopped")
 
     def latest(self, after_seq: int = -1) -> Frame | None:
-        with self._lock:
-            frame = self._slot
-            if frame is None or frame.seq <= after_seq:
-                return None
-            self._taken_seq = max(self._taken_seq, frame.seq)
-            return frame
+        return self._latest.take(after_seq)
 
     @property
     def state(self) -> CameraState:
-        with self._lock:
-            return self._state
+        return self._life.state
 
     def status(self) -> dict:
         """JSON-able state for /cameras (no credentials)."""
+        state = self._life.state
         with self._lock:
             w, h = self._size or (None, None)
             return {
                 "name": self.name,
-                "state": self._state.value,
-                "since": round(self._since_wall, 3),
+                "state": state.value,
+                "since": round(self._life.since_wall, 3),
                 "last_error": self._last_error,
-                "frames": self._seq + 1,
-                "skipped": self._skipped,
+                "frames": self._latest.frames,
+                "skipped": self._latest.skipped,
                 "reconnects": self._reconnects,
                 "url": self.cfg.display_url,
                 "width": w,
                 "height": h,
-                "fps": round(self._measured_fps(), 2) if self._state is S.STREAMING else 0.0,
+                "fps": round(self._measured_fps(), 2) if state is S.STREAMING else 0.0,
             }
 
     def heartbeat(self) -> float:
@@ -291,19 +268,10 @@ class OpenCVSource:
     def _transition(self, new: CameraState, reason: str = "") -> bool:
         """Move to ``new`` and report it; False (no event) when stopping made it moot."""
         reason = self._scrub(reason)
-        with self._lock:
-            old = self._state
-            if old is new:
-                return False
-            if self._stop_evt.is_set() and new is not S.STOPPED:
-                return False  # stop() won: the reader only winds down now
-            if new not in ALLOWED[old]:
-                raise InvalidTransition(f"camera {self.name}: {old.value} -> {new.value}")
-            self._state = new
-            self._since, self._since_wall = self._clock(), time.time()
-        log.debug("camera %s: %s -> %s (%s)", self.name, old.value, new.value, reason)
-        self._events.on_state(StateChange(self.name, old, new, reason, time.time()))
-        return True
+        moved = self._life.move(new, reason)
+        if moved:
+            log.debug("camera %s: -> %s (%s)", self.name, new.value, reason)
+        return moved
 
     def _fail(self, reason: str) -> None:
         """Record a credential-free error and back off before the next attempt."""
@@ -453,13 +421,8 @@ class OpenCVSource:
     def _publish(self, raw: np.ndarray, decode_s: float) -> None:
         image = to_bgr(raw)
         now = self._clock()
-        skipped = 0
+        skipped = self._latest.put(image, now, time.time(), decode_s)
         with self._lock:
-            if self._slot is not None and self._slot.seq > self._taken_seq:
-                skipped = 1
-                self._skipped += 1
-            self._seq += 1
-            self._slot = Frame(self.name, image, self._seq, now, time.time(), decode_s)
             self._size = (image.shape[1], image.shape[0])
             self._stamps.append(now)
         if skipped:

@@ -7,8 +7,8 @@ gets the noise a real sensor adds when its gain is turned up (a signal-dependent
 plus read noise, the usual heteroscedastic Gaussian approximation of Poisson-Gaussian noise;
 Foi et al., "Practical Poissonian-Gaussian noise modeling", IEEE TIP 2008).
 
-:class:`SyntheticSource` implements :class:`daemon.pipeline.frames.CameraSource` with a reader thread,
-a latest-frame slot and skipped-frame counting, like the real sources.
+:class:`SyntheticSource` implements :class:`daemon.pipeline.frames.CameraSource` with a reader thread
+and the same lifecycle and latest-frame slot as the real sources.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Iterator
 import numpy as np
 
 from daemon.config import CameraConfig
-from daemon.pipeline.frames import CameraState, Frame, SourceEvents, StateChange
+from daemon.pipeline.frames import CameraState, Frame, SourceEvents
+from daemon.pipeline.latest import LatestFrame
+from daemon.pipeline.lifecycle import Lifecycle
 
 
 # -- the day/night cycle (pure functions) ---------------------------------------------------------
@@ -118,13 +120,10 @@ def shape_frames(width: int = 640, height: int = 360, seed: int = 0) -> Iterator
 
 
 def default_video() -> Path | None:
-    """OpenCV's vtest.avi from the shared data folder beside the checkout, if present."""
-    here = Path(__file__).resolve().parents[2]
-    for cand in (here.parent / "shared" / "data" / "video" / "vtest.avi",
-                 here / "data" / "vtest.avi"):
-        if cand.is_file():
-            return cand
-    return None
+    """OpenCV's vtest.avi from the sample data, if this machine has it (:mod:`daemon.sample_data`)."""
+    from daemon.sample_data import DEMO_VIDEO, find
+
+    return find(DEMO_VIDEO)
 
 
 # -- the source -------------------------------------------------------------------------------------
@@ -139,12 +138,9 @@ class SyntheticSource:
         self._cycle = cycle
         self._fps = fps or cfg.fps
         self._rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()
-        self._latest: Frame | None = None
-        self._seq = -1
-        self._skipped = 0
-        self._state = CameraState.STOPPED
+        self._latest = LatestFrame(self.name)
         self._stop = threading.Event()
+        self._life = Lifecycle(self.name, events, self._stop.is_set)
         self._thread: threading.Thread | None = None
         self._heartbeat = time.monotonic()
         self._t0 = time.monotonic()
@@ -154,7 +150,7 @@ class SyntheticSource:
     def start(self) -> None:
         self._stop.clear()
         self._t0 = time.monotonic()
-        self._set_state(CameraState.CONNECTING, "synthetic source starting")
+        self._life.move(CameraState.CONNECTING, "synthetic source starting")
         self._thread = threading.Thread(target=self._run, name=f"duskwatch-synthetic-{self.name}",
                                         daemon=True)
         self._thread.start()
@@ -163,24 +159,19 @@ class SyntheticSource:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._state != CameraState.STOPPED:
-            self._set_state(CameraState.STOPPED, "stopped")
+        self._life.move(CameraState.STOPPED, "stopped")
 
     def latest(self, after_seq: int = -1) -> Frame | None:
-        with self._lock:
-            if self._latest is None or self._latest.seq <= after_seq:
-                return None
-            frame, self._latest = self._latest, None  # taken: no longer counts as skipped
-            return frame
+        return self._latest.take(after_seq)
 
     @property
     def state(self) -> CameraState:
-        return self._state
+        return self._life.state
 
     def status(self) -> dict:
         gain = self._cycle.gain(time.monotonic() - self._t0) if self._cycle else 1.0
-        return {"state": self._state.value, "kind": "synthetic", "frames": self._seq + 1,
-                "skipped": self._skipped, "brightness_gain": round(gain, 3),
+        return {"state": self.state.value, "kind": "synthetic", "frames": self._latest.frames,
+                "skipped": self._latest.skipped, "brightness_gain": round(gain, 3),
                 **({"error": self._error} if self._error else {})}
 
     def heartbeat(self) -> float:
@@ -196,13 +187,14 @@ class SyntheticSource:
                 self._heartbeat = time.monotonic()
                 self._produce()
                 if first:
-                    self._set_state(CameraState.STREAMING, "synthetic frames flowing")
+                    self._life.move(CameraState.STREAMING, "synthetic frames flowing")
                     first = False
                 next_t = max(next_t + period, time.monotonic() - period)
                 self._stop.wait(max(0.0, next_t - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the reason goes to the state, not a traceback
             self._error = f"{type(exc).__name__}: {exc}"
-            self._set_state(CameraState.STOPPED, self._error)
+            self._stop.set()
+            self._life.move(CameraState.STOPPED, self._error)
 
     def _produce(self) -> None:
         t0 = time.monotonic()
@@ -210,16 +202,8 @@ class SyntheticSource:
         if self._cycle is not None:
             img = darken(img, self._cycle.gain(t0 - self._t0), self._rng)
         decode = time.monotonic() - t0
-        with self._lock:
-            if self._latest is not None:
-                self._skipped += 1
-                self._events.on_frame_skipped(self.name, 1)
-            self._seq += 1
-            self._latest = Frame(self.name, img, self._seq, time.monotonic(), time.time(), decode)
-
-    def _set_state(self, new: CameraState, reason: str) -> None:
-        old, self._state = self._state, new
-        self._events.on_state(StateChange(self.name, old, new, reason, time.time()))
+        if self._latest.put(img, time.monotonic(), time.time(), decode):
+            self._events.on_frame_skipped(self.name, 1)
 
 
 def synthetic_factory(video: str | Path | None = None, cycle: DayNight | None = DayNight()):

@@ -20,27 +20,27 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 from urllib.parse import unquote
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from engines.about import version
 
 from daemon.config import CameraConfig, Config, ConfigError, EnginesConfig, load_config, secrets_of
+from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.pipeline.frames import CameraSource, CameraState, SourceFactory, StateChange
 from daemon.pipeline.gate import LowLightGate
-from daemon.service.http import HttpServer, SnapshotNotReady
-from daemon.service.metrics import CONTENT_TYPE, Metrics
-from daemon.pipeline.scheduler import CameraSlot, Pipeline, Scheduler, Snapshot
+from daemon.pipeline.process import Pipeline
+from daemon.pipeline.scheduler import CameraSlot, Scheduler
+from daemon.pipeline.seams import Detector, DetectorFactory, Enhancer, EnhancerFactory
 from daemon.pipeline.sinks import SinkSet, make_sink
+from daemon.pipeline.snapshots import annotate, encode_jpeg
+from daemon.service.http import HttpServer, SnapshotNotReady
+from daemon.service.secrets import SecretsFilter
 from daemon.service.systemd import Notifier
 
 log = logging.getLogger("duskwatch.service")
-
-DetectorFactory = Callable[[EnginesConfig, int], Any]
-EnhancerFactory = Callable[[EnginesConfig], Any]
 
 # Fields of a camera whose change needs a new connection; the others are applied in place.
 _IN_PLACE_FIELDS = {"fps", "enhance"}
@@ -53,13 +53,13 @@ def default_source_factory(cam: CameraConfig, events) -> CameraSource:
     return make_source(cam, events)
 
 
-def default_detector_factory(ecfg: EnginesConfig, max_batch: int) -> Any:
+def default_detector_factory(ecfg: EnginesConfig, max_batch: int) -> Detector:
     from engines.yolo import Detector
 
     return Detector(ecfg.detector, conf=ecfg.conf, iou=ecfg.iou, device=ecfg.device)
 
 
-def default_enhancer_factory(ecfg: EnginesConfig) -> Any:
+def default_enhancer_factory(ecfg: EnginesConfig) -> Enhancer | None:
     if ecfg.enhancer is None:
         return None
     from engines.enhancer import Enhancer
@@ -71,84 +71,6 @@ def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:
     """What validation cannot see: every camera's password can be resolved."""
     for cam in cfg.cameras:
         cam.resolved_url(environ)
-
-
-# -- logging defence in depth --------------------------------------------------------------------
-class SecretsFilter(logging.Filter):
-    """Masks every configured password in log records (in case one slips into a message)."""
-
-    def __init__(self, secrets: Iterable[str] = ()):
-        super().__init__()
-        self.set_secrets(secrets)
-
-    def set_secrets(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a password containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def mask(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        try:
-            msg = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string still gets logged
-            msg = str(record.msg)
-        masked = self.mask(msg)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.mask(record.exc_text)
-        if masked != msg or record.args:
-            record.msg, record.args = masked, ()
-        return True
-
-    def install(self, logger: logging.Logger | None = None) -> None:
-        """Attach to every handler of ``logger`` (the root logger by default)."""
-        target = logger or logging.getLogger()
-        for handler in target.handlers:
-            if self not in handler.filters:
-                handler.addFilter(self)
-
-
-# -- snapshots ------------------------------------------------------------------------------------
-def annotate(snap: Snapshot) -> np.ndarray:
-    """The snapshot's frame with its boxes, class names and scores drawn on a copy."""
-    import cv2
-
-    img = np.ascontiguousarray(snap.image.copy())
-    thick = max(1, round(max(img.shape[:2]) / 500))
-    for det in snap.result.detections:
-        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
-        color = _class_color(det.class_id)
-        cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
-        label = f"{det.class_name} {det.score:.2f}"
-        cv2.putText(img, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thick, color, thick, cv2.LINE_AA)
-    tag = f"{snap.camera} seq {snap.result.seq}" + (" enhanced" if snap.result.enhanced else "")
-    scale = 0.5 * thick
-    (w, h), base = cv2.getTextSize(tag, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    cv2.rectangle(img, (0, 0), (w + 16, h + base + 12), (0, 0, 0), -1)
-    cv2.putText(img, tag, (8, h + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 255), thick,
-                cv2.LINE_AA)
-    return img
-
-
-def _class_color(class_id: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(class_id + 17)
-    return tuple(int(c) for c in rng.integers(64, 256, size=3))
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 # -- source events ----------------------------------------------------------------------------------
@@ -219,8 +141,8 @@ class Service:
         self._count_seq_gaps = count_seq_gaps
         self._serve_http = serve_http
         self.http: HttpServer | None = None
-        self.detector: Any = None
-        self.enhancer: Any = None
+        self.detector: Detector | None = None
+        self.enhancer: Enhancer | None = None
         self.pipeline: Pipeline | None = None
         self.scheduler: Scheduler | None = None
         self._cameras: dict[str, _Camera] = {}
@@ -244,8 +166,7 @@ class Service:
         with _StartupPings(self.notifier):
             self._load_engines()
         sinks = self._build_sinks(self.cfg)
-        self.pipeline = Pipeline(self.detector, self.metrics, sinks, enhancer=self.enhancer,
-                                 class_names=self._class_names())
+        self.pipeline = Pipeline(self.detector, self.metrics, sinks, enhancer=self.enhancer)
         self.scheduler = Scheduler(self.pipeline, self.cfg.scheduler, self.metrics,
                                    count_seq_gaps=self._count_seq_gaps)
         self.metrics.heartbeat_gauge("scheduler", self.scheduler.heartbeat)
@@ -263,8 +184,10 @@ class Service:
         self._ready = False
         self.metrics.ready.set(0)
         deadline = time.monotonic() + timeout
-        if self.scheduler is not None and not self.scheduler.stop(timeout / 2):
-            log.warning("scheduler did not stop within %.1f s (an engine call in progress)", timeout / 2)
+        loop_ended = self.scheduler is None or self.scheduler.stop(timeout / 2)
+        if not loop_ended:
+            log.warning("scheduler did not stop within %.1f s (an engine call in progress); its "
+                        "engines and sinks are left open for the process exit", timeout / 2)
         with self._lock:
             sources = [c.source for c in self._cameras.values()]
             self._cameras.clear()
@@ -272,17 +195,24 @@ class Service:
         _stop_all(sources, max(0.5, deadline - time.monotonic()))
         if self.http is not None:
             self.http.stop()
+        if loop_ended:
+            self._close_pipeline()
+        self.notifier.close()
+        log.info("stopped")
+
+    def _close_pipeline(self) -> None:
+        """Close sinks and engines; only once the scheduler loop (their owner) has ended."""
+        if self.scheduler is not None:
+            self.scheduler.apply_commands()  # sinks replaced by a last reload get closed too
         if self.pipeline is not None:
             self.pipeline.sinks.close()
         for engine in (self.detector, self.enhancer):
-            close = getattr(engine, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("closing engine failed: %s", exc)
-        self.notifier.close()
-        log.info("stopped")
+            if engine is None:
+                continue
+            try:
+                engine.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing engine failed: %s", exc)
 
     def serve(self, stop: threading.Event, reload: threading.Event | None = None,
               tick_s: float = 0.5) -> None:
@@ -318,20 +248,14 @@ class Service:
         if self.enhancer is None:
             log.info("no enhancer configured: low-light frames are detected as they are")
         self.notifier.status("warming up engines")
-        _warmup(self.detector, self.cfg.scheduler.max_batch)
+        self.detector.warmup(self.cfg.scheduler.max_batch)
         if self.enhancer is not None:
-            _warmup(self.enhancer, None)
-        self.metrics.set_classes(self._class_names().values())
+            self.enhancer.warmup()
+        self.metrics.set_classes(self.detector.names.values())
         self.metrics.set_build_info(
-            version(), _backend_of(self.detector, ecfg.detector),
+            version(), self.detector.backend,
             Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
-
-    def _class_names(self) -> dict[int, str]:
-        names = getattr(self.detector, "names", None) or {}
-        if isinstance(names, (list, tuple)):
-            names = dict(enumerate(names))
-        return {int(k): str(v) for k, v in names.items()}
 
     # -- cameras ------------------------------------------------------------------------------
     def _add_camera(self, cam: CameraConfig) -> None:
@@ -357,11 +281,10 @@ class Service:
             self._tokens.pop(name, None)
         if entry is None:
             return
-        self.scheduler.remove_camera(name)
+        self.scheduler.remove_camera(name)  # the loop drops the slot and the camera's state
         _stop_all([entry.source], timeout)
         self.metrics.remove_camera(name)
         self.metrics.remove_heartbeat(f"camera:{name}")
-        self.pipeline.forget(name)
         log.info("camera %s: removed", name)
 
     def _supervise(self, info: dict[str, Any]) -> None:
@@ -407,11 +330,9 @@ class Service:
         self.cfg = new
         self._update_secrets()
         if old.scheduler != new.scheduler:
-            self.scheduler.cfg = new.scheduler
+            self.scheduler.set_config(new.scheduler)
         if old.sinks != new.sinks:
-            old_sinks = self.pipeline.sinks
-            self.pipeline.sinks = self._build_sinks(new)
-            old_sinks.close()
+            self.scheduler.replace_sinks(self._build_sinks(new))
         self._reload_cameras(old, new)
         log.info("reload: done, %d cameras", len(self._cameras))
 
@@ -438,8 +359,7 @@ class Service:
             entry = self._cameras[cam.name]
         if entry.cfg == cam and not lowlight_changed:
             return
-        entry.slot.fps = cam.fps
-        entry.slot.gate.reconfigure(self.cfg.lowlight, cam.enhance)
+        self.scheduler.update_camera(cam.name, cam.fps, self.cfg.lowlight, cam.enhance)
         entry.cfg = cam
         log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
 
@@ -513,7 +433,7 @@ class Service:
                 "luma": None if gate.luma is None else round(gate.luma, 1),
                 "frames_taken": entry.slot.taken,
             })
-            snap = self.pipeline.snapshot(name) if self.pipeline else None
+            snap = self.pipeline.snapshots.get(name) if self.pipeline else None
             if snap is not None:
                 status["last_result"] = snap.result.to_dict()
             out[name] = status
@@ -526,7 +446,7 @@ class Service:
     def snapshot_jpeg(self, camera: str) -> bytes | None:
         if camera not in self.camera_names():
             return None
-        snap = self.pipeline.snapshot(camera) if self.pipeline else None
+        snap = self.pipeline.snapshots.get(camera) if self.pipeline else None
         if snap is None:
             raise SnapshotNotReady(f"camera {camera} has no processed frame yet")
         return encode_jpeg(annotate(snap))
@@ -551,22 +471,6 @@ def _state_of(source: CameraSource) -> CameraState | None:
         return source.state
     except Exception:  # noqa: BLE001
         return None
-
-
-def _warmup(engine: Any, batch: int | None) -> None:
-    warm = getattr(engine, "warmup", None)
-    if warm is None:
-        return
-    warm(batch) if batch is not None else warm()
-
-
-def _backend_of(detector: Any, path: Path) -> str:
-    for obj in (detector, getattr(detector, "engine", None)):
-        backend = getattr(obj, "backend", None)
-        if isinstance(backend, str) and backend not in ("", "?"):
-            return backend
-    return {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt",
-            ".torchscript": "torch", ".pt2": "torch"}.get(Path(path).suffix, "unknown")
 
 
 class _StartupPings:

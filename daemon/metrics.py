@@ -1,4 +1,4 @@
-"""Prometheus metrics of one service instance (DESIGN.md's table, plus operator extras).
+"""Prometheus metrics of one service instance (deploy/README.md, "Reading the metrics").
 
 Every metric lives in a registry owned by :class:`Metrics`, so each service (and each test) has
 its own. Every label value is created when its camera, class or stage becomes known, so a

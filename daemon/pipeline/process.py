@@ -1,0 +1,142 @@
+"""One batch through the engines: gate -> enhancer (where it helps) -> detector -> results.
+
+:class:`Pipeline` knows nothing about cameras' timing (the scheduler decides which frames form
+a batch) and runs only on the scheduler thread: the engines, the sinks and the per-camera state
+of the enhancer belong to that thread. Results go to the metrics, the sinks and the snapshot
+store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from daemon.pipeline.frames import Frame, Result
+from daemon.pipeline.gate import LowLightGate
+from daemon.pipeline.ratelog import RateLimitedLog
+from daemon.pipeline.seams import Detector, Enhancer
+from daemon.pipeline.sinks import SinkSet
+from daemon.pipeline.snapshots import Snapshot, SnapshotStore
+from daemon.metrics import Metrics
+from engines.detections import Detections
+
+log = logging.getLogger("duskwatch.pipeline")
+
+
+class Pipeline:
+    """Runs batches: gate -> enhancer (frames the gate picks) -> detector (all) -> metrics,
+    sinks and snapshots."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        metrics: Metrics,
+        sinks: SinkSet,
+        enhancer: Enhancer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        snapshots: SnapshotStore | None = None,
+    ):
+        self.detector = detector
+        self.enhancer = enhancer
+        self.metrics = metrics
+        self.sinks = sinks
+        self.clock = clock
+        self.snapshots = snapshots or SnapshotStore()
+        self._errors = RateLimitedLog(log)
+
+    # public ---------------------------------------------------------------------------------
+    def process(self, frames: Sequence[Frame], gates: Sequence[LowLightGate]) -> list[Result]:
+        """Run one batch; return the results of the frames that made it through."""
+        if not frames:
+            return []
+        for f in frames:
+            self.metrics.stage.labels("decode").observe(f.decode_seconds)
+        images = [f.image for f in frames]
+        wants = [self._gate(f, g) for f, g in zip(frames, gates)]
+        ok = [True] * len(frames)
+        enhanced = self._enhance(frames, images, wants, ok)
+        live = [i for i in range(len(frames)) if ok[i]]
+        dets = self._detect(frames, images, live)
+        if dets is None:
+            return []
+        return [self._finish(frames[i], images[i], enhanced[i], d) for i, d in zip(live, dets)]
+
+    def replace_sinks(self, sinks: SinkSet) -> None:
+        """Write to ``sinks`` from now on and close the previous ones."""
+        old, self.sinks = self.sinks, sinks
+        old.close()
+
+    def forget(self, camera: str) -> None:
+        """Release what the pipeline keeps for a camera that went away (its snapshot, the
+        enhancer's per-stream state)."""
+        self.snapshots.forget(camera)
+        if self.enhancer is not None:
+            self.enhancer.reset(camera)
+
+    # stages ---------------------------------------------------------------------------------
+    def _gate(self, frame: Frame, gate: LowLightGate) -> bool:
+        want = gate.update(frame.image)
+        self.metrics.set_lowlight(frame.camera, gate.lowlight)
+        return want
+
+    def _enhance(self, frames, images, wants, ok) -> list[bool]:
+        enhanced = [False] * len(frames)
+        idx = [i for i, w in enumerate(wants) if w]
+        if not idx or self.enhancer is None:
+            return enhanced
+        t0 = self.clock()
+        try:
+            out = list(self.enhancer([images[i] for i in idx], [frames[i].camera for i in idx]))
+            if len(out) != len(idx):
+                raise ValueError(f"enhancer returned {len(out)} images for {len(idx)}")
+        except Exception as exc:  # noqa: BLE001 - count, log, go on with the next batch
+            self._engine_failed("enhance", [frames[i] for i in idx], exc)
+            for i in idx:
+                ok[i] = False
+            return enhanced
+        self.metrics.stage.labels("enhance").observe(self.clock() - t0)
+        for i, img in zip(idx, out):
+            images[i] = img
+            enhanced[i] = True
+            self.metrics.count_enhanced(frames[i].camera)
+        return enhanced
+
+    def _detect(self, frames, images, live) -> list[Detections] | None:
+        if not live:
+            return None
+        t0 = self.clock()
+        try:
+            dets = list(self.detector([images[i] for i in live]))
+            if len(dets) != len(live):
+                raise ValueError(f"detector returned {len(dets)} results for {len(live)} images")
+            bad = next((type(d).__name__ for d in dets if not isinstance(d, Detections)), None)
+            if bad is not None:
+                raise TypeError(f"detector returned {bad}, not engines.detections.Detections")
+        except Exception as exc:  # noqa: BLE001
+            self._engine_failed("detect", [frames[i] for i in live], exc)
+            return None
+        self.metrics.stage.labels("detect").observe(self.clock() - t0)
+        return dets
+
+    def _finish(self, frame: Frame, image: np.ndarray, enhanced: bool, dets: Detections) -> Result:
+        result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets)
+        age = max(0.0, self.clock() - frame.captured_monotonic)
+        m = self.metrics
+        m.stage.labels("end_to_end").observe(age)
+        m.set_frame_age(frame.camera, age)
+        m.count_frames(frame.camera, "processed")
+        for name in dets.names:
+            m.count_detection(frame.camera, name)
+        self.snapshots.put(Snapshot(frame.camera, image, result))
+        self.sinks.write(result)
+        return result
+
+    def _engine_failed(self, stage: str, frames: Sequence[Frame], exc: Exception) -> None:
+        self.metrics.engine_failures.labels(stage).inc()
+        for f in frames:
+            self.metrics.count_frames(f.camera, "failed")
+        self._errors.error(stage, "%s engine failed on a batch of %d: %s: %s",
+                           stage, len(frames), type(exc).__name__, exc)

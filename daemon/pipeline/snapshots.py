@@ -1,0 +1,80 @@
+"""The newest processed frame of every camera, and how it is drawn for ``/snapshot/<camera>.jpg``.
+
+The scheduler thread publishes a :class:`Snapshot` after each frame; HTTP threads read them.
+Drawing and JPEG encoding happen on the reader's side, on a copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from daemon.pipeline.frames import Result
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The latest processed frame of one camera (the enhanced picture when it was enhanced)."""
+
+    camera: str
+    image: np.ndarray
+    result: Result
+
+
+class SnapshotStore:
+    """One :class:`Snapshot` per camera: written by the scheduler thread, read by any."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+
+    def put(self, snap: Snapshot) -> None:
+        with self._lock:
+            self._snapshots[snap.camera] = snap
+
+    def get(self, camera: str) -> Snapshot | None:
+        with self._lock:
+            return self._snapshots.get(camera)
+
+    def forget(self, camera: str) -> None:
+        with self._lock:
+            self._snapshots.pop(camera, None)
+
+
+def annotate(snap: Snapshot) -> np.ndarray:
+    """The snapshot's frame with its boxes, class names and scores drawn on a copy."""
+    import cv2
+
+    img = np.ascontiguousarray(snap.image.copy())
+    thick = max(1, round(max(img.shape[:2]) / 500))
+    for det in snap.result.detections:
+        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+        color = class_color(det.class_id)
+        cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
+        label = f"{det.class_name} {det.score:.2f}"
+        cv2.putText(img, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thick, color, thick, cv2.LINE_AA)
+    tag = f"{snap.camera} seq {snap.result.seq}" + (" enhanced" if snap.result.enhanced else "")
+    scale = 0.5 * thick
+    (w, h), base = cv2.getTextSize(tag, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    cv2.rectangle(img, (0, 0), (w + 16, h + base + 12), (0, 0, 0), -1)
+    cv2.putText(img, tag, (8, h + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 255), thick,
+                cv2.LINE_AA)
+    return img
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A stable, bright BGR colour per class id."""
+    rng = np.random.default_rng(class_id + 17)
+    return tuple(int(c) for c in rng.integers(64, 256, size=3))
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
