@@ -35,6 +35,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=5.0, help="frames per second to process")
     p.add_argument("--imgsz", type=int, default=640, help="detector input size for the export")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
+    p.add_argument("--weights", default=None,
+                   help="YOLO weights to export for the demo (.pt, or a .yaml for random weights); "
+                   "default: a real COCO YOLO11n from $DUSKWATCH_DATA or shared/data (see "
+                   "daemon/sample_data.py), else ./yolo11n.pt, else ultralytics downloads it")
     p.add_argument("--sink", default=None, help="JSON-lines output file, '-' for stdout, "
                    "'none' for no sink (default: demo-events.jsonl in the cache directory, so the "
                    "terminal stays readable)")
@@ -47,23 +51,33 @@ def cache_dir(arg: Path | None) -> Path:
     return Path(base) / "duskwatch"
 
 
-def export_command(kind: str, out: Path, imgsz: int = 640) -> list[str]:
-    """The ``duskwatch export`` command line that builds the demo's default engine ``kind``."""
+def demo_weights(arg: str | None) -> str:
+    """The YOLO weights the demo exports: ``--weights``, else real COCO weights from the sample
+    data, else ``yolo11n.pt`` (here, or downloaded by ultralytics where the internet is reachable)."""
+    if arg:
+        return arg
+    from daemon.sample_data import YOLO_WEIGHTS, find
+
+    found = find(YOLO_WEIGHTS)
+    return str(found) if found else "yolo11n.pt"
+
+
+def export_command(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt") -> list[str]:
+    """The ``duskwatch export`` command line that builds the demo's engine ``kind``."""
     cmd = [sys.executable, "-m", "daemon.cli", "export", kind]
     if kind == "yolo":
-        weights = "yolo11n.pt" if Path("yolo11n.pt").is_file() else "yolo11n.yaml"
         cmd += ["--weights", weights, "--imgsz", str(imgsz), "--dynamic", "--batch", "8"]
     cmd += ["--format", "onnx", "--out", str(out)]
     return cmd
 
 
-def ensure_engine(kind: str, out: Path, imgsz: int = 640) -> Path | None:
+def ensure_engine(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt") -> Path | None:
     """Export ``kind`` to ``out`` unless it is there; the path, or None when the export failed."""
     if out.is_file() and out.stat().st_size > 0:
         log.info("using cached %s engine %s", kind, out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = export_command(kind, out, imgsz)
+    cmd = export_command(kind, out, imgsz, weights)
     log.info("exporting the default %s engine (first run only): %s", kind, " ".join(cmd[1:]))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0 or not out.is_file():
@@ -128,10 +142,13 @@ def run(args: argparse.Namespace) -> int:
     cache = cache_dir(args.cache_dir) / "engines"
     if args.sink is None:
         args.sink = str(cache.parent / "demo-events.jsonl")
-    detector = ensure_engine("yolo", cache / f"yolo11n-{args.imgsz}.onnx", args.imgsz)
+    weights = demo_weights(args.weights)
+    detector = ensure_engine("yolo", cache / f"{Path(weights).stem}-{args.imgsz}.onnx", args.imgsz,
+                             weights)
     if detector is None:
-        raise UserError("could not export the default detector; see the log above "
-                           "(needs the export extra: pip install 'duskwatch[export]')")
+        raise UserError("could not export the demo's detector; see the log above (it needs the "
+                        "export extra, pip install 'duskwatch[export]', and YOLO weights: "
+                        "--weights PATH.pt, or internet access to fetch yolo11n.pt)")
     enhancer = ensure_engine("denoiser", cache / "denoiser.onnx")
     if enhancer is None:
         log.warning("no enhancer engine could be exported: the demo runs without enhancement")

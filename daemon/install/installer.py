@@ -56,15 +56,20 @@ class InstallError(Exception):
 
 # -- locating the shipped files ---------------------------------------------------------------
 def find_deploy_dir(explicit: str | Path | None = None) -> Path:
-    """The ``deploy/`` directory holding the unit template and example config."""
-    candidates = [Path(explicit)] if explicit else [Path(__file__).resolve().parents[2] / "deploy"]
+    """The ``deploy/`` directory holding the unit template and example config: ``explicit``,
+    else the checkout's (run from a clone), else the one the wheel installed under
+    ``<prefix>/share/duskwatch/deploy``."""
+    candidates = [Path(explicit)] if explicit else [
+        Path(__file__).resolve().parents[2] / "deploy",
+        Path(sys.prefix) / "share" / "duskwatch" / "deploy",
+    ]
     for cand in candidates:
         if (cand / "systemd" / UNIT_NAME).is_file():
             return cand
     where = ", ".join(str(c) for c in candidates)
     raise InstallError(
-        f"cannot find systemd/{UNIT_NAME} under {where}; run from a duskwatch checkout or pass "
-        "--source PATH/TO/duskwatch/deploy"
+        f"cannot find systemd/{UNIT_NAME} under {where}; reinstall duskwatch (pip install duskwatch puts "
+        "them under <prefix>/share/duskwatch/deploy) or pass --source PATH/TO/duskwatch/deploy"
     )
 
 
