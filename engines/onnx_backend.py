@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _DEVICE_HINT = "pass --device cpu (or set `engines.device: cpu` in the config)"
-GPU_INSTALL_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install "
-                   "'onnxruntime-gpu[cuda,cudnn]>=1.20'  (or `pip install 'duskwatch[gpu]'` into a "
-                   "fresh environment)")
+GPU_INSTALL_FIX = ("pip install 'duskwatch[gpu]' && pip uninstall -y onnxruntime && pip install "
+                   "--force-reinstall --no-deps onnxruntime-gpu  (the CPU build and the GPU build "
+                   "install the same `onnxruntime` module: the CPU one must go)")
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,

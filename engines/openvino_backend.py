@@ -103,8 +103,8 @@ def _import_openvino(path: Path) -> Any:
         import openvino
     except ImportError as exc:
         raise EngineError(
-            f"{path}: the OpenVINO backend needs the openvino package ({exc}); install it with "
-            "`pip install 'duskwatch[openvino]'`, or use the .onnx engine on ONNX Runtime"
+            f"{path}: the OpenVINO backend needs the openvino package ({exc}), a dependency of "
+            "duskwatch: `pip install 'openvino>=2024.0'`; or use the .onnx engine on ONNX Runtime"
         ) from exc
     return openvino
 

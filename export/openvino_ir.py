@@ -21,7 +21,7 @@ def onnx_to_openvino(src: Path, out: Path, info: Mapping[str, Any]) -> Path:
         import openvino as ov
     except ImportError as exc:
         raise ExportError(f"--format openvino needs the openvino package ({exc}); install it with "
-                          "`pip install 'duskwatch[openvino]'`") from exc
+                          "`pip install 'openvino>=2024.0'` (a dependency of duskwatch)") from exc
     if Path(out).suffix != ".xml":
         raise ExportError(f"--out {out}: an OpenVINO export must end in .xml (its weights go to "
                           "the .bin beside it)")
