@@ -10,9 +10,11 @@ CPU plugin runs the convolutions in bf16 on CPUs that have AVX-512 BF16 or AMX (
 ``cuda:N`` is refused (OpenVINO does not drive NVIDIA GPUs: use an ``.onnx`` engine with
 onnxruntime-gpu, or a TensorRT/torch engine there). ``precision`` is ``auto`` (the plugin's
 default), ``f32`` or ``bf16``. ``threads`` caps the inference threads (default: all cores).
+``hint`` is ``auto`` (a single image runs on one request using every core, a batch is split
+over the plugin's THROUGHPUT streams, one core each), ``LATENCY`` or ``THROUGHPUT``.
 
-One infer request is used under a lock, so an engine may be shared between threads (calls are
-serialised, as with the other backends). The model's metadata is the sidecar merged over the
+Calls are serialised under a lock, so an engine may be shared between threads (as with the
+other backends). The model's metadata is the sidecar merged over the
 ``rt_info`` ultralytics or :mod:`export.yolo` stored in the IR (``names``, ``stride``, ``imgsz``).
 """
 
@@ -41,32 +43,75 @@ class OpenVinoEngine(Engine):
     backend = "openvino"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
-                 precision: str = "auto", hint: str = "LATENCY", **_: Any):
+                 precision: str = "auto", hint: str = "auto", **_: Any):
         super().__init__(path)
         ov = _import_openvino(self.path)
         self.ov_device = ov_device_for(device, self.path)
-        config = compile_config(precision, threads, hint, self.path)
-        core = ov.Core()
-        model = _read_model(core, self.path)
-        self._compiled = _compile(core, model, self.ov_device, config, self.path)
-        self._request = self._compiled.create_infer_request()
+        self.hint = check_hint(hint, self.path)
+        self._core = ov.Core()
+        self._model = _read_model(self._core, self.path)
+        self._precision, self._threads = precision, threads
+        self._compiled: dict[str, Any] = {}
+        self._requests: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
-        self.inputs = [_spec(p) for p in model.inputs]
-        self.outputs = [_spec(p) for p in model.outputs]
-        self.metadata = {**ir_metadata(model), **onnx_file_metadata(self.path), **self.metadata}
+        first = "THROUGHPUT" if self.hint == "THROUGHPUT" else "LATENCY"
+        self._requests_for(first)
+        self.inputs = [_spec(p) for p in self._model.inputs]
+        self.outputs = [_spec(p) for p in self._model.outputs]
+        self.metadata = {**ir_metadata(self._model), **onnx_file_metadata(self.path),
+                         **self.metadata}
         self.device = "cpu"
-        self.precision = _runtime_precision(self._compiled)
+        self.precision = _runtime_precision(self._compiled[first])
         self.provider = f"openvino:{self.ov_device}/{self.precision}"
+
+    def _requests_for(self, hint: str) -> list[Any]:
+        """The infer requests of the model compiled with ``hint`` (compiled on first use):
+        one for LATENCY, one per stream for THROUGHPUT."""
+        if hint not in self._requests:
+            config = compile_config(self._precision, self._threads, hint, self.path)
+            compiled = _compile(self._core, self._model, self.ov_device, config, self.path)
+            count = 1 if hint == "LATENCY" else max(
+                1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            self._compiled[hint] = compiled
+            self._requests[hint] = [compiled.create_infer_request() for _ in range(count)]
+        return self._requests[hint]
 
     def _run(self, feed: Mapping[str, Any]) -> dict[str, Any]:
         arrays = {name: np.ascontiguousarray(_to_numpy(v)) for name, v in feed.items()}
+        batch = next(iter(arrays.values())).shape[0] if arrays else 1
         with self._lock:
-            result = self._request.infer(arrays, share_inputs=True, share_outputs=False)
-            return {o.name: np.asarray(result[i]) for i, o in enumerate(self.outputs)}
+            if self.hint == "LATENCY" or (self.hint == "auto" and batch < 2):
+                result = self._requests_for("LATENCY")[0].infer(arrays, share_inputs=True,
+                                                                share_outputs=False)
+                return {o.name: np.asarray(result[i]) for i, o in enumerate(self.outputs)}
+            return self._run_streams(arrays, batch)
+
+    def _run_streams(self, arrays: dict[str, np.ndarray], batch: int) -> dict[str, Any]:
+        """Split the batch over the THROUGHPUT streams (one core each), run them at once, join.
+        Independent single-threaded streams keep going when another process takes a core, where
+        one parallel region would wait for its slowest thread."""
+        requests = self._requests_for("THROUGHPUT")
+        parts = min(len(requests), batch)
+        bounds = np.linspace(0, batch, parts + 1).astype(int)
+        for request, lo, hi in zip(requests, bounds[:-1], bounds[1:]):
+            request.start_async({k: v[lo:hi] for k, v in arrays.items()}, share_inputs=True)
+        for request in requests[:parts]:
+            request.wait()
+        return {o.name: np.concatenate([r.get_output_tensor(i).data for r in requests[:parts]])
+                for i, o in enumerate(self.outputs)}
 
     def close(self) -> None:
-        self._request = None
-        self._compiled = None
+        self._requests.clear()
+        self._compiled.clear()
+
+
+def check_hint(hint: str, path: Path | str = "engine") -> str:
+    """``auto`` (LATENCY for single images, THROUGHPUT streams for batches), ``LATENCY`` or
+    ``THROUGHPUT``."""
+    value = hint.upper() if hint.lower() != "auto" else "auto"
+    if value not in ("auto", "LATENCY", "THROUGHPUT"):
+        raise EngineError(f"{path}: performance hint '{hint}' is not auto, LATENCY or THROUGHPUT")
+    return value
 
 
 def ov_device_for(device: str, path: Path | str = "engine") -> str:

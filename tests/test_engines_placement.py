@@ -159,3 +159,16 @@ def test_openvino_precision_is_checked(tmp_path):
     path = _scale_model(tmp_path / "m.onnx")
     with pytest.raises(EngineError, match="precision 'int4'"):
         open_engine(path, device="cpu", backend="openvino", precision="int4")
+
+
+def test_openvino_batches_split_over_streams_give_the_same_result(tmp_path):
+    path = _scale_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).random((5, 3, 8, 8), dtype=np.float32)
+    with open_engine(path, device="cpu", backend="openvino", precision="f32") as auto, \
+            open_engine(path, device="cpu", backend="openvino", precision="f32",
+                        hint="latency") as latency:
+        assert auto.hint == "auto" and latency.hint == "LATENCY"
+        assert np.array_equal(auto.infer({"x": x})["y"], latency.infer({"x": x})["y"])
+        assert np.array_equal(auto.infer({"x": x[:1]})["y"], 2 * x[:1])
+    with pytest.raises(EngineError, match="hint 'fast'"):
+        open_engine(path, device="cpu", backend="openvino", hint="fast")

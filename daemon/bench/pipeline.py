@@ -53,6 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ultralytics-cache", type=Path, default=None,
                    help="folder for ultralytics' OpenVINO export (default: a folder in the "
                    "system temp dir, reused across runs)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat pipeline and ultralytics runs this many times, alternating their "
+                   "order; figures are totals over the rounds (a shared machine's load drifts)")
     p.add_argument("--no-budget", dest="budget", action="store_false",
                    help="skip the per-stage budget of one frame")
 
@@ -358,34 +361,66 @@ def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError
 
     paths = [] if args.no_ultralytics else ultralytics_paths(args.ultralytics)
+    if args.rounds < 1:
+        raise UserError(f"--rounds {args.rounds} must be at least 1", exit_code=2)
     for src in args.source:
         if "://" not in src and not Path(src).is_file():
             raise UserError(f"--source {src}: no such file", exit_code=2)
-    try:
-        ours = bench_daemon(args)
-    except ConfigError as exc:
-        raise UserError(str(exc), exit_code=2) from None
-    _progress(f"pipeline: {ours['fps']} frames/s over {ours['streams']} streams")
     summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
                                "enhancer": Path(args.enhancer).name if args.enhancer else None,
-                               "device": args.device, "load_average": _load_average(),
-                               "pipeline": ours}
+                               "device": args.device, "load_average": _load_average()}
+    try:
+        rounds = [_round(args, paths, r) for r in range(args.rounds)]
+    except ConfigError as exc:
+        raise UserError(str(exc), exit_code=2) from None
+    ours = dict(rounds[0]["pipeline"], **_aggregate([r["pipeline"] for r in rounds]))
+    summary["pipeline"] = ours
     if args.budget:
         decode = (ours["stages"].get("decode") or {}).get("p50_ms")
         summary["budget"] = bench_budget(args, decode, max(1, round(ours["mean_batch"])))
         _progress(f"budget (ms per frame): {summary['budget'].get('ms_per_frame')}")
-    if not args.no_ultralytics:
+    if paths:
         summary["ultralytics"], summary["ratios"] = {}, {}
         for path in paths:
-            ultra = bench_ultralytics(args, path)
+            ultra = dict(rounds[0][path], **_aggregate([r[path] for r in rounds]))
             summary["ultralytics"][path] = ultra
             summary["ratios"][path] = round(ours["fps"] / ultra["fps"], 3) if ultra["fps"] else None
             _progress(f"ultralytics {path}: {ultra['fps']} frames/s; duskwatch / ultralytics "
-                      f"{path} = {summary['ratios'][path]}")
+                      f"{path} = {summary['ratios'][path]} over {len(rounds)} round(s)")
         summary["ratio_vs_ultralytics"] = summary["ratios"].get("torch")
+    summary["rounds"] = [{k: (v["fps"] if isinstance(v, dict) else v) for k, v in r.items()}
+                         for r in rounds]
     summary["load_average_end"] = _load_average()
     print(json.dumps(summary))
     return 0
+
+
+def _round(args: argparse.Namespace, paths: list[str], index: int) -> dict[str, Any]:
+    """One round: the pipeline and each ultralytics path for ``--seconds`` each. Odd rounds run
+    them in reverse order, so that a load that drifts over the run weighs on every side alike."""
+    order = ["pipeline", *paths]
+    if index % 2:
+        order.reverse()
+    out: dict[str, Any] = {"round": index + 1, "load_average": _load_average()}
+    for what in order:
+        if what == "pipeline":
+            out[what] = bench_daemon(args)
+            _progress(f"round {index + 1}: pipeline {out[what]['fps']} frames/s over "
+                      f"{out[what]['streams']} streams")
+        else:
+            out[what] = bench_ultralytics(args, what)
+            _progress(f"round {index + 1}: ultralytics {what} {out[what]['fps']} frames/s")
+    return out
+
+
+def _aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Frames and seconds summed over rounds; ``fps`` is their quotient."""
+    key = "frames_processed" if "frames_processed" in results[0] else "frames"
+    frames = sum(r[key] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    return {key: frames, "seconds": round(seconds, 2),
+            "fps": round(frames / seconds, 2) if seconds else 0.0,
+            "fps_per_round": [r["fps"] for r in results]}
 
 
 def _load_average() -> list[float] | None:
