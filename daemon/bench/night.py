@@ -497,7 +497,8 @@ def draw_chart(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(dets), 1, figsize=(14, 3.6 * len(dets)), squeeze=False)
     for ax, det in zip(axes[:, 0], dets):
         groups = [(s, b) for s, e in summary["results"][det].items() for b in summary["bins"]
-                  if "raw" in e and e["raw"][b]["boxes"] and (b == "all" or e["raw"][b]["images"] >= 10)]
+                  if "raw" in e and e["raw"][b]["boxes"]
+                  and (b == "all" or 10 <= e["raw"][b]["images"] < e["images"])]  # no copy of 'all'
         methods = summary["methods"]
         width = 0.8 / len(methods)
         x = np.arange(len(groups))
