@@ -360,7 +360,8 @@ class Service:
         if entry.cfg == cam and not lowlight_changed:
             return
         self.scheduler.update_camera(cam.name, cam.fps, self.cfg.lowlight, cam.enhance)
-        entry.cfg = cam
+        with self._lock:
+            entry.cfg = cam
         log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
 
     def _build_sinks(self, cfg: Config) -> SinkSet:
@@ -423,15 +424,15 @@ class Service:
                 status = dict(entry.source.status())
             except Exception as exc:  # noqa: BLE001
                 status = {"error": f"status unavailable: {type(exc).__name__}"}
-            gate = entry.slot.gate
+            gate = self.pipeline.snapshots.gate(name) if self.pipeline else None
             status.update({
                 "name": name,
                 "url": entry.cfg.display_url,
                 "fps_limit": entry.cfg.fps,
                 "enhance": entry.cfg.enhance,
-                "lowlight": gate.lowlight,
-                "luma": None if gate.luma is None else round(gate.luma, 1),
-                "frames_taken": entry.slot.taken,
+                "lowlight": gate.lowlight if gate else False,
+                "luma": None if gate is None or gate.luma is None else round(gate.luma, 1),
+                "frames_taken": gate.frames_taken if gate else 0,
             })
             snap = self.pipeline.snapshots.get(name) if self.pipeline else None
             if snap is not None:
