@@ -76,7 +76,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-on", default="exdark_val", help="set to tune on (default exdark_val)")
     p.add_argument("--conf", type=float, default=0.001, help="detection confidence floor (mAP: 0.001)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU (ultralytics val: 0.7)")
-    p.add_argument("--device", default="cpu", help="auto | cpu | cuda:N")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
     p.add_argument("--cache-dir", default=None,
                    help="where darkened sets are kept (default ~/.cache/duskwatch/night)")
     p.add_argument("--chart", default=None, help="write a bar chart of AP50 to this PNG")
