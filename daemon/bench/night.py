@@ -66,6 +66,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "$DUSKWATCH_DATA)")
     p.add_argument("--exposures", default=",".join(map(str, DEFAULT_EXPOSURES)),
                    help="exposures of the darkened coco128 sets, comma-separated ('' for none)")
+    p.add_argument("--degrade-models", default="global",
+                   help="degradation models of the darkened sets, comma-separated: global (the whole "
+                        "photo darkened), night (uneven light, light sources with glare); default global")
     p.add_argument("--seed", type=int, default=0, help="seed of the darkened sets")
     p.add_argument("--limit", type=int, default=None, help="first N photos of each set (quick runs)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
@@ -91,17 +94,20 @@ def data_root(arg: str | None) -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def darkened_set(src: Path, exposure: float, seed: int, cache: Path, limit: int | None) -> Path:
+def darkened_set(src: Path, exposure: float, seed: int, cache: Path, limit: int | None,
+                 model: str = "global") -> Path:
     """The darkened copy of ``src`` at ``exposure`` in ``cache``, made by ``duskwatch degrade``
     in a subprocess when it is not there yet (or was made with other settings)."""
-    out = cache / (f"{src.name}_e{exposure:g}_s{seed}" + (f"_n{limit}" if limit else ""))
+    tag = "" if model == "global" else f"_{model}"
+    out = cache / (f"{src.name}{tag}_e{exposure:g}_s{seed}" + (f"_n{limit}" if limit else ""))
     manifest = out / "degrade.json"
     if manifest.is_file():
         m = json.loads(manifest.read_text())
-        if (m.get("exposure"), m.get("seed"), m.get("limit")) == (exposure, seed, limit):
+        if (m.get("model", "global"), m.get("exposure"), m.get("seed"), m.get("limit")) == (model, exposure, seed, limit):
             return out
     cmd = [sys.executable, "-m", "daemon.cli", "degrade", "--data", str(src), "--out", str(out),
-           "--exposure", str(exposure), "--seed", str(seed)] + (["--limit", str(limit)] if limit else [])
+           "--exposure", str(exposure), "--seed", str(seed), "--model", model]
+    cmd += ["--limit", str(limit)] if limit else []
     print(f"making {out.name}: {' '.join(cmd[1:])}", file=sys.stderr)
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0 or not manifest.is_file():
@@ -128,8 +134,13 @@ def resolve_sets(args: argparse.Namespace) -> list[tuple[str, Path]]:
                             "(../shared/data); pass --data-root or --set NAME=DIR", exit_code=2)
     cache = Path(args.cache_dir) if args.cache_dir else Path.home() / ".cache" / "duskwatch" / "night"
     sets = [("exdark_val", exdark), ("coco128", coco)]
-    for e in parse_floats(args.exposures):
-        sets.append((f"coco128_e{e:g}", darkened_set(coco, e, args.seed, cache, args.limit)))
+    models = [m.strip() for m in args.degrade_models.split(",") if m.strip()]
+    if set(models) - {"global", "night"}:
+        raise UserError(f"--degrade-models {args.degrade_models!r}: choose from global, night", exit_code=2)
+    for model in models:
+        tag = "" if model == "global" else f"_{model}"
+        for e in parse_floats(args.exposures):
+            sets.append((f"coco128{tag}_e{e:g}", darkened_set(coco, e, args.seed, cache, args.limit, model)))
     return sets
 
 
