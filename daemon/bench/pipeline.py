@@ -75,13 +75,14 @@ class Recorder:
                 self.samples.setdefault(key, []).append(value)
 
     def timed(self, key: str, fn: Callable) -> Callable:
-        def call(images):
+        def call(images, *args, **kwargs):  # the enhancer also takes streams= (temporal filter)
             t0 = time.perf_counter()
-            out = fn(images)
+            out = fn(images, *args, **kwargs)
             self.add(key, time.perf_counter() - t0)
             return out
 
-        for attr in ("names", "warmup", "close", "engine", "backend"):
+        for attr in ("names", "warmup", "reset", "close", "engine", "backend", "temporal",
+                     "placement"):
             if hasattr(fn, attr):
                 setattr(call, attr, getattr(fn, attr))
         return call
