@@ -439,6 +439,7 @@ def build_summary(args, methods, runs, names) -> dict:
             entry = {m: {b: r.to_json() for b, r in run_.bins(m).items()} for m in methods if m in run_.matches}
             entry["enhanced"] = {m: int(v.sum()) for m, v in run_.enhanced.items()}
             entry["images"] = len(run_.labelled)
+            entry["by_gate_stats"] = gate_stat_split(run_, methods, lowlight)
             results[det][set_name] = entry
             if "gated" in entry and "raw" in entry:
                 checks[det][set_name] = gate_check(entry)
@@ -449,6 +450,19 @@ def build_summary(args, methods, runs, names) -> dict:
     if getattr(args, "tuned", None):
         out["tuned"] = {k: v for k, v in args.tuned.items() if k != "grid"}
     return out
+
+
+def gate_stat_split(run_: SetRun, methods: list[str], lowlight: Any) -> dict:
+    """AP of the dark photos split by the gate's own statistics: luma < 25 or 25 to enter_below,
+    highlight fraction at most or above max_highlight (why the gate looks at highlights)."""
+    luma = np.array([s.luma for s in run_.stats])
+    hl = np.array([s.highlight for s in run_.stats])
+    t, top = lowlight.max_highlight, lowlight.enter_below
+    groups = {f"luma<25,hl<={t:g}": (luma < 25) & (hl <= t), f"luma<25,hl>{t:g}": (luma < 25) & (hl > t),
+              f"luma25-{top:g},hl<={t:g}": (luma >= 25) & (luma < top) & (hl <= t),
+              f"luma25-{top:g},hl>{t:g}": (luma >= 25) & (luma < top) & (hl > t)}
+    return {m: {k: run_.score(m, sel).to_json() for k, sel in groups.items()}
+            for m in methods if m in run_.matches}
 
 
 def gate_check(entry: dict) -> dict:
