@@ -255,7 +255,20 @@ class Service:
         self.metrics.set_build_info(
             version(), self.detector.backend,
             Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
+        self._report_placement()
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
+
+    def _report_placement(self) -> None:
+        """Log and export (``duskwatch_engine_info``) where each engine really runs."""
+        asked = self.cfg.engines.device
+        for role, wrapper in (("detector", self.detector), ("enhancer", self.enhancer)):
+            placement = getattr(getattr(wrapper, "engine", None), "placement", None)
+            if placement is None:
+                continue
+            place = placement()
+            self.metrics.set_engine_info(role, place["device"], place["provider"])
+            log.info("%s engine: %s on %s (provider %s; device %s asked for)", role,
+                     place["backend"], place["device"], place["provider"], asked)
 
     # -- cameras ------------------------------------------------------------------------------
     def _add_camera(self, cam: CameraConfig) -> None:
