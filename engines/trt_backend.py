@@ -47,6 +47,7 @@ class TensorRTEngine(Engine):
 
         self._trt, self._torch = trt, torch
         self.device = _cuda_device(device, self.path)
+        self.provider = f"tensorrt:{trt.__version__}"
         check_compatibility(self.path, self.metadata, trt.__version__,
                             torch.cuda.get_device_name(self.device))
         self._logger = trt.Logger(trt.Logger.WARNING)
