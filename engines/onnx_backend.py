@@ -52,10 +52,12 @@ class OnnxEngine(Engine):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
-                 spin: bool = True, **_: Any):
-        """``threads``: intra-op threads (default: ONNX Runtime's, one per core). ``spin``:
-        let idle worker threads spin-wait for work (ONNX Runtime's default); ``False`` frees the
-        cores at once for other threads of the process (decoders) at a small latency cost."""
+                 spin: bool = False, **_: Any):
+        """``threads``: intra-op threads (default: ONNX Runtime's, one per core). ``spin``: let
+        idle worker threads spin-wait for work (ONNX Runtime's own default). Off here: the
+        daemon's cores are shared with its decoder threads, and spinning workers take their
+        time; on the loaded 2-core development machine YOLO11n ran 2.3x faster without spinning
+        (docs/BENCHMARKS.md)."""
         super().__init__(path)
         import onnxruntime as ort
 
