@@ -46,6 +46,9 @@ def test_bench_pipeline_summary(footage, tmp_path):
     assert ultra["weights"] == "yolo11n.yaml" and ultra["imgsz"] == 160 and ultra["frames"] > 0
     assert summary["ratios"]["torch"] == pytest.approx(ours["fps"] / ultra["fps"], rel=0.01)
     assert summary["ratio_vs_ultralytics"] == summary["ratios"]["torch"]
+    assert ours["cpu_seconds"] > 0 and ultra["cpu_seconds"] > 0
+    assert summary["cpu_efficiency_ratios"]["torch"] == pytest.approx(
+        ours["frames_per_cpu_second"] / ultra["frames_per_cpu_second"], rel=0.01)
 
 
 def test_ultralytics_paths_are_checked():
