@@ -10,8 +10,10 @@ CPU plugin runs the convolutions in bf16 on CPUs that have AVX-512 BF16 or AMX (
 ``cuda:N`` is refused (OpenVINO does not drive NVIDIA GPUs: use an ``.onnx`` engine with
 onnxruntime-gpu, or a TensorRT/torch engine there). ``precision`` is ``auto`` (the plugin's
 default), ``f32`` or ``bf16``. ``threads`` caps the inference threads (default: all cores).
-``hint`` is ``auto`` (a single image runs on one request using every core, a batch is split
-over the plugin's THROUGHPUT streams, one core each), ``LATENCY`` or ``THROUGHPUT``.
+``hint`` is ``auto`` (a batch that divides evenly over the plugin's THROUGHPUT streams is split
+over them, one core each; any other batch runs on one request using every core), ``LATENCY`` or
+``THROUGHPUT``; when not
+given, the sidecar's ``openvino_hint`` (so a deployment can set it without code), else ``auto``.
 
 Calls are serialised under a lock, so an engine may be shared between threads (as with the
 other backends). The model's metadata is the sidecar merged over the
@@ -45,11 +47,11 @@ class OpenVinoEngine(Engine):
     backend = "openvino"
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
-                 precision: str = "auto", hint: str = "auto", **_: Any):
+                 precision: str = "auto", hint: str | None = None, **_: Any):
         super().__init__(path)
         ov = _import_openvino(self.path)
         self.ov_device = ov_device_for(device, self.path)
-        self.hint = check_hint(hint, self.path)
+        self.hint = check_hint(hint or self.metadata.get("openvino_hint", "auto"), self.path)
         self._core = ov.Core()
         self._model = _read_model(self._core, self.path)
         self._precision, self._threads = precision, threads
@@ -97,11 +99,20 @@ class OpenVinoEngine(Engine):
         batch = next(iter(arrays.values())).shape[0] if arrays else 1
         with self._lock:
             hw = self._fixed_hw(arrays)
-            if self.hint == "LATENCY" or (self.hint == "auto" and batch < 2):
+            if self.hint == "LATENCY" or (self.hint == "auto" and not self._splits_evenly(batch, hw)):
                 request = self._requests_for("LATENCY", hw)[0]
                 result = request.infer(arrays, share_inputs=True, share_outputs=False)
                 return {o.name: np.asarray(result[i]) for i, o in enumerate(self.outputs)}
             return self._run_streams(arrays, batch, self._requests_for("THROUGHPUT", hw))
+
+    def _splits_evenly(self, batch: int, hw: tuple[int, int] | None) -> bool:
+        """Whether ``auto`` splits this batch over the THROUGHPUT streams: only when every stream
+        gets the same number of images (3 images on 2 one-core streams leave a core idle half the
+        time; one request using both cores does better)."""
+        if batch < 2:
+            return False
+        streams = len(self._requests_for("THROUGHPUT", hw))
+        return streams > 1 and batch % streams == 0
 
     def _run_streams(self, arrays: dict[str, np.ndarray], batch: int,
                      requests: list[Any]) -> dict[str, Any]:
