@@ -81,6 +81,7 @@ class Metrics:
         self.heartbeat_age = Gauge(
             "duskwatch_heartbeat_age_seconds", "Seconds since each worker's last heartbeat.",
             ["worker"], registry=r)
+        self._init_event_metrics(r)
         for stage in STAGES:
             self.stage.labels(stage)
         for stage in ENGINE_STAGES:
@@ -89,7 +90,74 @@ class Metrics:
         self._classes: list[str] = []
         self._sinks: set[str] = set()
 
+    def _init_event_metrics(self, r: CollectorRegistry) -> None:
+        """Tracking, zones, lines, events and event sinks (deploy/README.md, "Events")."""
+        self.objects = Gauge(
+            "duskwatch_objects", "Tracked objects in view now (tracks that count).",
+            ["camera", "class"], registry=r)
+        self.tracks = Counter(
+            "duskwatch_tracks", "Tracks that counted (tracking.min_score and min_age_frames "
+            "reached): each object once.", ["camera", "class"], registry=r)
+        self.zone_objects = Gauge(
+            "duskwatch_zone_objects", "Objects in the zone now.", ["camera", "zone", "class"],
+            registry=r)
+        self.zone_entries = Counter(
+            "duskwatch_zone_entries", "Objects that entered the zone.", ["camera", "zone", "class"],
+            registry=r)
+        self.line_crossings = Counter(
+            "duskwatch_line_crossings", "Objects that crossed the line, by direction (in: from its "
+            "left to its right walking from its first point to its second).",
+            ["camera", "line", "direction", "class"], registry=r)
+        self.events = Counter(
+            "duskwatch_events", "Events raised, by type.", ["camera", "type"], registry=r)
+        self.sink_events_dropped = Counter(
+            "duskwatch_sink_events_dropped", "Events (or evidence files) a sink dropped: its "
+            "queue was full, or retries ran out.", ["sink"], registry=r)
+        self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._track_classes: dict[str, list[str]] = {}
+        self._event_types: dict[str, tuple[str, ...]] = {}
+
     # -- label sets ------------------------------------------------------------------------
+    def add_event_camera(self, camera: str, classes: Iterable[str], zones: Iterable[str],
+                         lines: Iterable[str], event_types: Iterable[str]) -> None:
+        """Create the tracking, zone, line and event series of ``camera`` at zero; on a reload
+        the series of zones, lines or classes that went away are removed."""
+        self._remove_event_series(camera)
+        classes = sorted(set(classes))
+        self._track_classes[camera] = classes
+        self._shapes[camera] = (tuple(zones), tuple(lines))
+        for cls in classes:
+            self.objects.labels(camera, cls).set(0)
+            self.tracks.labels(camera, cls)
+            for zone in zones:
+                self.zone_objects.labels(camera, zone, cls).set(0)
+                self.zone_entries.labels(camera, zone, cls)
+            for line in lines:
+                for direction in ("in", "out"):
+                    self.line_crossings.labels(camera, line, direction, cls)
+        self._event_types[camera] = tuple(event_types)
+        for t in event_types:
+            self.events.labels(camera, t)
+
+    def add_event_sink(self, sink: str) -> None:
+        self.sink_events_dropped.labels(sink)
+
+    def _remove_event_series(self, camera: str) -> None:
+        zones, lines = self._shapes.pop(camera, ((), ()))
+        classes = self._track_classes.pop(camera, [])
+        sets = [(self.objects, [(camera, c) for c in classes]),
+                (self.tracks, [(camera, c) for c in classes]),
+                (self.zone_objects, [(camera, z, c) for z in zones for c in classes]),
+                (self.zone_entries, [(camera, z, c) for z in zones for c in classes]),
+                (self.line_crossings, [(camera, ln, d, c) for ln in lines for d in ("in", "out")
+                                       for c in classes])]
+        for metric, labelsets in sets:
+            for labels in labelsets:
+                try:
+                    metric.remove(*labels)
+                except KeyError:
+                    pass
+
     def set_classes(self, names: Iterable[str]) -> None:
         """Class names the detector knows; their detection series are created per camera."""
         self._classes = sorted(set(names))
@@ -112,6 +180,9 @@ class Metrics:
     def remove_camera(self, camera: str) -> None:
         """Drop every series of a camera taken out of the config."""
         self._cameras.discard(camera)
+        self._remove_event_series(camera)
+        for t in self._event_types.pop(camera, ()):
+            self.events.remove(camera, t)
         for metric, labelsets in self._camera_labelsets(camera):
             for labels in labelsets:
                 try:
