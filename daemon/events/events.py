@@ -164,13 +164,16 @@ class CameraEvents:
     def expire(self, now: float) -> list[Event]:
         """Tracks unseen for tracking.lost_track_s are gone."""
         events: list[Event] = []
-        for tid in [k for k, tr in self.tracks.items() if now - tr.last_t > self.cam.tracking.lost_track_s]:
+        lost = [k for k, tr in self.tracks.items() if now - tr.last_t > self.cam.tracking.lost_track_s]
+        for tid in lost:
             tr = self.tracks.pop(tid)
             if not tr.counted:
                 continue
             for zone, since in sorted(tr.zones.items()):
                 events.append(self._event("exited", tr, zone=zone, dwell_s=tr.last_t - since))
             events.append(self._event("gone", tr, dwell_s=tr.last_t - tr.first_t))
+        if lost:
+            self.publish_gauges()
         return events
 
     # steps ------------------------------------------------------------------------------------

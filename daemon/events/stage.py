@@ -124,7 +124,6 @@ class EventStage:
         for state in self.cameras.values():
             for ev in state.expire(now):
                 self._emit(ev, now)
-            state.publish_gauges()
         self.evidence.tick(now)
 
     def _emit(self, ev: Event, t: float) -> None:
