@@ -67,10 +67,16 @@ class Pipeline:
         dets = self._detect(frames, images, live)
         if dets is None:
             return []
-        results = [self._finish(frames[i], images[i], enhanced[i], d) for i, d in zip(live, dets)]
+        return [self._finish(frames[i], images[i], enhanced[i], d) for i, d in zip(live, dets)]
+
+    def tick(self) -> None:
+        """Between batches, with or without frames: tracks of cameras that stopped sending
+        frames end ('gone'), finished clips close."""
         if self.events is not None:
-            self.events.tick(self.clock())
-        return results
+            try:
+                self.events.tick(self.clock())
+            except Exception as exc:  # noqa: BLE001
+                self._errors.error("events-tick", "events: %s: %s", type(exc).__name__, exc)
 
     def replace_sinks(self, sinks: SinkSet) -> None:
         """Write to ``sinks`` from now on and close the previous ones."""

@@ -189,6 +189,7 @@ class Scheduler:
         self.apply_commands()
         batch = self.gather()
         self._heartbeat = self.clock()
+        self.pipeline.tick()
         if not batch:
             return 0
         results = self.pipeline.process([f for _, f in batch], [s.gate for s, _ in batch])
