@@ -16,6 +16,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -44,7 +45,8 @@ class QueuedSink:
         self.types = frozenset(types)
         self._queue: queue.Queue[dict] = queue.Queue(maxsize=queue_size)
         self._on_drop = on_drop
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # stop now (after close's grace period)
+        self._closing = threading.Event()  # deliver what is queued, then stop
         self._errors = RateLimitedLog(log)
         self._thread = threading.Thread(target=self._run, name=f"duskwatch-sink-{name}", daemon=True)
         self.delivered = 0
@@ -68,10 +70,21 @@ class QueuedSink:
         return self._queue.qsize()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued within ``timeout``, then stop."""
+        """Deliver what is queued within ``timeout``, then stop; what is left is counted as
+        dropped."""
+        self._closing.set()
+        end = time.monotonic() + timeout
+        while self._thread.is_alive() and self._queue.qsize() and time.monotonic() < end:
+            time.sleep(0.05)
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(max(0.1, end - time.monotonic()))
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._drop("shut down with the event undelivered")
         self.shutdown()
 
     def _drop(self, why: str) -> None:
@@ -84,7 +97,7 @@ class QueuedSink:
             try:
                 event = self._queue.get(timeout=0.2)
             except queue.Empty:
-                if self._stop.is_set():
+                if self._stop.is_set() or self._closing.is_set():
                     return
                 continue
             try:
@@ -204,9 +217,9 @@ class MqttSink(QueuedSink):
 
     paho's network thread connects and reconnects (backoff up to ``backoff_max_s``). The sender
     thread publishes one event at a time while connected and waits for the broker's
-    acknowledgement (QoS 1 and 2); a message whose connection dropped before that stays with
-    paho, which sends it again after reconnecting. While the broker is down, events wait in this
-    sink's bounded queue.
+    acknowledgement (QoS 1 and 2, seen in ``on_publish``); a message whose connection dropped
+    before that stays in paho's session, which sends it again after reconnecting. While the
+    broker is down, events wait in this sink's bounded queue, so paho never holds more than one.
     """
 
     def __init__(self, cfg: MqttSinkConfig, on_drop: OnDrop, environ: dict[str, str] | None = None):
@@ -226,6 +239,9 @@ class MqttSink(QueuedSink):
         self.client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(cfg.backoff_max_s)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self._acked: set[int] = set()
+        self._ack = threading.Condition()
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
@@ -246,21 +262,31 @@ class MqttSink(QueuedSink):
                         self.cfg.host, self.cfg.port, reason_code)
         self._connected.clear()
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._ack:
+            self._acked.add(mid)
+            self._ack.notify_all()
+
     def deliver(self, event: dict[str, Any]) -> bool:
+        import paho.mqtt.client as mqtt
+
         while not self._connected.wait(0.5):
             if self._stop.is_set():
                 return False
         topic = f"{self.cfg.topic_prefix}/{event['camera']}/{event['type']}"
         info = self.client.publish(topic, json.dumps(event), qos=self.cfg.qos, retain=self.cfg.retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            return False
         if self.cfg.qos == 0:
-            return info.rc == 0
-        while not info.is_published():  # paho resends it after a reconnect
-            if self._stop.is_set():
-                return False
-            try:
-                info.wait_for_publish(timeout=0.5)
-            except RuntimeError:  # queued while the connection was dropping
-                self._connected.wait(0.5)
+            return info.rc == mqtt.MQTT_ERR_SUCCESS
+        # Acknowledged by the broker, now or after paho's reconnect (the connection may have
+        # dropped between the check above and the publish: paho keeps the message then).
+        with self._ack:
+            while info.mid not in self._acked:
+                if self._stop.is_set():
+                    return False
+                self._ack.wait(0.5)
+            self._acked.discard(info.mid)
         return True
 
     def shutdown(self) -> None:
