@@ -308,8 +308,12 @@ def draw_box(img: np.ndarray, box, label: str, thick: int) -> None:
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 255), thick)
     if label:
-        cv2.putText(img, label, (x1, max(14, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thick,
-                    (0, 255, 255), max(1, thick // 2), cv2.LINE_AA)
+        scale, weight = 0.35 * thick, max(1, thick // 2)
+        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
+        x = max(0, min(x1, img.shape[1] - w - 2))  # keep the label inside the picture
+        y = y1 - 5 if y1 - 5 >= h else min(img.shape[0] - 2, y2 + h + 5)
+        cv2.putText(img, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 255), weight,
+                    cv2.LINE_AA)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
