@@ -27,8 +27,9 @@ from engines.detections import Detections
 
 
 @dataclass
-class Evidence:
-    """What a snapshot is drawn from: the track's best frame so far (a reference, not a copy)."""
+class BestFrame:
+    """What a snapshot is drawn from: the track's best frame so far. A reference to the frame
+    the pipeline already made, not a copy: a track holds at most one frame."""
 
     image: np.ndarray
     box: tuple[float, float, float, float]
@@ -56,7 +57,7 @@ class Event:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     snapshot: str | None = None  # path of the JPEG, once the stage assigned one
     clip: str | None = None  # path of the clip this event is part of
-    evidence: Evidence | None = field(default=None, repr=False)
+    evidence: BestFrame | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -94,7 +95,7 @@ class TrackState:
     box: tuple[float, float, float, float]
     hits: int = 0
     best_score: float = 0.0
-    evidence: Evidence | None = None
+    evidence: BestFrame | None = None
     enhanced: bool = False
     names: Counter = field(default_factory=Counter)
     cls: str = ""
@@ -188,7 +189,7 @@ class CameraEvents:
         tr.names[name] += score
         if score > tr.best_score:
             tr.best_score = score
-            tr.evidence = Evidence(image, box, "")
+            tr.evidence = BestFrame(image, box, "")
         return tr
 
     def _counts(self, tr: TrackState) -> bool:
@@ -255,7 +256,7 @@ class CameraEvents:
         self.metrics.events.labels(self.camera, type_).inc()
         ev = tr.evidence
         label = f"{tr.cls} #{tr.id} {tr.best_score:.2f}"
-        evidence = Evidence(ev.image, ev.box, label) if ev is not None else None
+        evidence = BestFrame(ev.image, ev.box, label) if ev is not None else None
         return Event(type_, self.camera, tr.cls, tr.id, tr.last_wall, tr.first_wall, tr.last_wall,
                      tr.best_score, tr.box, tr.enhanced, evidence=evidence, **extra)
 

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from daemon.config import EvidenceConfig
+from daemon.pipeline.ratelog import RateLimitedLog
 
 log = logging.getLogger("duskwatch.evidence")
 
@@ -209,6 +210,7 @@ class EvidenceWriter:
         self._thread = threading.Thread(target=self._run, name="duskwatch-evidence", daemon=True)
         self.written: int = 0
         self.dropped: int = 0
+        self._errors = RateLimitedLog(log)
 
     def set_config(self, cfg: EvidenceConfig) -> None:
         self.cfg = cfg
@@ -248,7 +250,8 @@ class EvidenceWriter:
             try:
                 self._do(job)
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the writer
-                log.error("evidence: %s failed: %s: %s", type(job).__name__, type(exc).__name__, exc)
+                self._errors.error(type(job).__name__, "evidence: %s failed: %s: %s",
+                                   type(job).__name__, type(exc).__name__, exc)
             self._maybe_retention()
 
     def _next(self):
@@ -299,7 +302,7 @@ class EvidenceWriter:
         try:
             enforce_retention(Path(self.cfg.dir), self.cfg.max_age_days * 86400, self.cfg.max_bytes)
         except OSError as exc:
-            log.error("evidence: retention in %s failed: %s", self.cfg.dir, exc)
+            self._errors.error("retention", "evidence: retention in %s failed: %s", self.cfg.dir, exc)
 
 
 def draw_box(img: np.ndarray, box, label: str, thick: int) -> None:
