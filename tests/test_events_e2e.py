@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -166,7 +167,26 @@ def test_line_crossings_arrive_once_on_mqtt_and_webhook_with_snapshots_and_clips
         assert wait_for(lambda: total(svc, "duskwatch_line_crossings_total") >= 4, timeout=90), \
             f"fewer than 4 crossings; events: {[e['type'] for e in svc.events_list(limit=50)]}"
         status, body = get(svc, "/events?type=crossed&limit=1")
-        assert status == 200 and json.loads(body)["events"][0]["type"] == "crossed"
+        newest = json.loads(body)["events"][0]
+        assert status == 200 and newest["type"] == "crossed"
+        # served evidence: the snapshot as soon as the writer wrote it, a clip once it closed
+        assert wait_for(lambda: get(svc, newest["snapshot_url"])[0] == 200, timeout=20)
+        jpeg = np.frombuffer(get(svc, newest["snapshot_url"])[1], np.uint8)
+        assert cv2.imdecode(jpeg, cv2.IMREAD_COLOR).shape == (360, 640, 3)
+        served: list[bytes] = []
+
+        def a_clip_is_served() -> bool:
+            for e in svc.events_list(type_="crossed"):
+                status, body = get(svc, e["clip_url"])
+                if status == 200:
+                    served.append(body)
+                    return True
+            return False
+
+        assert wait_for(a_clip_is_served, timeout=30, step=1.0)
+        (tmp / "served.mp4").write_bytes(served[0])
+        assert cv2.VideoCapture(str(tmp / "served.mp4")).read()[0]
+        assert get(svc, "/events/0123456789abcdef/clip.mp4")[0] == 404
         metrics_text = get(svc, "/metrics")[1].decode()
     finally:
         svc.stop()  # closes clips, flushes the sinks
@@ -213,9 +233,6 @@ def test_line_crossings_arrive_once_on_mqtt_and_webhook_with_snapshots_and_clips
     log_text = "\n".join(r.getMessage() for r in caplog.records)
     everything = log_text + metrics_text + json.dumps(events) + json.dumps(sub.messages)
     assert MQTT_PASSWORD not in everything and TOKEN not in everything
-    # served evidence, after the stop from the stage's memory is gone: from a new service's
-    # point of view the files remain on disk
-    assert Path(crossed[0]["snapshot"]).is_file()
     print(f"\ncrossings in={sum(e['direction'] == 'in' for e in crossed)} "
           f"out={sum(e['direction'] == 'out' for e in crossed)}; events {len(events)} "
           f"({', '.join(sorted({e['type'] for e in events}))}); mqtt {len(sub.messages)}; "
