@@ -100,11 +100,14 @@ class EventStage:
         self.evidence.set_config(cfg.evidence)
         self.recent.size = cfg.recent
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Close open clips, finish the writer and the sinks (after the scheduler loop ended)."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Close open clips, then let the writer and the sinks finish, all within ``timeout``
+        (after the scheduler loop ended; the service must stop within systemd's bound)."""
         self.evidence.close()
+        closing = threading.Thread(target=self.sinks.close, args=(timeout,), daemon=True)
+        closing.start()
         self.writer.close(timeout)
-        self.sinks.close(timeout)
+        closing.join(timeout + 1.0)
 
     # per frame ---------------------------------------------------------------------------------
     def observe(self, frame: Frame, image: np.ndarray, result: Result) -> list[Event]:

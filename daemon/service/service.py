@@ -229,7 +229,7 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.sinks.close()
         if self.events is not None:
-            self.events.close()
+            self.events.close(timeout=1.5)  # queued events get 1.5 s; the rest count as dropped
         for engine in (self.detector, self.enhancer):
             if engine is None:
                 continue
