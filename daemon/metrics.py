@@ -120,43 +120,50 @@ class Metrics:
     # -- label sets ------------------------------------------------------------------------
     def add_event_camera(self, camera: str, classes: Iterable[str], zones: Iterable[str],
                          lines: Iterable[str], event_types: Iterable[str]) -> None:
-        """Create the tracking, zone, line and event series of ``camera`` at zero; on a reload
-        the series of zones, lines or classes that went away are removed."""
-        self._remove_event_series(camera)
-        classes = sorted(set(classes))
-        self._track_classes[camera] = classes
+        """Create the tracking, zone, line and event series of ``camera`` at zero. On a reload
+        the series of zones, lines or classes that went away are removed; the others keep
+        their values."""
+        before = self._event_labelsets(camera)
+        self._track_classes[camera] = sorted(set(classes))
         self._shapes[camera] = (tuple(zones), tuple(lines))
-        for cls in classes:
-            self.objects.labels(camera, cls).set(0)
-            self.tracks.labels(camera, cls)
-            for zone in zones:
-                self.zone_objects.labels(camera, zone, cls).set(0)
-                self.zone_entries.labels(camera, zone, cls)
-            for line in lines:
-                for direction in ("in", "out"):
-                    self.line_crossings.labels(camera, line, direction, cls)
         self._event_types[camera] = tuple(event_types)
-        for t in event_types:
-            self.events.labels(camera, t)
+        after = self._event_labelsets(camera)
+        self._remove_labelsets(before - after)
+        for metric, labels in after - before:
+            child = metric.labels(*labels)
+            if isinstance(metric, Gauge):
+                child.set(0)
 
     def add_event_sink(self, sink: str) -> None:
         self.sink_events_dropped.labels(sink)
 
+    def _event_labelsets(self, camera: str) -> set[tuple]:
+        """``(metric, label values)`` of every event series of ``camera``."""
+        zones, lines = self._shapes.get(camera, ((), ()))
+        out: set[tuple] = set()
+        for cls in self._track_classes.get(camera, []):
+            out |= {(self.objects, (camera, cls)), (self.tracks, (camera, cls))}
+            for z in zones:
+                out |= {(self.zone_objects, (camera, z, cls)), (self.zone_entries, (camera, z, cls))}
+            for ln in lines:
+                out |= {(self.line_crossings, (camera, ln, d, cls)) for d in ("in", "out")}
+        out |= {(self.events, (camera, t)) for t in self._event_types.get(camera, ())}
+        return out
+
     def _remove_event_series(self, camera: str) -> None:
-        zones, lines = self._shapes.pop(camera, ((), ()))
-        classes = self._track_classes.pop(camera, [])
-        sets = [(self.objects, [(camera, c) for c in classes]),
-                (self.tracks, [(camera, c) for c in classes]),
-                (self.zone_objects, [(camera, z, c) for z in zones for c in classes]),
-                (self.zone_entries, [(camera, z, c) for z in zones for c in classes]),
-                (self.line_crossings, [(camera, ln, d, c) for ln in lines for d in ("in", "out")
-                                       for c in classes])]
-        for metric, labelsets in sets:
-            for labels in labelsets:
-                try:
-                    metric.remove(*labels)
-                except KeyError:
-                    pass
+        labelsets = self._event_labelsets(camera)
+        self._shapes.pop(camera, None)
+        self._track_classes.pop(camera, None)
+        self._event_types.pop(camera, None)
+        self._remove_labelsets(labelsets)
+
+    @staticmethod
+    def _remove_labelsets(labelsets) -> None:
+        for metric, labels in labelsets:
+            try:
+                metric.remove(*labels)
+            except KeyError:
+                pass
 
     def set_classes(self, names: Iterable[str]) -> None:
         """Class names the detector knows; their detection series are created per camera."""
@@ -181,8 +188,6 @@ class Metrics:
         """Drop every series of a camera taken out of the config."""
         self._cameras.discard(camera)
         self._remove_event_series(camera)
-        for t in self._event_types.pop(camera, ()):
-            self.events.remove(camera, t)
         for metric, labelsets in self._camera_labelsets(camera):
             for labels in labelsets:
                 try:

@@ -217,3 +217,23 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path):
         parse_config({**base, "sinks": [{"type": "webhook", "url": "ftp://x"}]})
     # the per-frame JSONL sink is off by default now
     assert parse_config(base).sinks == []
+
+
+def test_metrics_series_follow_reloads_and_camera_removal():
+    m = metrics()
+    ev = CameraEvents(camera(lines=[{"name": "a", "points": [[0.5, 0], [0.5, 1]]}]), m, CLASSES)
+    run(ev, walk(100, 540, 30))
+    labels = dict(camera="yard", line="a", direction="out", **{"class": "person"})
+    assert value(m, "duskwatch_line_crossings_total", **labels) == 1
+    # a reload adds line b: line a keeps its count, b starts at zero
+    ev.reconfigure(camera(lines=[{"name": "a", "points": [[0.5, 0], [0.5, 1]]},
+                                 {"name": "b", "points": [[0.2, 0], [0.2, 1]]}]))
+    assert value(m, "duskwatch_line_crossings_total", **labels) == 1
+    assert m.registry.get_sample_value("duskwatch_line_crossings_total",
+                                       {**labels, "line": "b"}) == 0
+    # a reload without line a removes its series; removing the camera removes the rest
+    ev.reconfigure(camera(lines=[{"name": "b", "points": [[0.2, 0], [0.2, 1]]}]))
+    assert m.registry.get_sample_value("duskwatch_line_crossings_total", labels) is None
+    m.remove_camera("yard")
+    text = m.render().decode()
+    assert 'camera="yard"' not in text

@@ -236,6 +236,9 @@ class EvidenceWriter:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():  # still encoding: its clips stay .part files
+            log.warning("evidence: the writer did not finish within %.1f s", timeout)
+            return
         for key in list(self._clips):
             self._finish_clip(key)
 
