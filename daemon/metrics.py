@@ -76,6 +76,10 @@ class Metrics:
         self.build_info = Gauge(
             "duskwatch_build_info", "Always 1; labels describe the running build and engines.",
             ["version", "backend", "detector", "enhancer"], registry=r)
+        self.engine_info = Gauge(
+            "duskwatch_engine_info", "Always 1; where each engine really runs: device (cpu, "
+            "cuda:N) and the runtime's provider (e.g. CUDAExecutionProvider, openvino:CPU/bf16).",
+            ["engine", "device", "provider"], registry=r)
         self.ready = Gauge(
             "duskwatch_ready", "1 once the engines are loaded and warmed.", registry=r)
         self.heartbeat_age = Gauge(
@@ -89,6 +93,7 @@ class Metrics:
         self._cameras: set[str] = set()
         self._classes: list[str] = []
         self._sinks: set[str] = set()
+        self._engine_labels: dict[str, tuple[str, str, str]] = {}
 
     def _init_event_metrics(self, r: CollectorRegistry) -> None:
         """Tracking, zones, lines, events and event sinks (deploy/README.md, "Events")."""
@@ -260,6 +265,14 @@ class Metrics:
     def set_build_info(self, version: str, backend: str, detector: str, enhancer: str) -> None:
         self.build_info.clear()
         self.build_info.labels(version, backend, detector, enhancer).set(1)
+
+    def set_engine_info(self, engine: str, device: str, provider: str) -> None:
+        """One series for ``engine`` (detector, enhancer): the device and provider it runs on."""
+        old = self._engine_labels.pop(engine, None)
+        if old is not None:
+            self.engine_info.remove(*old)
+        self._engine_labels[engine] = (engine, device, provider)
+        self.engine_info.labels(engine, device, provider).set(1)
 
     def render(self) -> bytes:
         """The text exposition format, as served on /metrics."""

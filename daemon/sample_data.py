@@ -1,8 +1,9 @@
 """Where the demo finds sample footage and real detector weights, when the machine has them.
 
 duskwatch ships no weights and no footage (their licences are not ours to grant). The demo
-looks, in order, in ``$DUSKWATCH_DATA``, then in a ``shared/data`` folder beside the current
-directory or beside the installed package (the layout of a development checkout), for:
+looks, in order, in ``$DUSKWATCH_DATA``, then in a ``shared/data`` folder in or beside the
+current directory, or beside the folder that holds the ``daemon`` package (the layout of a
+development checkout: ``<work>/duskwatch`` next to ``<work>/shared/data``), for:
 
 * ``weights/yolo11n_coco_fp32.pt``: a real COCO-trained YOLO11n, so the demo draws real boxes;
 * ``video/vtest.avi``: OpenCV's pedestrian clip, as the demo camera.

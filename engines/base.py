@@ -220,7 +220,7 @@ def open_engine(path: str | Path, device: str = "auto", backend: str | None = No
         raise EngineError(
             f"{p}: the {p.suffix} backend needs a package that is not installed ({exc}); "
             "install it (`pip install duskwatch[export]` for torch, `duskwatch[trt]` for TensorRT, "
-            "`duskwatch[openvino]` for OpenVINO) or export an .onnx engine instead"
+            "`openvino` for OpenVINO) or export an .onnx engine instead"
         ) from exc
     return getattr(module, cls_name)(p, device=device, **options)
 

@@ -79,12 +79,12 @@ def decode_numpy(pred: np.ndarray, conf: float, iou: float, max_det: int = MAX_D
     results = []
     for p in np.asarray(pred, dtype=np.float32):
         cls_prob = p[4:]  # (nc, A)
-        class_ids = cls_prob.argmax(0)
-        scores = cls_prob[class_ids, np.arange(cls_prob.shape[1])]
-        keep = np.flatnonzero(scores > conf)
-        keep = keep[np.argsort(-scores[keep], kind="stable")[:MAX_NMS]]
+        scores = cls_prob.max(0)
+        keep = np.flatnonzero(scores > conf)  # the class is looked up only where it can matter
+        order = np.argsort(-scores[keep], kind="stable")[:MAX_NMS]
+        keep, scores = keep[order], scores[keep][order]
+        class_ids = cls_prob[:, keep].argmax(0)
         boxes = xywh_to_xyxy(p[:4, keep].T)
-        scores, class_ids = scores[keep], class_ids[keep]
         kept = batched_nms_numpy(boxes, scores, class_ids, iou)[:max_det]
         results.append((boxes[kept], scores[kept], class_ids[kept].astype(np.int32)))
     return results

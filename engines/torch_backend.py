@@ -46,6 +46,8 @@ class TorchEngine(Engine):
         self.half = bool(half)
         self.channels_last = on_cuda
         self.cuda_graph = on_cuda and cuda_graph
+        self.provider = "torch:" + "+".join(
+            [self.device.type] + ["fp16"] * self.half + ["cuda-graph"] * self.cuda_graph)
         module, file_meta, specs = _load(self.path, self.device)
         self.metadata = {**file_meta, **self.metadata}
         self.inputs, self.outputs = _specs(self.metadata, specs, self.path)

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from engines.base import Engine, EngineError, TensorSpec
+from engines.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class TensorRTEngine(Engine):
 
         self._trt, self._torch = trt, torch
         self.device = _cuda_device(device, self.path)
+        self.provider = f"tensorrt:{trt.__version__}"
         check_compatibility(self.path, self.metadata, trt.__version__,
                             torch.cuda.get_device_name(self.device))
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -157,15 +159,17 @@ def _rebuild_hint(path: Path, meta: Mapping[str, Any] | None = None) -> str:
 
 
 def _cuda_device(device: str, path: Path) -> Any:
+    """The CUDA device a TensorRT engine runs on (``auto`` and ``cuda`` mean the first GPU)."""
     import torch
 
-    if device == "cpu":
-        raise EngineError(f"{path}: TensorRT engines run on a CUDA GPU only; use the .onnx engine "
-                          "for --device cpu")
-    if not torch.cuda.is_available():
-        raise EngineError(f"{path}: TensorRT needs a CUDA GPU and PyTorch sees none; use the "
-                          ".onnx engine on this machine")
-    return torch.device("cuda:0" if device in ("auto", "cuda") else device)
+    if device == "cpu" or not torch.cuda.is_available():
+        raise EngineError(f"{path}: TensorRT engines run on a CUDA GPU only"
+                          + (" and PyTorch sees none" if device != "cpu" else "")
+                          + "; use the .onnx engine on this machine")
+    dev = resolve_device("cuda:0" if device in ("auto", "cuda") else device, path)
+    if dev.type != "cuda":
+        raise EngineError(f"{path}: TensorRT engines run on a CUDA GPU only, not {device}")
+    return dev
 
 
 def _read_plan(path: Path) -> bytes:

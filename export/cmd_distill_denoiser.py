@@ -26,6 +26,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-dec", default="", help="the same for decoder blocks")
     p.add_argument("--clean-weight", type=float, default=0.0,
                    help="pull the last step's target towards the clean photo by this weight (0: pure distillation)")
+    p.add_argument("--init", choices=["teacher", "identity"], default="teacher",
+                   help="identity: the teacher's trunk with a zeroed curve head (starts as the identity)")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the trajectory-matching loss")
+    det = p.add_argument_group("detection-aware training (a frozen YOLO's loss on enhanced real night photos)")
+    det.add_argument("--detector", help="ultralytics YOLO .pt, e.g. ../shared/data/weights/yolo11n_coco_fp32.pt")
+    det.add_argument("--det-data", help="labelled night photos to train on (exdark_dev/train; never its val)")
+    det.add_argument("--det-weight", type=float, default=0.0, help="weight of the detection loss (0: off)")
+    det.add_argument("--det-batch", type=int, default=4)
+    det.add_argument("--det-crop", type=int, default=320, help="crop size of the detection photos")
+    det.add_argument("--det-val", help="labelled photos scored (AP50) at each validation; the best EMA "
+                     "goes to <out>.best.pt and to --weights-out")
+    det.add_argument("--det-val-limit", type=int, default=100, help="score only the first N of --det-val")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         time_limit=args.time_limit, weights_out=args.weights_out, noise=args.noise,
         skip_enc=_levels(args.skip_enc, "--skip-enc"), skip_dec=_levels(args.skip_dec, "--skip-dec"),
         clean_weight=args.clean_weight, save_every=args.save_every, log_file=args.log_file,
-        progress=args.progress,
+        progress=args.progress, degradation=args.degradation, init=args.init,
+        distill_weight=args.distill_weight, detector=args.detector, det_data=args.det_data,
+        det_weight=args.det_weight, det_batch=args.det_batch, det_crop=args.det_crop, det_val=args.det_val,
+        det_val_limit=args.det_val_limit,
     )
     try:
         out = distill(cfg)

@@ -16,21 +16,24 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="passes over the training photos (default 100)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the provisional CPU teacher used 2e-3 and had one loss spike)")
     p.add_argument("--widths", help="U-Net widths, comma separated (default 16,32,64,96)")
+    p.add_argument("--head", choices=["curve", "residual"], default="curve",
+                   help="curve: bounded local gain curve + denoising blend, smooth, identity at start "
+                        "(default); residual: the first model's unbounded per-block correction")
+    p.add_argument("--unshuffle", type=int, help="the network's input reduction (default 8 for curve, 4 for residual)")
 
 
 def run(args: argparse.Namespace) -> int:
     from engines.errors import UserError
 
     start_torch(args, "training")
-    from export.denoiser.net import NetConfig
     from export.denoiser.train import TrainConfig, train_teacher
 
-    net = NetConfig() if not args.widths else NetConfig(widths=tuple(int(w) for w in args.widths.split(",")))
+    net = _net_config(args)
     cfg = TrainConfig(
         data=args.data, out=args.out, steps=args.steps, epochs=args.epochs, batch=args.batch,
         crop=args.crop, lr=args.lr, device=args.device, resume=args.resume, val_every=args.val_every,
         save_every=args.save_every, seed=args.seed, time_limit=args.time_limit, net=net.to_dict(),
-        log_file=args.log_file, progress=args.progress,
+        log_file=args.log_file, progress=args.progress, degradation=args.degradation,
     )
     try:
         out = train_teacher(cfg)
@@ -38,3 +41,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     print(f"teacher checkpoint: {out}")
     return 0
+
+
+def _net_config(args: argparse.Namespace):
+    from export.denoiser.net import NetConfig
+
+    kw = {"head": args.head, "unshuffle": args.unshuffle or (8 if args.head == "curve" else 4),
+          "upsample": "bilinear" if args.head == "curve" else "shuffle"}
+    if args.widths:
+        kw["widths"] = tuple(int(w) for w in args.widths.split(","))
+    return NetConfig(**kw)

@@ -217,3 +217,157 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         raise ValueError("expected float RGB in [0, 1], got uint8; divide by 255 first")
     return a.astype(np.float32)
+
+
+# -- night scenes: spatially varying light, lamps with glare, colour casts --------------------
+#: Ranges of the night-scene model (:func:`sample_night`), shown in docs/DENOISER.md.
+NIGHT_RANGES = {
+    "ambient": (0.005, 0.6),  # log-uniform ambient exposure scale (the darkest part of the scene)
+    "field_stops": (0.0, 1.5),  # std of the log-illumination random field (natural-log units)
+    "field_grid": (2, 5),  # its control grid, per side (bilinear in between)
+    "lights": (0, 4),  # number of light sources (uniform integer)
+    "light_strength": (0.05, 1.5),  # log-uniform illuminance at the source's radius, x normal exposure
+    "light_radius": (0.03, 0.25),  # log-uniform, fraction of the image diagonal
+    "p_visible": 0.5,  # a source inside the frame is itself in view (clipped core + glare halo)
+    "core_peak": (2.0, 30.0),  # log-uniform peak of the visible core, linear (>1: clipped)
+    "core_sigma": (0.003, 0.012),  # log-uniform, fraction of the diagonal
+    "halo_ratio": (3.0, 8.0),  # halo sigma / core sigma
+    "halo_peak": (0.02, 0.4),  # log-uniform
+}
+
+#: Light colours (linear RGB, green = 1): low-pressure sodium, high-pressure sodium, warm LED,
+#: neutral, cool LED, moonlight/sky. Sodium lamps emit mostly near 589 nm (orange).
+LIGHT_COLOURS = np.array([
+    [2.2, 1.0, 0.15], [1.6, 1.0, 0.4], [1.25, 1.0, 0.72], [1.0, 1.0, 1.0], [0.88, 1.0, 1.18], [0.8, 1.0, 1.3],
+], np.float32)
+
+
+@dataclass(frozen=True)
+class Light:
+    """A light source: centre (fractions of width/height; may lie outside the frame), radius and
+    core/halo sizes (fractions of the diagonal), strength, colour index, and whether it is in view."""
+
+    x: float
+    y: float
+    radius: float
+    strength: float
+    colour: int
+    visible: bool = False
+    core_peak: float = 10.0
+    core_sigma: float = 0.01
+    halo_sigma: float = 0.05
+    halo_peak: float = 0.1
+
+
+@dataclass(frozen=True)
+class NightParams:
+    """One night scene: the camera (``camera``: noise, white balance, JPEG, IR mode; its
+    ``exposure`` is the ambient level), the ambient light's colour, a smooth log-illumination
+    field (``field``: a small grid of natural-log offsets) and the light sources."""
+
+    camera: DegradeParams
+    ambient_colour: int = 3
+    field: tuple[tuple[float, ...], ...] = ((0.0,),)
+    lights: tuple[Light, ...] = ()
+
+
+def sample_night(rng: np.random.Generator, exposure: float | None = None, mono: bool | None = None) -> NightParams:
+    """Draw a night scene from :data:`NIGHT_RANGES` (camera parameters from :data:`RANGES`)."""
+    r = NIGHT_RANGES
+    camera = sample_params(rng, exposure=exposure, mono=mono)
+    if exposure is None:
+        camera = camera.replace(exposure=_log_uniform(rng, *r["ambient"]))
+    n = int(rng.integers(r["field_grid"][0], r["field_grid"][1] + 1))
+    field = rng.normal(0.0, rng.uniform(*r["field_stops"]), (n, n))
+    lights = tuple(_sample_light(rng) for _ in range(int(rng.integers(r["lights"][0], r["lights"][1] + 1))))
+    return NightParams(camera=camera, ambient_colour=int(rng.integers(len(LIGHT_COLOURS))),
+                       field=tuple(tuple(float(v) for v in row) for row in field), lights=lights)
+
+
+def _sample_light(rng: np.random.Generator) -> Light:
+    r = NIGHT_RANGES
+    x, y = rng.uniform(-0.2, 1.2, 2)
+    inside = 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0
+    core_sigma = _log_uniform(rng, *r["core_sigma"])
+    return Light(x=float(x), y=float(y), radius=_log_uniform(rng, *r["light_radius"]),
+                 strength=_log_uniform(rng, *r["light_strength"]), colour=int(rng.integers(len(LIGHT_COLOURS))),
+                 visible=bool(inside and rng.random() < r["p_visible"]), core_peak=_log_uniform(rng, *r["core_peak"]),
+                 core_sigma=core_sigma, halo_sigma=core_sigma * float(rng.uniform(*r["halo_ratio"])),
+                 halo_peak=_log_uniform(rng, *r["halo_peak"]))
+
+
+def illumination(h: int, w: int, p: NightParams) -> np.ndarray:
+    """Per-pixel, per-channel illuminance ``[H, W, 3]`` in units of a normal exposure (1 = lit as
+    the clean photo was): ambient ``exposure * exp(field) * colour`` plus, per source, an
+    inverse-square falloff ``strength / (1 + (d / radius)^2)`` in its colour."""
+    field = cv2.resize(np.asarray(p.field, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    light = (p.camera.exposure * np.exp(field))[..., None] * LIGHT_COLOURS[p.ambient_colour]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    diag = float(np.hypot(h, w))
+    for s in p.lights:
+        d2 = ((xx - s.x * w) ** 2 + (yy - s.y * h) ** 2) / (s.radius * diag) ** 2
+        light = light + (s.strength / (1.0 + d2))[..., None] * LIGHT_COLOURS[s.colour]
+    return light.astype(np.float32)
+
+
+def glare(h: int, w: int, p: NightParams) -> np.ndarray:
+    """Light emitted towards the camera by the sources in view, linear ``[H, W, 3]``: a Gaussian
+    core above 1 (clipped by the camera) and a wider, dimmer Gaussian halo (lens glare)."""
+    out = np.zeros((h, w, 3), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    diag = float(np.hypot(h, w))
+    for s in p.lights:
+        if not s.visible:
+            continue
+        d2 = (xx - s.x * w) ** 2 + (yy - s.y * h) ** 2
+        core = s.core_peak * np.exp(-0.5 * d2 / (s.core_sigma * diag) ** 2)
+        halo = s.halo_peak * np.exp(-0.5 * d2 / (s.halo_sigma * diag) ** 2)
+        out += (core + halo)[..., None] * LIGHT_COLOURS[s.colour]
+    return out
+
+
+def degrade_night(rgb: np.ndarray, p: NightParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Clean float RGB ``[0,1]`` -> ``(night frame, target)``, both float RGB ``[0,1]``.
+
+    The scene's linear radiance (:func:`unprocess`) is lit by :func:`illumination`, the sources'
+    :func:`glare` is added, sensor noise, the camera's processing, 8-bit quantisation and JPEG
+    follow as in :func:`degrade`. The target is what the enhancer should give: the photo as lit
+    by ``max(illumination, 1)`` (regions already lit at or above a normal exposure stay as they
+    are, lamps keep their colour there) plus the same glare, through a camera with the right
+    white balance (no residual cast)."""
+    rgb = _check_rgb(rgb)
+    h, w = rgb.shape[:2]
+    cam = p.camera
+    if cam.mono:
+        rgb = to_mono(rgb)
+        cam = cam.replace(red_gain=1.0, blue_gain=1.0, wb_error_r=0.0, wb_error_b=0.0)
+    lin = unprocess(rgb, cam)
+    light, flare = illumination(h, w, p), glare(h, w, p)
+    if cam.mono:  # no colour filter array: the sensor sees the lights' brightness, not their colour
+        light = np.repeat(light.mean(axis=2, keepdims=True), 3, axis=2)
+        flare = np.repeat(flare.mean(axis=2, keepdims=True), 3, axis=2)
+    gains = np.array([cam.red_gain, 1.0, cam.blue_gain], np.float32) / cam.rgb_gain
+    dark = lin * light + flare / gains  # glare is light at the sensor, before the camera's gains
+    noisy = add_sensor_noise(dark, cam, rng)
+    if cam.mono:
+        noisy = np.repeat(noisy[..., 1:2], 3, axis=-1)
+    u8 = quantize_u8(process(noisy, cam))
+    if cam.jpeg_quality > 0:
+        u8 = jpeg_roundtrip(u8, cam.jpeg_quality)
+    target = reprocess(lin * np.maximum(light, 1.0) + flare / gains, cam)
+    return u8.astype(np.float32) / 255.0, target.astype(np.float32)
+
+
+def reprocess(lin: np.ndarray, p: DegradeParams) -> np.ndarray:
+    """The exact inverse of :func:`unprocess` (same gamma, no colour cast): the clean photo when
+    ``lin`` is its unprocessed signal, anything brighter clipped at 1."""
+    gains = np.array([p.red_gain, 1.0, p.blue_gain], np.float32) / p.rgb_gain
+    return smoothstep(np.clip(lin * gains, 0.0, 1.0) ** (1.0 / p.gamma)).astype(np.float32)
+
+
+def degrade_night_seeded(rgb: np.ndarray, seed: int, **pin) -> tuple[np.ndarray, np.ndarray, NightParams]:
+    """Sample a night scene and noise from ``seed``; return ``(night frame, target, params)``."""
+    rng = np.random.default_rng(seed)
+    p = sample_night(rng, **pin)
+    dark, target = degrade_night(rgb, p, rng)
+    return dark, target, p

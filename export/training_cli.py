@@ -29,6 +29,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, seed: int, out_help: str,
                         "continue later with --resume")
     p.add_argument("--log-file", help="append progress lines (loss, validation, checkpoints) to this file")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    p.add_argument("--degradation", choices=["night", "global"], default="night",
+                   help="night: lit pools, lamps with glare, colour casts (export.degrade.degrade_night); "
+                        "global: one exposure scale for the whole photo (the first model)")
     p.add_argument("--seed", type=int, default=seed)
 
 

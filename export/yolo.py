@@ -1,4 +1,4 @@
-"""Export an ultralytics YOLO detector to ONNX, TorchScript or a TensorRT engine, with a sidecar.
+"""Export an ultralytics YOLO detector to ONNX, OpenVINO, TorchScript or TensorRT, with a sidecar.
 
 The steps are small and lazy, in Polygraphy's style::
 
@@ -7,8 +7,10 @@ The steps are small and lazy, in Polygraphy's style::
 
 ONNX and TorchScript go through ultralytics' own exporter (it knows the head's export mode);
 it writes next to the weights, so it works in a temporary folder and the result is moved to
-``out``. TensorRT engines are built from that ONNX by :mod:`export.trt_build`. Every export
-writes ``<out>.json`` (see :func:`sidecar`).
+``out``. TensorRT engines are built from that ONNX by :mod:`export.trt_build`, OpenVINO IRs
+converted from it by :mod:`export.openvino_ir`; ``--int8`` on ONNX quantises it with ONNX
+Runtime, calibrated on real frames (:mod:`export.quantize`). Every export writes
+``<out>.json`` (see :func:`sidecar`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from export.errors import ExportError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "engine", "torchscript")
-_SUFFIX = {"onnx": ".onnx", "engine": ".engine", "torchscript": ".torchscript"}
-_BACKEND = {"onnx": "onnxruntime", "engine": "tensorrt", "torchscript": "torch"}
+FORMATS = ("onnx", "openvino", "engine", "torchscript")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "engine": ".engine", "torchscript": ".torchscript"}
+_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino", "engine": "tensorrt",
+            "torchscript": "torch"}
+#: Formats whose dynamic export takes any input height and width ("rect" inference).
+_RECT_FORMATS = ("onnx", "openvino")
 
 RANDOM_WEIGHTS_BANNER = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -46,6 +51,7 @@ class ExportOptions:
     half: bool = False
     int8: bool = False
     calib_dir: Path | None = None
+    calib_frames: int = 128
     workspace_gb: float = 4.0
     seed: int = 0
 
@@ -57,10 +63,17 @@ class ExportOptions:
                               "model's largest stride)")
         if self.batch < 1:
             raise ExportError(f"--batch {self.batch} must be at least 1")
-        if self.int8 and self.fmt != "engine":
-            raise ExportError("--int8 needs --format engine (TensorRT calibration)")
+        if self.int8 and self.fmt not in ("engine", "onnx"):
+            raise ExportError(f"--int8 works with --format onnx (ONNX Runtime QDQ) or --format "
+                              f"engine (TensorRT), not {self.fmt}" + (
+                                  "; OpenVINO runs the float export in bf16, as fast as int8 on "
+                                  "the CPUs measured and as accurate as fp32 (docs/BENCHMARKS.md)"
+                                  if self.fmt == "openvino" else ""))
         if self.int8 and not self.calib_dir:
-            raise ExportError("--int8 needs --calib-dir DIR, a folder of representative frames")
+            raise ExportError("--int8 needs --calib-dir DIR, a folder of representative frames "
+                              "(images or video clips from the cameras)")
+        if self.int8 and self.half:
+            raise ExportError("--int8 and --half exclude each other; pass one")
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -137,11 +150,23 @@ def export_yolo(model: Any, out: str | Path, opts: ExportOptions, weights: str |
     out.parent.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="duskwatch-export-") as tmp:
-        fmt = "onnx" if opts.fmt == "engine" else opts.fmt
+        fmt = "onnx" if opts.fmt in ("engine", "openvino") else opts.fmt
         say(f"exporting {weights or 'model'} to {fmt} (imgsz {opts.imgsz}, "
             f"{'dynamic batch' if opts.dynamic else f'batch {opts.batch}'})")
         produced = _ultralytics_export(model, Path(tmp), fmt, opts)
-        if opts.fmt == "engine":
+        if opts.fmt == "onnx" and opts.int8:
+            from export.quantize import quantize_int8
+
+            quantized = Path(tmp) / "model_int8.onnx"
+            extra = quantize_int8(produced, quantized, opts.calib_dir, opts.imgsz,
+                                  _rect_stride(model, opts), opts.calib_frames, progress=say)
+            shutil.move(str(quantized), str(out))
+        elif opts.fmt == "openvino":
+            from export.openvino_ir import onnx_to_openvino
+
+            say(f"converting {produced.name} to OpenVINO IR")
+            onnx_to_openvino(produced, out, _ir_info(model, opts))
+        elif opts.fmt == "engine":
             from export.trt_build import BuildOptions, build_engine
 
             say(f"building TensorRT engine from {produced.name} (this takes minutes)")
@@ -157,6 +182,17 @@ def export_yolo(model: Any, out: str | Path, opts: ExportOptions, weights: str |
     write_sidecar(out, meta)
     say(f"wrote {out} and {out.name}.json")
     return out
+
+
+def _rect_stride(model: Any, opts: ExportOptions) -> int | None:
+    """The stride a dynamic export pads frames to, or ``None`` for square ``imgsz`` inputs."""
+    return int(max(model.model.stride)) if opts.dynamic and opts.fmt in _RECT_FORMATS else None
+
+
+def _ir_info(model: Any, opts: ExportOptions) -> dict[str, Any]:
+    """What an OpenVINO IR says about itself (its ``model_info`` section)."""
+    return {"model_type": "detect", "names": {int(k): v for k, v in model.model.names.items()},
+            "stride": int(max(model.model.stride)), "imgsz": [opts.imgsz, opts.imgsz]}
 
 
 def _ultralytics_export(model: Any, tmp: Path, fmt: str, opts: ExportOptions) -> Path:
@@ -206,7 +242,7 @@ def sidecar(model: Any, opts: ExportOptions, weights: str | Path, precision: str
     names = {str(k): v for k, v in net.names.items()}
     batch = None if opts.dynamic else opts.batch
     img = [opts.imgsz, opts.imgsz]
-    rect = opts.dynamic and opts.fmt == "onnx"
+    rect = opts.dynamic and opts.fmt in _RECT_FORMATS
     random_weights = Path(str(weights)).suffix in (".yaml", ".yml")
     meta = {
         "kind": "detector",

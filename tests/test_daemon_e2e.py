@@ -29,7 +29,7 @@ PASSWORD = "Sup3r-s3cret-pw"
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(120)]
 
-pytest.importorskip("daemon.pipeline.sources", reason="needs the camera sources (daemon/sources.py)")
+pytest.importorskip("daemon.pipeline.sources", reason="needs the camera sources (daemon/pipeline/sources.py)")
 
 
 @pytest.fixture(scope="session")

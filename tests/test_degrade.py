@@ -110,3 +110,56 @@ def test_bgr_uint8_wrapper_keeps_shape_and_dtype():
     bgr = (clean_image(17, 23) * 255).astype(np.uint8)
     out = dg.degrade_bgr_u8(bgr, dg.DegradeParams(exposure=0.1), np.random.default_rng(0))
     assert out.shape == bgr.shape and out.dtype == np.uint8 and out.mean() < bgr.mean()
+
+
+# -- night scenes ---------------------------------------------------------------------------
+QUIET = dg.DegradeParams(exposure=0.05, shot=1e-6, read=1e-10, jpeg_quality=0, wb_error_r=0.0, wb_error_b=0.0)
+
+
+def test_night_scene_is_deterministic_per_seed_and_in_range():
+    img = clean_image(40, 56)
+    a, ta, pa = dg.degrade_night_seeded(img, 3)
+    b, tb, pb = dg.degrade_night_seeded(img, 3)
+    assert pa == pb and np.array_equal(a, b) and np.array_equal(ta, tb)
+    for seed in range(12):
+        dark, target, p = dg.degrade_night_seeded(img, seed)
+        assert dark.shape == target.shape == img.shape
+        assert 0 <= dark.min() and dark.max() <= 1 and 0 <= target.min() and target.max() <= 1
+        assert dg.NIGHT_RANGES["lights"][0] <= len(p.lights) <= dg.NIGHT_RANGES["lights"][1]
+
+
+def test_without_lights_at_full_exposure_the_target_is_the_clean_photo():
+    img = clean_image()
+    _, target = dg.degrade_night(img, dg.NightParams(camera=QUIET.replace(exposure=1.0)), np.random.default_rng(0))
+    assert np.abs(target - img).max() < 1e-4
+
+
+def test_a_lamp_lights_its_pool_and_leaves_the_rest_dark():
+    img = np.full((64, 96, 3), 0.5, np.float32)
+    lamp = dg.Light(x=0.1, y=0.5, radius=0.08, strength=1.5, colour=3)
+    p = dg.NightParams(camera=QUIET, lights=(lamp,))
+    dark, target = dg.degrade_night(img, p, np.random.default_rng(0))
+    near, far = dark[28:36, 4:14].mean(), dark[28:36, 80:92].mean()
+    assert near > 0.4 and far < 0.3  # a lit pool next to a dark region
+    assert np.abs(target[:, 60:] - img[:, 60:]).max() < 0.02  # the dark region's target is the photo
+    assert target[28:36, 4:14].mean() >= img[28:36, 4:14].mean()  # lit above normal stays bright
+
+
+def test_a_lamp_in_view_is_clipped_in_frame_and_target_alike():
+    img = np.full((64, 64, 3), 0.3, np.float32)
+    lamp = dg.Light(x=0.5, y=0.5, radius=0.05, strength=0.2, colour=0, visible=True, core_peak=20.0,
+                    core_sigma=0.03, halo_sigma=0.1, halo_peak=0.2)
+    p = dg.NightParams(camera=QUIET, lights=(lamp,))
+    dark, target = dg.degrade_night(img, p, np.random.default_rng(0))
+    assert dark[31:33, 31:33].min() > 0.99 and target[31:33, 31:33].min() > 0.99
+    glare = dg.glare(64, 64, p)
+    assert glare[32, 32].max() > 1 and glare[0, 0].max() < 0.01
+    assert not dg.glare(64, 64, dg.NightParams(camera=QUIET, lights=(dg.Light(0.5, 0.5, 0.1, 1.0, 3),))).any()
+
+
+def test_sodium_light_casts_orange():
+    img = np.full((32, 32, 3), 0.5, np.float32)
+    sodium = dg.NightParams(camera=QUIET.replace(exposure=0.01), lights=(dg.Light(0.5, 0.5, 0.5, 0.5, 0),))
+    dark, _ = dg.degrade_night(img, sodium, np.random.default_rng(0))
+    r, g, b = dark.reshape(-1, 3).mean(0)
+    assert r > g > b

@@ -27,9 +27,9 @@ def _photo_set(root: Path, n: int = 3) -> Path:
     return root
 
 
-def _run(src: Path, out: Path, exposure: float, seed: int = 0) -> int:
+def _run(src: Path, out: Path, exposure: float, seed: int = 0, model: str = "global") -> int:
     return main(["degrade", "--data", str(src), "--out", str(out), "--exposure", str(exposure),
-                 "--seed", str(seed)])
+                 "--seed", str(seed), "--model", model])
 
 
 def _pixels(folder: Path) -> dict[str, np.ndarray]:
@@ -62,6 +62,19 @@ def test_same_seed_same_pixels_other_seed_or_exposure_differ(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not all(np.array_equal(a[k], c[k]) for k in a)
     assert np.mean([d[k].mean() for k in d]) > np.mean([a[k].mean() for k in a])
+
+
+def test_night_model_is_reproducible_and_differs_from_the_global_one(tmp_path):
+    src = _photo_set(tmp_path / "src")
+    _run(src, tmp_path / "n1", 0.05, model="night")
+    _run(src, tmp_path / "n2", 0.05, model="night")
+    _run(src, tmp_path / "g", 0.05)
+    n1, n2, g = (_pixels(tmp_path / k) for k in ("n1", "n2", "g"))
+    assert all(np.array_equal(n1[k], n2[k]) for k in n1)
+    assert not all(np.array_equal(n1[k], g[k]) for k in n1)
+    manifest = json.loads((tmp_path / "n1" / "degrade.json").read_text())
+    assert manifest["model"] == "night"
+    assert all(r["params"]["camera"]["exposure"] == 0.05 for r in manifest["images"])
 
 
 def test_bad_arguments_name_the_fix(tmp_path, capsys):

@@ -159,3 +159,36 @@ def test_openvino_precision_is_checked(tmp_path):
     path = _scale_model(tmp_path / "m.onnx")
     with pytest.raises(EngineError, match="precision 'int4'"):
         open_engine(path, device="cpu", backend="openvino", precision="int4")
+
+
+def test_openvino_batches_split_over_streams_give_the_same_result(tmp_path):
+    path = _scale_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).random((5, 3, 8, 8), dtype=np.float32)
+    with open_engine(path, device="cpu", backend="openvino", precision="f32") as auto, \
+            open_engine(path, device="cpu", backend="openvino", precision="f32",
+                        hint="latency") as latency:
+        assert auto.hint == "auto" and latency.hint == "LATENCY"
+        assert np.array_equal(auto.infer({"x": x})["y"], latency.infer({"x": x})["y"])
+        assert np.array_equal(auto.infer({"x": x[:1]})["y"], 2 * x[:1])
+    with pytest.raises(EngineError, match="hint 'fast'"):
+        open_engine(path, device="cpu", backend="openvino", hint="fast")
+
+
+def test_openvino_compiles_once_per_input_size_up_to_a_limit(tmp_path, monkeypatch):
+    import engines.openvino_backend as ovb
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 3, "h", "w"])
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "s", [x], [y],
+                              initializer=[two])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "d.onnx"))
+    monkeypatch.setattr(ovb, "MAX_FIXED_SIZES", 1)
+    with open_engine(tmp_path / "d.onnx", device="cpu", backend="openvino", precision="f32") as eng:
+        for h, w in ((8, 16), (8, 16), (4, 4)):
+            out = eng.infer({"x": np.ones((1, 3, h, w), np.float32)})["y"]
+            assert out.shape == (1, 3, h, w) and np.allclose(out, 2.0)
+        sizes = [k[1] for k in eng._requests]
+    assert sizes.count((8, 16)) == 1 and (4, 4) not in sizes  # past the limit: the dynamic model

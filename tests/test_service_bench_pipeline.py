@@ -34,6 +34,27 @@ def test_bench_pipeline_summary(footage, tmp_path):
         assert st["n"] > 0 and st["p50_ms"] <= st["p99_ms"]
     assert ours["stages"]["enhance"]["n"] == 0  # no enhancer given
     assert ours["frame_age"]["n"] == ours["stages"]["decode"]["n"]
-    ultra = summary["ultralytics"]
+    assert ours["detector"] == {"backend": "onnxruntime", "device": "cpu",
+                                "provider": "CPUExecutionProvider"}
+    budget = summary["budget"]
+    assert set(budget["ms_per_frame"]) == {"decode", "gate", "letterbox", "enhance", "detect",
+                                           "nms", "metrics"}
+    assert budget["ms_per_frame"]["enhance"] is None and budget["ms_per_frame"]["detect"] > 0
+    assert budget["total_ms"] == pytest.approx(
+        sum(v for v in budget["ms_per_frame"].values() if v), abs=0.01)
+    ultra = summary["ultralytics"]["torch"]
     assert ultra["weights"] == "yolo11n.yaml" and ultra["imgsz"] == 160 and ultra["frames"] > 0
-    assert summary["ratio_vs_ultralytics"] == pytest.approx(ours["fps"] / ultra["fps"], rel=0.01)
+    assert summary["ratios"]["torch"] == pytest.approx(ours["fps"] / ultra["fps"], rel=0.01)
+    assert summary["ratio_vs_ultralytics"] == summary["ratios"]["torch"]
+    assert ours["cpu_seconds"] > 0 and ultra["cpu_seconds"] > 0
+    assert summary["cpu_efficiency_ratios"]["torch"] == pytest.approx(
+        ours["frames_per_cpu_second"] / ultra["frames_per_cpu_second"], rel=0.01)
+
+
+def test_ultralytics_paths_are_checked():
+    from daemon.bench.pipeline import ultralytics_paths
+    from engines.errors import UserError
+
+    assert ultralytics_paths("torch, openvino") == ["torch", "openvino"]
+    with pytest.raises(UserError, match="use one or more of torch, openvino"):
+        ultralytics_paths("tensorrt")

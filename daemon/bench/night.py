@@ -66,6 +66,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "$DUSKWATCH_DATA)")
     p.add_argument("--exposures", default=",".join(map(str, DEFAULT_EXPOSURES)),
                    help="exposures of the darkened coco128 sets, comma-separated ('' for none)")
+    p.add_argument("--degrade-models", default="global",
+                   help="degradation models of the darkened sets, comma-separated: global (the whole "
+                        "photo darkened), night (uneven light, light sources with glare); default global")
     p.add_argument("--seed", type=int, default=0, help="seed of the darkened sets")
     p.add_argument("--limit", type=int, default=None, help="first N photos of each set (quick runs)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
@@ -76,7 +79,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-on", default="exdark_val", help="set to tune on (default exdark_val)")
     p.add_argument("--conf", type=float, default=0.001, help="detection confidence floor (mAP: 0.001)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU (ultralytics val: 0.7)")
-    p.add_argument("--device", default="cpu", help="auto | cpu | cuda:N")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
     p.add_argument("--cache-dir", default=None,
                    help="where darkened sets are kept (default ~/.cache/duskwatch/night)")
     p.add_argument("--chart", default=None, help="write a bar chart of AP50 to this PNG")
@@ -91,17 +94,20 @@ def data_root(arg: str | None) -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def darkened_set(src: Path, exposure: float, seed: int, cache: Path, limit: int | None) -> Path:
+def darkened_set(src: Path, exposure: float, seed: int, cache: Path, limit: int | None,
+                 model: str = "global") -> Path:
     """The darkened copy of ``src`` at ``exposure`` in ``cache``, made by ``duskwatch degrade``
     in a subprocess when it is not there yet (or was made with other settings)."""
-    out = cache / (f"{src.name}_e{exposure:g}_s{seed}" + (f"_n{limit}" if limit else ""))
+    tag = "" if model == "global" else f"_{model}"
+    out = cache / (f"{src.name}{tag}_e{exposure:g}_s{seed}" + (f"_n{limit}" if limit else ""))
     manifest = out / "degrade.json"
     if manifest.is_file():
         m = json.loads(manifest.read_text())
-        if (m.get("exposure"), m.get("seed"), m.get("limit")) == (exposure, seed, limit):
+        if (m.get("model", "global"), m.get("exposure"), m.get("seed"), m.get("limit")) == (model, exposure, seed, limit):
             return out
     cmd = [sys.executable, "-m", "daemon.cli", "degrade", "--data", str(src), "--out", str(out),
-           "--exposure", str(exposure), "--seed", str(seed)] + (["--limit", str(limit)] if limit else [])
+           "--exposure", str(exposure), "--seed", str(seed), "--model", model]
+    cmd += ["--limit", str(limit)] if limit else []
     print(f"making {out.name}: {' '.join(cmd[1:])}", file=sys.stderr)
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0 or not manifest.is_file():
@@ -128,8 +134,13 @@ def resolve_sets(args: argparse.Namespace) -> list[tuple[str, Path]]:
                             "(../shared/data); pass --data-root or --set NAME=DIR", exit_code=2)
     cache = Path(args.cache_dir) if args.cache_dir else Path.home() / ".cache" / "duskwatch" / "night"
     sets = [("exdark_val", exdark), ("coco128", coco)]
-    for e in parse_floats(args.exposures):
-        sets.append((f"coco128_e{e:g}", darkened_set(coco, e, args.seed, cache, args.limit)))
+    models = [m.strip() for m in args.degrade_models.split(",") if m.strip()]
+    if set(models) - {"global", "night"}:
+        raise UserError(f"--degrade-models {args.degrade_models!r}: choose from global, night", exit_code=2)
+    for model in models:
+        tag = "" if model == "global" else f"_{model}"
+        for e in parse_floats(args.exposures):
+            sets.append((f"coco128{tag}_e{e:g}", darkened_set(coco, e, args.seed, cache, args.limit, model)))
     return sets
 
 
@@ -428,6 +439,7 @@ def build_summary(args, methods, runs, names) -> dict:
             entry = {m: {b: r.to_json() for b, r in run_.bins(m).items()} for m in methods if m in run_.matches}
             entry["enhanced"] = {m: int(v.sum()) for m, v in run_.enhanced.items()}
             entry["images"] = len(run_.labelled)
+            entry["by_gate_stats"] = gate_stat_split(run_, methods, lowlight)
             results[det][set_name] = entry
             if "gated" in entry and "raw" in entry:
                 checks[det][set_name] = gate_check(entry)
@@ -438,6 +450,19 @@ def build_summary(args, methods, runs, names) -> dict:
     if getattr(args, "tuned", None):
         out["tuned"] = {k: v for k, v in args.tuned.items() if k != "grid"}
     return out
+
+
+def gate_stat_split(run_: SetRun, methods: list[str], lowlight: Any) -> dict:
+    """AP of the dark photos split by the gate's own statistics: luma < 25 or 25 to enter_below,
+    highlight fraction at most or above max_highlight (why the gate looks at highlights)."""
+    luma = np.array([s.luma for s in run_.stats])
+    hl = np.array([s.highlight for s in run_.stats])
+    t, top = lowlight.max_highlight, lowlight.enter_below
+    groups = {f"luma<25,hl<={t:g}": (luma < 25) & (hl <= t), f"luma<25,hl>{t:g}": (luma < 25) & (hl > t),
+              f"luma25-{top:g},hl<={t:g}": (luma >= 25) & (luma < top) & (hl <= t),
+              f"luma25-{top:g},hl>{t:g}": (luma >= 25) & (luma < top) & (hl > t)}
+    return {m: {k: run_.score(m, sel).to_json() for k, sel in groups.items()}
+            for m in methods if m in run_.matches}
 
 
 def gate_check(entry: dict) -> dict:
@@ -497,7 +522,8 @@ def draw_chart(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(dets), 1, figsize=(14, 3.6 * len(dets)), squeeze=False)
     for ax, det in zip(axes[:, 0], dets):
         groups = [(s, b) for s, e in summary["results"][det].items() for b in summary["bins"]
-                  if "raw" in e and e["raw"][b]["boxes"] and (b == "all" or e["raw"][b]["images"] >= 10)]
+                  if "raw" in e and e["raw"][b]["boxes"]
+                  and (b == "all" or 10 <= e["raw"][b]["images"] < e["images"])]  # no copy of 'all'
         methods = summary["methods"]
         width = 0.8 / len(methods)
         x = np.arange(len(groups))

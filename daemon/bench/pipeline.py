@@ -3,18 +3,25 @@
 The service runs as in production (sources, gate, scheduler, batching, engines, metrics) on the
 given files or RTSP URLs for ``--seconds``. Timings are taken at the seams, without touching the
 pipeline: the frames handed to the scheduler (decode time, age when taken), the engine calls
-(enhance, detect) and the results reaching a sink (end to end). Then, unless
-``--no-ultralytics``, ultralytics' own ``YOLO(weights).predict(source=..., stream=True)`` runs on
-the same sources for the same time (one thread and model per stream, its multi-stream recipe)
-and the throughput ratio is printed. Progress goes to stderr; the last stdout line is the JSON
-summary.
+(enhance, detect) and the results reaching a sink (end to end). The per-stage budget of one frame
+follows (:mod:`daemon.bench.budget`). Then, unless ``--no-ultralytics``, ultralytics' own
+``YOLO(model).predict(source=..., stream=True)`` runs on the same sources for the same time (one
+thread and model per stream, its multi-stream recipe), once per ``--ultralytics`` path: its
+PyTorch model (``torch``) and its own OpenVINO export of the same weights (``openvino``,
+ultralytics' best CPU path), and the throughput ratios are printed. Each side's process CPU time
+over its window is recorded too: ``frames_per_cpu_second`` and ``cpu_efficiency_ratios`` compare
+what a frame costs each, which a machine shared with other jobs distorts far less than frames/s
+(there, a side with more runnable threads simply gets a larger share of the cores). Progress goes to stderr; the
+last stdout line is the JSON summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,6 +50,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None,
                    help="weights/yaml for the ultralytics run (default: from the engine sidecar)")
     p.add_argument("--no-ultralytics", action="store_true", help="skip the ultralytics comparison")
+    p.add_argument("--ultralytics", default="torch", metavar="PATHS",
+                   help="ultralytics paths to compare, comma separated: torch (its PyTorch model), "
+                   "openvino (its own OpenVINO export of the same weights); default torch")
+    p.add_argument("--ultralytics-cache", type=Path, default=None,
+                   help="folder for ultralytics' OpenVINO export (default: a folder in the "
+                   "system temp dir, reused across runs)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat pipeline and ultralytics runs this many times, alternating their "
+                   "order; figures are totals over the rounds (a shared machine's load drifts)")
+    p.add_argument("--no-budget", dest="budget", action="store_false",
+                   help="skip the per-stage budget of one frame")
 
 
 # -- timing at the seams ------------------------------------------------------------------------
@@ -60,13 +78,14 @@ class Recorder:
                 self.samples.setdefault(key, []).append(value)
 
     def timed(self, key: str, fn: Callable) -> Callable:
-        def call(images):
+        def call(images, *args, **kwargs):  # the enhancer also takes streams= (temporal filter)
             t0 = time.perf_counter()
-            out = fn(images)
+            out = fn(images, *args, **kwargs)
             self.add(key, time.perf_counter() - t0)
             return out
 
-        for attr in ("names", "warmup", "close", "engine", "backend"):
+        for attr in ("names", "warmup", "reset", "close", "engine", "backend", "temporal",
+                     "placement"):
             if hasattr(fn, attr):
                 setattr(call, attr, getattr(fn, attr))
         return call
@@ -155,24 +174,27 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         enhancer_factory=lambda e: (lambda enh: enh and rec.timed("enhance", enh))(default_enhancer_factory(e)),
         sink_factory=lambda s, i: sink, serve_http=False, notifier=Notifier(environ={}))
     svc.start()
+    placement = _placement(svc.detector)
     try:
         _progress(f"pipeline: {len(args.source)} streams, warm-up {args.warmup:g} s")
         time.sleep(args.warmup)
         before = _counts(svc)
         rec.on = True
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         time.sleep(args.seconds)
         rec.on = False
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         after = _counts(svc)
     finally:
         svc.stop()
     processed = after["processed"] - before["processed"]
     return {
         "streams": len(args.source),
+        "detector": placement,
         "seconds": round(elapsed, 2),
         "frames_processed": int(processed),
         "fps": round(processed / elapsed, 2),
+        "cpu_seconds": round(cpu, 2),
         "per_stream_fps": {k: round((after["per"][k] - before["per"].get(k, 0)) / elapsed, 2)
                            for k in after["per"]},
         "dropped": int(after["dropped"] - before["dropped"]),
@@ -183,6 +205,37 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         "frame_age": percentiles(rec.samples.get("frame_age", [])),
         "mean_batch": round(processed / max(1, len(rec.samples.get("detect", []))), 2),
     }
+
+
+def _placement(detector: Any) -> dict[str, str] | None:
+    """Backend, device and provider the detector engine really runs on."""
+    engine = getattr(detector, "engine", None)
+    return engine.placement() if hasattr(engine, "placement") else None
+
+
+def bench_budget(args: argparse.Namespace, decode_ms: float | None, batch: int) -> dict[str, Any]:
+    """The per-stage budget of one frame (:mod:`daemon.bench.budget`) with fresh engines, after the
+    pipeline has stopped."""
+    from daemon.bench.budget import frame_budget, grab_frames
+    from daemon.metrics import Metrics
+    from daemon.service.service import default_detector_factory, default_enhancer_factory
+
+    cfg = _config(args)
+    frames = grab_frames(args.source[0], 8)
+    if not frames:
+        return {"error": f"no frame could be read from {args.source[0]}"}
+    detector = default_detector_factory(cfg.engines, args.max_batch)
+    enhancer = default_enhancer_factory(cfg.engines)
+    metrics = Metrics()
+    metrics.add_camera("s0")
+    try:
+        return frame_budget(frames=frames, detector=detector, enhancer=enhancer,
+                            lowlight_cfg=cfg.lowlight, metrics=metrics, camera="s0",
+                            decode_ms=decode_ms, batch=batch)
+    finally:
+        for engine in (detector, enhancer):
+            if hasattr(engine, "close"):
+                engine.close()
 
 
 def _counts(svc) -> dict[str, Any]:
@@ -219,22 +272,60 @@ def _imgsz_for(engine: str) -> int:
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
-def bench_ultralytics(args: argparse.Namespace) -> dict[str, Any]:
-    """``predict(source=..., stream=True)`` per stream in its own thread, for ``--seconds``."""
+def ultralytics_paths(text: str) -> list[str]:
+    """``--ultralytics torch,openvino`` -> ``["torch", "openvino"]``, checked."""
+    paths = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in paths if p not in ULTRALYTICS_PATHS]
+    if bad or not paths:
+        raise UserError(f"--ultralytics {text}: use one or more of {', '.join(ULTRALYTICS_PATHS)}, "
+                        "comma separated (or --no-ultralytics)", exit_code=2)
+    return paths
+
+
+ULTRALYTICS_PATHS = ("torch", "openvino")
+
+
+def ultralytics_openvino_model(weights: str, imgsz: int, cache: Path | None) -> str:
+    """ultralytics' own OpenVINO export of ``weights`` (its ``<stem>_openvino_model`` folder),
+    made once per weights and size in ``cache``. ultralytics writes beside the weights, so they
+    are copied there first (the shared weights folder may be read-only)."""
+    from ultralytics import YOLO
+
+    root = Path(cache or Path(tempfile.gettempdir()) / "duskwatch-bench-ultralytics")
+    work = root / f"{Path(weights).stem}_{imgsz}"
+    model_dir = work / f"{Path(weights).stem}_openvino_model"
+    if (model_dir / "metadata.yaml").is_file():
+        return str(model_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    local = work / Path(weights).name
+    shutil.copyfile(weights, local)
+    _progress(f"ultralytics: exporting {local.name} with its own OpenVINO exporter (imgsz {imgsz})")
+    produced = YOLO(str(local)).export(format="openvino", imgsz=imgsz, device="cpu", verbose=False)
+    return str(produced)
+
+
+def bench_ultralytics(args: argparse.Namespace, path: str = "torch") -> dict[str, Any]:
+    """``predict(source=..., stream=True)`` per stream in its own thread, for ``--seconds``, on
+    ultralytics' PyTorch model (``path="torch"``) or its own OpenVINO export (``"openvino"``)."""
     try:
         from ultralytics import YOLO
     except ImportError as exc:
         raise UserError(f"the ultralytics comparison needs ultralytics ({exc}); install "
-                           "'duskwatch[export]' or pass --no-ultralytics") from None
+                        "'duskwatch[export]' or pass --no-ultralytics") from None
     weights, imgsz = _weights_for(args), _imgsz_for(args.engine)
+    model_path = weights if path == "torch" else ultralytics_openvino_model(
+        weights, imgsz, args.ultralytics_cache)
     device = "cpu" if args.device == "auto" and not _cuda() else args.device.replace("auto", "0")
-    _progress(f"ultralytics: YOLO({weights}).predict(stream=True, imgsz={imgsz}, device={device})")
+    if path == "openvino":
+        device = "cpu"
+    _progress(f"ultralytics {path}: YOLO({model_path}).predict(stream=True, imgsz={imgsz}, "
+              f"device={device})")
     counts = [0] * len(args.source)
     stop = threading.Event()
     started = threading.Barrier(len(args.source) + 1)
 
     def one(i: int, src: str) -> None:
-        model = YOLO(weights)
+        model = YOLO(model_path, task="detect")
         gen = model.predict(source=src, stream=True, imgsz=imgsz, device=device, verbose=False)
         next(gen)  # warm-up frame, not timed
         started.wait()
@@ -248,15 +339,16 @@ def bench_ultralytics(args: argparse.Namespace) -> dict[str, Any]:
     for t in threads:
         t.start()
     started.wait(timeout=300)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     time.sleep(args.seconds)
     stop.set()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     frames = sum(counts)
     for t in threads:
         t.join(timeout=30)
-    return {"weights": weights, "imgsz": imgsz, "seconds": round(elapsed, 2),
-            "frames": frames, "fps": round(frames / elapsed, 2)}
+    return {"path": path, "model": model_path, "weights": weights, "imgsz": imgsz,
+            "seconds": round(elapsed, 2), "frames": frames, "fps": round(frames / elapsed, 2),
+            "cpu_seconds": round(cpu, 2)}
 
 
 def _cuda() -> bool:
@@ -275,20 +367,83 @@ def _progress(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError
 
+    paths = [] if args.no_ultralytics else ultralytics_paths(args.ultralytics)
+    if args.rounds < 1:
+        raise UserError(f"--rounds {args.rounds} must be at least 1", exit_code=2)
     for src in args.source:
         if "://" not in src and not Path(src).is_file():
             raise UserError(f"--source {src}: no such file", exit_code=2)
-    try:
-        ours = bench_daemon(args)
-    except ConfigError as exc:
-        raise UserError(str(exc), exit_code=2) from None
-    _progress(f"pipeline: {ours['fps']} frames/s over {ours['streams']} streams")
     summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
                                "enhancer": Path(args.enhancer).name if args.enhancer else None,
-                               "device": args.device, "pipeline": ours}
-    if not args.no_ultralytics:
-        ultra = bench_ultralytics(args)
-        summary["ultralytics"] = ultra
-        summary["ratio_vs_ultralytics"] = round(ours["fps"] / ultra["fps"], 3) if ultra["fps"] else None
+                               "device": args.device, "load_average": _load_average()}
+    try:
+        rounds = [_round(args, paths, r) for r in range(args.rounds)]
+    except ConfigError as exc:
+        raise UserError(str(exc), exit_code=2) from None
+    ours = dict(rounds[0]["pipeline"], **_aggregate([r["pipeline"] for r in rounds]))
+    summary["pipeline"] = ours
+    if args.budget:
+        decode = (ours["stages"].get("decode") or {}).get("p50_ms")
+        summary["budget"] = bench_budget(args, decode, max(1, round(ours["mean_batch"])))
+        _progress(f"budget (ms per frame): {summary['budget'].get('ms_per_frame')}")
+    if paths:
+        summary["ultralytics"], summary["ratios"], summary["cpu_efficiency_ratios"] = {}, {}, {}
+        for path in paths:
+            ultra = dict(rounds[0][path], **_aggregate([r[path] for r in rounds]))
+            summary["ultralytics"][path] = ultra
+            summary["ratios"][path] = round(ours["fps"] / ultra["fps"], 3) if ultra["fps"] else None
+            summary["cpu_efficiency_ratios"][path] = _ratio(ours["frames_per_cpu_second"],
+                                                            ultra["frames_per_cpu_second"])
+            _progress(f"ultralytics {path}: {ultra['fps']} frames/s; duskwatch / ultralytics "
+                      f"{path} = {summary['ratios'][path]} over {len(rounds)} round(s)")
+        summary["ratio_vs_ultralytics"] = summary["ratios"].get("torch")
+    summary["rounds"] = [{k: (v["fps"] if isinstance(v, dict) else v) for k, v in r.items()}
+                         for r in rounds]
+    summary["load_average_end"] = _load_average()
     print(json.dumps(summary))
     return 0
+
+
+def _round(args: argparse.Namespace, paths: list[str], index: int) -> dict[str, Any]:
+    """One round: the pipeline and each ultralytics path for ``--seconds`` each. Odd rounds run
+    them in reverse order, so that a load that drifts over the run weighs on every side alike."""
+    order = ["pipeline", *paths]
+    if index % 2:
+        order.reverse()
+    out: dict[str, Any] = {"round": index + 1, "load_average": _load_average()}
+    for what in order:
+        if what == "pipeline":
+            out[what] = bench_daemon(args)
+            _progress(f"round {index + 1}: pipeline {out[what]['fps']} frames/s over "
+                      f"{out[what]['streams']} streams")
+        else:
+            out[what] = bench_ultralytics(args, what)
+            _progress(f"round {index + 1}: ultralytics {what} {out[what]['fps']} frames/s")
+    return out
+
+
+def _aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Frames and seconds summed over rounds; ``fps`` is their quotient."""
+    key = "frames_processed" if "frames_processed" in results[0] else "frames"
+    frames = sum(r[key] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    cpu = sum(r["cpu_seconds"] for r in results)
+    return {key: frames, "seconds": round(seconds, 2),
+            "fps": round(frames / seconds, 2) if seconds else 0.0,
+            "fps_per_round": [r["fps"] for r in results],
+            "cpu_seconds": round(cpu, 2),
+            "frames_per_cpu_second": round(frames / cpu, 2) if cpu else None}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages: how busy the shared machine was."""
+    try:
+        import os
+
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None

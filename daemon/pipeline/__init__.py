@@ -1,1 +1,3 @@
-"""Where a frame goes: source (frames, sources, synthetic) -> gate -> engines (process) -> scheduler -> sinks and snapshots."""
+"""Where a frame goes: a source (sources.py, synthetic.py) fills its latest-frame slot
+(latest.py) -> the scheduler (scheduler.py) forms batches -> process.py runs each batch (gate.py ->
+enhancer -> detector) -> metrics, sinks (sinks.py) and snapshots (snapshots.py)."""

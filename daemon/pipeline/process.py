@@ -19,7 +19,7 @@ from daemon.pipeline.gate import LowLightGate
 from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
-from daemon.pipeline.snapshots import Snapshot, SnapshotStore
+from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
@@ -51,6 +51,7 @@ class Pipeline:
         self.snapshots = snapshots or SnapshotStore()
         self.events = events
         self._errors = RateLimitedLog(log)
+        self._taken: dict[str, int] = {}  # frames per camera handed to process()
 
     # public ---------------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], gates: Sequence[LowLightGate]) -> list[Result]:
@@ -87,6 +88,7 @@ class Pipeline:
         """Release what the pipeline keeps for a camera that went away (its snapshot, the
         enhancer's per-stream state, its tracks and clips)."""
         self.snapshots.forget(camera)
+        self._taken.pop(camera, None)
         if self.events is not None:
             self.events.forget(camera)
         if self.enhancer is not None:
@@ -96,6 +98,8 @@ class Pipeline:
     def _gate(self, frame: Frame, gate: LowLightGate) -> bool:
         want = gate.update(frame.image)
         self.metrics.set_lowlight(frame.camera, gate.lowlight)
+        taken = self._taken[frame.camera] = self._taken.get(frame.camera, 0) + 1
+        self.snapshots.put_gate(frame.camera, GateView(gate.lowlight, gate.luma, taken))
         return want
 
     def _enhance(self, frames, images, wants, ok) -> list[bool]:

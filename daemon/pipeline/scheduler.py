@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from daemon.config import CameraConfig, EventsConfig, LowLightConfig, SchedulerConfig
@@ -48,7 +48,6 @@ class CameraSlot:
     fps: float
     last_seq: int = -1
     next_due: float = 0.0
-    taken: int = field(default=0)
 
     @property
     def period(self) -> float:
@@ -251,7 +250,6 @@ class Scheduler:
         # Budget: one frame per period; a frame that arrives early waits in the source's slot.
         # After an idle spell the next frame is due half a period later at the earliest.
         slot.next_due = max(slot.next_due + slot.period, now + slot.period / 2)
-        slot.taken += 1
         return frame
 
     def _wait_time(self, order, batch, now: float, deadline: float) -> float:

@@ -1,6 +1,7 @@
-"""The newest processed frame of every camera, and how it is drawn for ``/snapshot/<camera>.jpg``.
+"""What the scheduler thread publishes per camera for other threads to read: the newest
+processed frame (drawn for ``/snapshot/<camera>.jpg``) and the gate's state (``/cameras``).
 
-The scheduler thread publishes a :class:`Snapshot` after each frame; HTTP threads read them.
+The scheduler thread writes after each frame; HTTP threads read immutable values under a lock.
 Drawing and JPEG encoding happen on the reader's side, on a copy.
 """
 
@@ -23,12 +24,31 @@ class Snapshot:
     result: Result
 
 
+@dataclass(frozen=True)
+class GateView:
+    """A camera's gate as last seen by the scheduler thread."""
+
+    lowlight: bool
+    luma: float | None
+    frames_taken: int
+
+
 class SnapshotStore:
-    """One :class:`Snapshot` per camera: written by the scheduler thread, read by any."""
+    """One :class:`Snapshot` and one :class:`GateView` per camera: written by the scheduler
+    thread, read by any."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
+        self._gates: dict[str, GateView] = {}
+
+    def put_gate(self, camera: str, view: GateView) -> None:
+        with self._lock:
+            self._gates[camera] = view
+
+    def gate(self, camera: str) -> GateView | None:
+        with self._lock:
+            return self._gates.get(camera)
 
     def put(self, snap: Snapshot) -> None:
         with self._lock:
@@ -41,6 +61,7 @@ class SnapshotStore:
     def forget(self, camera: str) -> None:
         with self._lock:
             self._snapshots.pop(camera, None)
+            self._gates.pop(camera, None)
 
 
 def annotate(snap: Snapshot) -> np.ndarray:

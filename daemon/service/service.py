@@ -279,7 +279,20 @@ class Service:
         self.metrics.set_build_info(
             version(), self.detector.backend,
             Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
+        self._report_placement()
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
+
+    def _report_placement(self) -> None:
+        """Log and export (``duskwatch_engine_info``) where each engine really runs."""
+        asked = self.cfg.engines.device
+        for role, wrapper in (("detector", self.detector), ("enhancer", self.enhancer)):
+            placement = getattr(getattr(wrapper, "engine", None), "placement", None)
+            if placement is None:
+                continue
+            place = placement()
+            self.metrics.set_engine_info(role, place["device"], place["provider"])
+            log.info("%s engine: %s on %s (provider %s; device %s asked for)", role,
+                     place["backend"], place["device"], place["provider"], asked)
 
     # -- cameras ------------------------------------------------------------------------------
     def _add_camera(self, cam: CameraConfig) -> None:
@@ -392,7 +405,8 @@ class Service:
             self.scheduler.configure_events(cam)
             log.info("camera %s: tracking, zones and lines updated (%d zones, %d lines)",
                      cam.name, len(cam.zones), len(cam.lines))
-        entry.cfg = cam
+        with self._lock:
+            entry.cfg = cam
         log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
 
     def _build_sinks(self, cfg: Config) -> SinkSet:
@@ -464,15 +478,15 @@ class Service:
                 status = dict(entry.source.status())
             except Exception as exc:  # noqa: BLE001
                 status = {"error": f"status unavailable: {type(exc).__name__}"}
-            gate = entry.slot.gate
+            gate = self.pipeline.snapshots.gate(name) if self.pipeline else None
             status.update({
                 "name": name,
                 "url": entry.cfg.display_url,
                 "fps_limit": entry.cfg.fps,
                 "enhance": entry.cfg.enhance,
-                "lowlight": gate.lowlight,
-                "luma": None if gate.luma is None else round(gate.luma, 1),
-                "frames_taken": entry.slot.taken,
+                "lowlight": gate.lowlight if gate else False,
+                "luma": None if gate is None or gate.luma is None else round(gate.luma, 1),
+                "frames_taken": gate.frames_taken if gate else 0,
             })
             snap = self.pipeline.snapshots.get(name) if self.pipeline else None
             if snap is not None:

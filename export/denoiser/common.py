@@ -32,6 +32,7 @@ class RunConfig:
     max_side: int = 512
     time_limit: float | None = None  # seconds; stop (and save) early when exceeded
     log_file: str | None = None  # append progress lines here (for long background runs)
+    degradation: str = "global"  # "night" (export.degrade.degrade_night) or "global" (degrade)
     progress: bool = True  # tqdm bar
 
 

@@ -71,19 +71,34 @@ def random_crop(rgb: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndar
     return np.ascontiguousarray(out[:, ::-1] if rng.random() < 0.5 else out)
 
 
-def training_batch(photos: list[Photo], batch: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``(y, x0)``: degraded and clean crops, float32 ``[B,3,crop,crop]``."""
+#: degradation models by name: ``seed -> (degraded, target, params)``
+DEGRADATIONS = {"night": degrade.degrade_night_seeded, "global": degrade.degrade_seeded}
+
+
+def degrader(name: str):
+    if name not in DEGRADATIONS:
+        raise ValueError(f"degradation {name!r}: use one of {sorted(DEGRADATIONS)}")
+    return DEGRADATIONS[name]
+
+
+def training_batch(photos: list[Photo], batch: int, crop: int, rng: np.random.Generator,
+                   degradation: str = "global") -> tuple[np.ndarray, np.ndarray]:
+    """``(y, x0)``: degraded crops and their targets, float32 ``[B,3,crop,crop]``;
+    ``degradation``: ``night`` (:func:`export.degrade.degrade_night`, lit pools, lamps, casts)
+    or ``global`` (:func:`export.degrade.degrade`, one exposure scale for the whole photo)."""
+    fn = degrader(degradation)
     ys, xs = [], []
     for _ in range(batch):
         clean = random_crop(photos[int(rng.integers(len(photos)))].rgb, crop, rng)
-        dark, target, _ = degrade.degrade_seeded(clean, int(rng.integers(2**31)))
+        dark, target, _ = fn(clean, int(rng.integers(2**31)))
         ys.append(dark)
         xs.append(target)
     return _chw(ys), _chw(xs)
 
 
-def validation_pairs(photos: list[Photo], size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def validation_pairs(photos: list[Photo], size: int = 256, degradation: str = "global") -> tuple[np.ndarray, np.ndarray]:
     """Fixed ``(y, x0)`` pairs: centre crops, degradation seeded by the file name."""
+    fn = degrader(degradation)
     ys, xs = [], []
     for p in photos:
         h, w = p.rgb.shape[:2]
@@ -92,7 +107,7 @@ def validation_pairs(photos: list[Photo], size: int = 256) -> tuple[np.ndarray, 
         clean = np.ascontiguousarray(p.rgb[top : top + s, left : left + s])
         if s != size:
             clean = cv2.resize(clean, (size, size), interpolation=cv2.INTER_LINEAR)
-        dark, target, _ = degrade.degrade_seeded(clean, zlib.crc32(p.name.encode()))
+        dark, target, _ = fn(clean, zlib.crc32(p.name.encode()))
         ys.append(dark)
         xs.append(target)
     return _chw(ys), _chw(xs)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from engines.device import resolve_device
 from export.denoiser import common, data, diffusion, driver
 from export.denoiser.model import (DiffusionConfig, EnhancerGraph, denoiser_fn, file_sha256,
-                                   load_checkpoint, normalize_exposure, save_weights_only)
+                                   load_checkpoint, bridge_endpoint, save_weights_only)
 from export.denoiser.net import build_net
 
 
@@ -44,6 +44,16 @@ class DistillConfig(common.RunConfig):
     skip_enc: tuple[int, ...] = ()  # student leaves out these levels' encoder blocks (cheaper)
     skip_dec: tuple[int, ...] = ()  # ... and these levels' decoder blocks
     clean_weight: float = 0.0  # last segment's target: (1 - w) * teacher's image + w * clean photo
+    init: str = "teacher"  # "teacher": a copy; "identity": the teacher's trunk with a zeroed head (curve head only)
+    distill_weight: float = 1.0  # weight of the trajectory-matching loss
+    # detection-aware term (export.denoiser.detection): a frozen YOLO's loss on enhanced real night photos
+    detector: str | None = None  # ultralytics .pt, e.g. ../shared/data/weights/yolo11n_coco_fp32.pt
+    det_data: str | None = None  # labelled photos to train on (exdark_dev/train), never the val split
+    det_weight: float = 0.0
+    det_batch: int = 4
+    det_crop: int = 320
+    det_val: str | None = None  # labelled photos to score AP on at each validation (choosing settings)
+    det_val_limit: int | None = 100
 
 
 def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
@@ -61,6 +71,17 @@ def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
     for p in student.parameters():
         p.requires_grad_(True)
     return student.train()
+
+
+def zero_head(net):
+    """Make a curve-head network the identity (its head's weights zeroed) and keep the trunk:
+    a student that starts by doing no harm, with the teacher's features to learn from."""
+    if net.cfg.head != "curve":
+        raise ValueError("--init identity needs a teacher with the curve head (train it with --head curve)")
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.zero_()
+    return net
 
 
 @torch.no_grad()
@@ -84,10 +105,10 @@ def teacher_trajectories(teacher, diff: DiffusionConfig, K: int, y: torch.Tensor
 def make_pool(teacher, diff, K, photos, cfg: DistillConfig, rng, device) -> dict:
     ys, x0s = [], []
     for _ in range(0, cfg.pool, cfg.batch):
-        y, x0 = data.training_batch(photos, cfg.batch, cfg.crop, rng)
+        y, x0 = data.training_batch(photos, cfg.batch, cfg.crop, rng, cfg.degradation)
         ys.append(y)
         x0s.append(x0)
-    y = normalize_exposure(torch.from_numpy(np.concatenate(ys)).to(device))  # the bridge's endpoint
+    y = bridge_endpoint(teacher, torch.from_numpy(np.concatenate(ys)).to(device))
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     eps = torch.randn(y.shape, generator=gen).to(device)
     if cfg.noise == "zero":  # the exported graph starts from zero noise: distil on that path
@@ -127,9 +148,13 @@ class StudentTask:
         self.diff = DiffusionConfig(**tmeta["diffusion"])
         self.etas_k = self.diff.sampling_etas(cfg.steps)  # validates K against T
         self.train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
-        self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size)
+        self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size, cfg.degradation)
         self.net = student_from_teacher(self.teacher, cfg.skip_enc, cfg.skip_dec)
+        if cfg.init == "identity":
+            zero_head(self.net)
+        self.graph = EnhancerGraph(self.net, self.diff, cfg.steps)  # differentiable, shares the weights
         self.title = f"distill K={cfg.steps}"
+        self._setup_detection(cfg, device)
         self.teacher_meta, self.teacher_sha = tmeta, file_sha256(cfg.teacher)
         graph = EnhancerGraph(self.teacher, self.diff, self.diff.T).to(device)
         self.teacher_score = common.score(common.run_batched(graph, self.val_y, device), self.val_x)
@@ -144,14 +169,46 @@ class StudentTask:
             self._pool_step = pool_step
         return self._pool
 
+    def _setup_detection(self, cfg: DistillConfig, device) -> None:
+        self.detector = self.det_photos = self.det_score = None
+        if cfg.det_weight > 0 or cfg.det_val:
+            if not cfg.detector:
+                raise ValueError("detection-aware distillation needs --detector (a YOLO .pt)")
+            from export.denoiser import detection
+
+            self.detector = detection.FrozenDetector(cfg.detector, _det_classes(cfg), device)
+        if cfg.det_weight > 0:
+            if not cfg.det_data:
+                raise ValueError("--det-weight needs --det-data (labelled night photos, e.g. exdark_dev/train)")
+            self.det_photos, _ = detection.load_box_photos(cfg.det_data, cfg.det_crop, _det_classes(cfg))
+        if cfg.det_val:
+            self.det_score = detection.DetectionScore(self.detector, cfg.det_val, cfg.det_val_limit,
+                                                      multiple=self.net.multiple)
+            self.det_raw = self.det_score(None)
+
     def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
-        return student_loss(self.net, self.pool_at(step), self.etas_k, self.cfg.batch, rng)
+        loss = torch.zeros((), device=self.device)
+        if self.cfg.distill_weight > 0:
+            loss = self.cfg.distill_weight * student_loss(self.net, self.pool_at(step), self.etas_k, self.cfg.batch, rng)
+        if self.det_photos is not None:
+            from export.denoiser.detection import detection_batch
+
+            batch = detection_batch(self.det_photos, self.cfg.det_batch, self.cfg.det_crop, rng)
+            enhanced = self.graph(batch["img"].to(self.device))
+            loss = loss + self.cfg.det_weight * self.detector.loss(enhanced, batch)
+        return loss
 
     def evaluate(self, ema) -> dict[str, float]:
         graph = EnhancerGraph(ema, self.diff, self.cfg.steps).to(self.device)
         s = common.score(common.run_batched(graph, self.val_y, self.device), self.val_x)
-        return {"val_psnr": s["psnr"], "val_ssim": s["ssim"], "teacher_psnr": self.teacher_score["psnr"],
-                "teacher_ssim": self.teacher_score["ssim"], "input_psnr": self.input_score["psnr"]}
+        out = {"val_psnr": s["psnr"], "val_ssim": s["ssim"], "teacher_psnr": self.teacher_score["psnr"],
+               "teacher_ssim": self.teacher_score["ssim"], "input_psnr": self.input_score["psnr"]}
+        if self.det_score is not None:
+            graph = EnhancerGraph(ema, self.diff, self.cfg.steps).to(self.device).eval()
+            d = self.det_score(graph)
+            out.update(val_ap50=d["ap50"], val_ap50_95=d["ap50_95"], raw_ap50=self.det_raw["ap50"],
+                       raw_ap50_95=self.det_raw["ap50_95"])
+        return out
 
     def meta(self, ema, step: int, history: list[dict]) -> dict:
         vals = [h for h in history if "val_psnr" in h]
@@ -165,10 +222,17 @@ class StudentTask:
                              f"{ckpt.get('kind')!r} with steps={ckpt.get('steps')}")
 
 
+def _det_classes(cfg: DistillConfig) -> tuple[int, ...]:
+    from engines.evaluation import EXDARK_COCO_IDS
+
+    return EXDARK_COCO_IDS
+
+
 def schedule(cfg: DistillConfig) -> driver.Schedule:
     return driver.Schedule(out=cfg.out, total=cfg.iters, lr=cfg.lr, seed=cfg.seed, warmup=50, ema=cfg.ema,
                            val_every=cfg.val_every, save_every=cfg.save_every, resume=cfg.resume,
-                           time_limit=cfg.time_limit, log_file=cfg.log_file, progress=cfg.progress)
+                           time_limit=cfg.time_limit, log_file=cfg.log_file, progress=cfg.progress,
+                           best="val_ap50" if cfg.det_val else None)
 
 
 def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> Path:
@@ -181,6 +245,10 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> Path:
         f"dark input {i['psnr']:.2f} dB; distilling to K={cfg.steps} on {device}")
     result = driver.run(task, schedule(cfg), log)
     if cfg.weights_out and result.finished:
-        save_weights_only(result.ema, task.meta(result.ema, result.step, result.history), cfg.weights_out)
-        log(f"inference weights (fp16): {cfg.weights_out}")
+        ema, meta = result.ema, task.meta(result.ema, result.step, result.history)
+        if result.best is not None:  # the validation-best EMA (by detection AP50), not the last
+            ema.load_state_dict(result.best["ema"])
+            meta = {k: v for k, v in result.best.items() if k not in ("model", "ema", "opt", "rng")}
+        save_weights_only(ema, meta, cfg.weights_out)
+        log(f"inference weights (fp16): {cfg.weights_out} (step {meta.get('step')})")
     return result.out

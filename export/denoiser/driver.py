@@ -69,6 +69,7 @@ class Schedule:
     time_limit: float | None = None  # seconds; stop and save when exceeded
     log_file: str | None = None
     progress: bool = True  # the tqdm bar
+    best: str | None = None  # a history key to maximise: its best checkpoint goes to <out>.best.pt
 
 
 @dataclass
@@ -78,6 +79,11 @@ class Result:
     finished: bool  # False when the time budget stopped the run
     history: list[dict]
     ema: torch.nn.Module
+    best: dict | None = None  # the checkpoint with the highest ``Schedule.best`` (None without one)
+
+
+def best_path(out: str | Path) -> Path:
+    return Path(out).with_suffix(".best.pt")
 
 
 class Reporter:
@@ -138,10 +144,14 @@ def run(task: Task, sched: Schedule, log: Callable[[str], None] = print) -> Resu
                 report(f"step {step}/{sched.total} loss {loss:.5g} lr {opt.param_groups[0]['lr']:.3g} "
                        f"({time.monotonic() - t0:.0f} s)", console=False)
             out_of_time = sched.time_limit is not None and time.monotonic() - t0 > sched.time_limit
+            improved = False
             if step % sched.val_every == 0 or step == sched.total or out_of_time:
-                _validate(task, ema, step, history, say)
-            if step % sched.save_every == 0 or step == sched.total or out_of_time:
+                improved = _validate(task, ema, step, history, say, sched.best)
+            if step % sched.save_every == 0 or step == sched.total or out_of_time or improved:
                 _save(task, net, ema, opt, sched, step, history)
+            if improved:
+                best_path(sched.out).write_bytes(Path(sched.out).read_bytes())
+                say(f"step {step}: best {sched.best} so far; saved {best_path(sched.out)}")
             if out_of_time:
                 say(f"time budget {sched.time_limit:.0f} s reached at step {step}; saved {sched.out}, "
                     f"continue with --resume {sched.out}")
@@ -152,7 +162,10 @@ def run(task: Task, sched: Schedule, log: Callable[[str], None] = print) -> Resu
     finally:
         bar.close()
         report.close()
-    return Result(Path(sched.out), step, finished, history, ema)
+    best = None
+    if sched.best and best_path(sched.out).is_file():
+        best = torch.load(best_path(sched.out), map_location="cpu", weights_only=False)
+    return Result(Path(sched.out), step, finished, history, ema, best)
 
 
 def _console(bar, report: Reporter) -> Callable[[str], None]:
@@ -184,11 +197,14 @@ def _ema_update(ema, net, sched: Schedule, step: int) -> None:
     common.ema_update(ema, net, sched.ema if step >= sched.ema_warmup else 0.9)
 
 
-def _validate(task: Task, ema, step: int, history: list[dict], say) -> None:
+def _validate(task: Task, ema, step: int, history: list[dict], say, best_key: str | None) -> bool:
+    """Score the EMA; True when ``best_key`` beat every earlier value in the history."""
+    before = [h[best_key] for h in history if best_key and best_key in h]
     metrics = task.evaluate(ema)
     history.append({"step": step, **metrics})
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
     say(f"step {step}: {shown}")
+    return best_key is not None and best_key in metrics and (not before or metrics[best_key] > max(before))
 
 
 def _save(task: Task, net, ema, opt, sched: Schedule, step: int, history: list[dict]) -> None:

@@ -113,7 +113,9 @@ def export_denoiser(checkpoint: str | Path | None, steps: int, fmt: str, out: st
     """Build the K-step graph from ``checkpoint`` (default: shipped weights) and write ``out``."""
     checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(steps)
     graph, _ = build_graph(checkpoint, steps)
-    fast = FastEnhancerGraph(graph).eval()  # the same function, cheaper to run (export/denoiser/fast.py)
+    # the same function, cheaper to run (export/denoiser/fast.py); the curve head is already
+    # cheap at full resolution and is exported as it is
+    fast = FastEnhancerGraph(graph).eval() if graph.net.cfg.head == "residual" else graph
     out, extra = Path(out), {}
     if fmt == "onnx":
         export_onnx(fast, out)

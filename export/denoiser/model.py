@@ -68,6 +68,12 @@ def normalize_exposure(y: torch.Tensor, target: float = 0.45, max_gain: float = 
     return y * (target / (mean + 1e-4)).clamp(1.0, max_gain)
 
 
+def bridge_endpoint(net: DenoiserUNet, image: torch.Tensor) -> torch.Tensor:
+    """Where the residual-shift bridge ends for ``net``: the pre-gained frame for the residual
+    head, the dark frame itself for the curve head (which brightens it by a bounded local curve)."""
+    return normalize_exposure(image) if net.cfg.head == "residual" else image
+
+
 def denoiser_fn(net: DenoiserUNet):
     """Adapt the network to the sampler's ``denoise(x_t, y, eta)`` contract."""
 
@@ -78,7 +84,8 @@ def denoiser_fn(net: DenoiserUNet):
 
 
 class EnhancerGraph(nn.Module):
-    """image -> enhanced: exposure pre-gain, then K deterministic residual-shift steps, unrolled."""
+    """image -> enhanced: the bridge's endpoint (:func:`bridge_endpoint`), then K deterministic
+    residual-shift steps, unrolled."""
 
     def __init__(self, net: DenoiserUNet, diff: DiffusionConfig, steps: int, noise: str = "zero",
                  noise_seed: int = NOISE_SEED):
@@ -102,7 +109,7 @@ class EnhancerGraph(nn.Module):
             eps = torch.zeros_like(image)
         else:
             eps = tile_noise(self.noise, n, h, w)
-        y = normalize_exposure(image)
+        y = bridge_endpoint(self.net, image)
         out = diffusion.sample(denoiser_fn(self.net), y, self.etas, self.kappa, eps)
         return out.clamp(0.0, 1.0)
 

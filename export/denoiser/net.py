@@ -11,6 +11,23 @@
 
 Inputs: ``x_t`` and the degraded frame ``y`` (both ``[N,3,H,W]``, H and W multiples of
 :attr:`DenoiserUNet.multiple`) and a scalar ``eta``. Output: the clean-image estimate ``x0_hat``.
+
+Two heads (``NetConfig.head``):
+
+* ``"residual"`` (the first shipped weights): ``x0_hat = y + pixel_shuffle(1x1(features))``, an
+  unbounded per-4x4-block correction of the (globally pre-gained) frame. Undertrained, it shows
+  the 4x4 block pattern and can push any pixel anywhere.
+* ``"curve"``: ``x0_hat`` is a bounded, smooth function of the dark frame itself (no pre-gain):
+  a per-pixel blend towards a fixed Gaussian blur of ``y`` (denoising, or sharpening when
+  negative), then the gain curve ``g x / (1 + (g - 1) x)`` with a per-pixel, per-channel gain
+  ``g`` in ``[1/max_gain, max_gain]`` (:func:`gain_curve`), which maps [0, 1] onto [0, 1]
+  monotonically: it can lift shadows (like Zero-DCE's curves, Guo et al. 2020, with one cheap
+  rational curve instead of iterated quadratics) but never clips a highlight and never reorders
+  brightness. The network predicts gain and blend at ``1/unshuffle`` resolution; they are
+  upsampled bilinearly, so the output has no block structure whatever the weights (Odena et al.
+  2016 on checkerboard artefacts of sub-pixel upsampling). The head is zero-initialised: a fresh
+  network is the identity. The network sees ``[x_t, y]`` scaled by the frame's exposure gain
+  (features only; the curve acts on the raw frame).
 """
 
 from __future__ import annotations
@@ -33,6 +50,15 @@ class NetConfig:
     # can start from the teacher's weights minus these blocks (see distill.student_from_teacher)
     skip_enc: tuple[int, ...] = ()
     skip_dec: tuple[int, ...] = ()
+    head: str = "residual"  # "residual" | "curve" (see the module docstring)
+    max_gain: float = 8.0  # the curve head's largest shadow gain (and 1/max_gain the smallest)
+    upsample: str = "shuffle"  # decoder: "shuffle" (1x1 + pixel_shuffle(2)) | "bilinear" (1x1 + bilinear x2)
+
+    def __post_init__(self):
+        if self.head not in ("residual", "curve"):
+            raise ValueError(f"NetConfig.head {self.head!r}: use 'residual' or 'curve'")
+        if self.upsample not in ("shuffle", "bilinear"):
+            raise ValueError(f"NetConfig.upsample {self.upsample!r}: use 'shuffle' or 'bilinear'")
 
     @property
     def multiple(self) -> int:
@@ -96,6 +122,62 @@ class GlobalContext(nn.Module):
         return x * (1 + scale) + shift
 
 
+def exposure_gain(y: torch.Tensor, target: float = 0.45, max_gain: float = 20.0) -> torch.Tensor:
+    """``clamp(target / mean(y), 1, max_gain)`` per frame, ``[N,1,1,1]``."""
+    return (target / (y.mean(dim=(1, 2, 3), keepdim=True) + 1e-4)).clamp(1.0, max_gain)
+
+
+def gaussian_kernel(sigma: float = 1.2, radius: int = 2, channels: int = 3) -> torch.Tensor:
+    """Depthwise ``[channels, 1, 2r+1, 2r+1]`` normalised Gaussian."""
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = torch.outer(g, g)
+    return (k / k.sum()).expand(channels, 1, -1, -1).contiguous()
+
+
+def gain_curve(x: torch.Tensor, g: torch.Tensor, g_minus_1: torch.Tensor) -> torch.Tensor:
+    """``g x / (1 + (g - 1) x)``: for ``g > 0`` a monotone map of [0, 1] onto itself with 0 and 1
+    fixed, slope ``g`` at black and ``1/g`` at white. It multiplies the shadows by up to ``g``
+    and compresses, never clips, what is already bright (the Michaelis-Menten / Naka-Rushton
+    form of photoreceptor adaptation, as in Reinhard et al. 2002's tone operator)."""
+    return g * x / (1.0 + g_minus_1 * x)
+
+
+def curve_x0(y: torch.Tensor, maps: torch.Tensor, blur: torch.Tensor, max_gain: float) -> torch.Tensor:
+    """The curve head's ``x0`` from ``maps`` ``[N,4,h,w]`` (gain logits per channel and one blend
+    logit, at low resolution): ``g = max_gain ** tanh(.)``, blend ``b = tanh(.)``, both upsampled
+    bilinearly to ``y``'s size; ``x0 = gain_curve(clamp(y + b (blur(y) - y)), g)``.
+
+    ``b > 0`` denoises (towards a Gaussian blur of ``y``), ``b < 0`` sharpens; zero maps give
+    ``g = 1, b = 0``: the identity. Every output is in [0, 1] and smooth across the low-res grid."""
+    t = torch.tanh(maps)
+    low = torch.cat([torch.exp(t[:, :3] * math.log(max_gain)), t[:, 3:]], dim=1)
+    up = F.interpolate(low, size=y.shape[-2:], mode="bilinear", align_corners=False)
+    g, b = up[:, :3], up[:, 3:]
+    pad = blur.shape[-1] // 2
+    detail = F.conv2d(F.pad(y, (pad, pad, pad, pad), mode="replicate"), blur, groups=3) - y
+    return gain_curve((y + b * detail).clamp(0.0, 1.0), g, g - 1.0)
+
+
+#: channels of :func:`curve_features`
+CURVE_FEATURES = 12
+
+
+def curve_features(x_t: torch.Tensor, y: torch.Tensor, r: int) -> torch.Tensor:
+    """What the curve head's network sees, at ``1/r`` resolution: the local mean and standard
+    deviation (texture and noise level) over ``r x r`` blocks of ``x_t`` and ``y``, scaled by the
+    frame's exposure gain (so a dark and a bright version of a scene look alike to it).
+    ``[N, 12, H/r, W/r]``. Pooling costs a few passes over the frame; a full ``pixel_unshuffle``
+    of both inputs (what the residual head sees) cost more than the whole network at ``r = 8``."""
+    g = exposure_gain(y)
+    feats = []
+    for v in (x_t, y):
+        m = F.avg_pool2d(v, r)
+        var = (F.avg_pool2d(v * v, r) - m * m).clamp_min(0.0)
+        feats += [m * g, torch.sqrt(var + 1e-6) * g]
+    return torch.cat(feats, dim=1)
+
+
 def space_to_depth_kernel(channels: int, r: int) -> torch.Tensor:
     """One-hot conv weights that reproduce ``F.pixel_unshuffle(x, r)`` exactly (same channel order).
 
@@ -115,7 +197,7 @@ class DenoiserUNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         w, r = cfg.widths, cfg.unshuffle
-        in_ch = 6 * r * r
+        in_ch = 6 * r * r if cfg.head == "residual" else CURVE_FEATURES
         self.register_buffer("space_to_depth", space_to_depth_kernel(6, r), persistent=False)
         self.emb = nn.Sequential(nn.Linear(cfg.emb, cfg.emb), nn.LeakyReLU(0.1), nn.Linear(cfg.emb, cfg.emb))
         self.stem = nn.Conv2d(in_ch, w[0], 1)
@@ -124,10 +206,17 @@ class DenoiserUNet(nn.Module):
         self.down = nn.ModuleList([nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(w[:-1], w[1:])])
         self.mid = nn.ModuleList([ResBlock(w[-1], cfg.emb) for _ in range(cfg.bottleneck_blocks)])
         self.context = GlobalContext(w[-1])
-        self.up = nn.ModuleList([nn.Conv2d(b, 4 * a, 1) for a, b in zip(w[:-1], w[1:])])
+        per_up = 4 if cfg.upsample == "shuffle" else 1
+        self.up = nn.ModuleList([nn.Conv2d(b, per_up * a, 1) for a, b in zip(w[:-1], w[1:])])
         self.dec = nn.ModuleList([SkipBlock() if i in cfg.skip_dec else ResBlock(c, cfg.emb)
                                   for i, c in enumerate(w[:-1])])
-        self.head = nn.Conv2d(w[0] + in_ch, 3 * r * r, 1)
+        if cfg.head == "residual":
+            self.head = nn.Conv2d(w[0] + in_ch, 3 * r * r, 1)
+        else:  # alpha and blend maps at 1/r resolution, zero-initialised: the identity at start
+            self.head = nn.Conv2d(w[0] + in_ch, 4, 1)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.register_buffer("blur", gaussian_kernel(), persistent=False)
 
     @property
     def multiple(self) -> int:
@@ -135,9 +224,14 @@ class DenoiserUNet(nn.Module):
 
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         r = self.cfg.unshuffle
-        inp = F.conv2d(torch.cat([x_t, y], dim=1), self.space_to_depth, stride=r)  # == pixel_unshuffle
+        if self.cfg.head == "curve":
+            inp = curve_features(x_t, y, r)
+        else:
+            inp = F.conv2d(torch.cat([x_t, y], dim=1), self.space_to_depth, stride=r)  # == pixel_unshuffle
         e = self.emb(eta_embedding(eta.expand(x_t.shape[0]), self.cfg.emb))
         out = self.head(torch.cat([self.trunk(self.stem(inp), e), inp], dim=1))
+        if self.cfg.head == "curve":
+            return curve_x0(y, out, self.blur, self.cfg.max_gain)
         return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame
 
     def trunk(self, h: torch.Tensor, e: torch.Tensor, upsample=None) -> torch.Tensor:
@@ -161,6 +255,8 @@ class DenoiserUNet(nn.Module):
         return h
 
     def upsample(self, level: int, h: torch.Tensor) -> torch.Tensor:
+        if self.cfg.upsample == "bilinear":  # 1x1 first (linear, commutes with interpolation): cheaper
+            return F.interpolate(self.up[level](h), scale_factor=2.0, mode="bilinear", align_corners=False)
         return F.pixel_shuffle(self.up[level](h), 2)
 
 

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from engines.device import resolve_device
 from export.denoiser import common, data, driver
-from export.denoiser.model import DiffusionConfig, EnhancerGraph, normalize_exposure
+from export.denoiser.model import DiffusionConfig, EnhancerGraph, bridge_endpoint
 from export.denoiser.net import NetConfig, build_net
 
 
@@ -43,7 +43,7 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
 
 
 def teacher_loss(net, x0: torch.Tensor, y: torch.Tensor, diff: DiffusionConfig, gen: torch.Generator) -> torch.Tensor:
-    y = normalize_exposure(y)
+    y = bridge_endpoint(net, y)
     etas = torch.as_tensor(diff.etas(), dtype=torch.float32, device=x0.device)
     t = torch.randint(1, diff.T + 1, (x0.shape[0],), generator=gen, device="cpu").to(x0.device)
     eta = etas[t].view(-1, 1, 1, 1)
@@ -66,7 +66,7 @@ class TeacherTask:
         self.cfg, self.device = cfg, device
         self.train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
         self.n_val = len(val_set)
-        self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size)
+        self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size, cfg.degradation)
         self.diff = DiffusionConfig(**cfg.diffusion)
         with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
             torch.manual_seed(cfg.seed)
@@ -75,7 +75,7 @@ class TeacherTask:
         self.input_score = common.score(self.val_y, self.val_x)
 
     def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
-        batch = data.training_batch(self.train_set, self.cfg.batch, self.cfg.crop, rng)
+        batch = data.training_batch(self.train_set, self.cfg.batch, self.cfg.crop, rng, self.cfg.degradation)
         y, x0 = (torch.from_numpy(a).to(self.device) for a in batch)
         return teacher_loss(self.net, x0, y, self.diff, gen)
 

@@ -28,7 +28,7 @@ BOXES = {
     "gate": (9.2, 6.0, 2.4, 1.0, "pipeline/gate.py", "does enhancing help\nthis frame?", PIPELINE),
     "enh": (9.2, 4.1, 2.4, 1.0, "engines/enhancer.py", "K-step denoiser\n(where it helps)", ENGINES),
     "det": (6.0, 4.1, 2.6, 1.0, "engines/yolo.py", "letterbox, engine, NMS\n-> engines/detections.py", ENGINES),
-    "result": (2.8, 4.1, 2.6, 1.0, "pipeline/frames.py", "Result: one frame's\nDetections", PIPELINE),
+    "result": (2.8, 4.1, 2.6, 1.0, "pipeline/process.py", "Pipeline: one batch through\ngate, engines -> Result", PIPELINE),
     "sinks": (0.2, 2.2, 2.4, 1.0, "pipeline/sinks.py", "JSON lines, ...", PIPELINE),
     "snaps": (2.9, 2.2, 2.4, 1.0, "pipeline/snapshots.py", "newest frame + boxes", PIPELINE),
     "metrics": (6.0, 2.2, 2.6, 1.0, "metrics.py", "Prometheus contract", SERVICE),

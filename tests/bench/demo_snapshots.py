@@ -2,8 +2,9 @@
 
     python tests/bench/demo_snapshots.py docs/img/demo_snapshots.jpg
 
-Polls /cameras until the low-light gate has switched the camera to the enhancer, grabs the
-snapshot (the enhanced frame with boxes), and puts it beside a daylight snapshot. Also prints the
+Polls /cameras until the footage is at night (the camera low-light), grabs the snapshot (with
+the detector's boxes; the enhanced frame where the gate judged enhancing helps), and puts it
+beside a daylight snapshot. Also prints the
 /cameras entry and the frame counters at both moments, for the docs.
 """
 
@@ -57,8 +58,10 @@ def main(out: str) -> int:
         day = wait_for(lambda c: c.get("last_result") and not c["lowlight"], 120)
         day_img = grab(f"day: luma {day['luma']:.0f}, not enhanced")
         night = wait_for(lambda c: c["lowlight"] and c.get("brightness_gain", 1) <= 0.1
-                         and (c.get("last_result") or {}).get("enhanced"), 120)
-        night_img = grab(f"night: luma {night['luma']:.0f}, enhanced")
+                         and c.get("last_result"), 120)
+        enhanced = night["last_result"]["enhanced"]
+        night_img = grab(f"night: luma {night['luma']:.0f}, "
+                         + ("enhanced" if enhanced else "not enhanced (gate)"))
         print(json.dumps(night, indent=1))
         print(get("/metrics").decode().count("\n"), "metric lines")
     finally:

@@ -4,6 +4,8 @@
     python tests/bench/denoiser_report.py quality --teacher T.pt --student 1=K1.pt --student 2=K2.pt ...
     python tests/bench/denoiser_report.py temporal --engine denoiser_k2.onnx [--frames 60]
     python tests/bench/denoiser_report.py real --engine denoiser_k2.onnx   # no-reference stats + contact sheet
+    python tests/bench/denoiser_report.py detection --enhancer denoiser_k2.onnx --detector yolo11n.onnx \
+        [--detector yolov8n.onnx] [--data exdark_dev/val] [--darken 0.05]   # AP raw vs enhanced
 
 Each prints a JSON summary as its last line. Data come from ../shared/data (never committed).
 """
@@ -221,6 +223,59 @@ def cmd_speed(args) -> dict:
                          "p50_vs_first": round(float(np.median(t)) / base, 3)} for p, _, _, t in sessions]}
 
 
+def _night_set(args):
+    """(labelled set, BGR frames): the photos as they are, or darkened by the global degradation
+    model at ``--darken`` (seeded by the file name; all noise types, JPEG, IR mode as sampled)."""
+    import zlib
+
+    from engines.evaluation import read_labelled_set
+    from export import degrade as dg
+
+    labelled = read_labelled_set(args.data, limit=args.limit)
+    frames = []
+    for im in labelled.images:
+        bgr = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
+        if args.darken:
+            rgb = bgr[..., ::-1].astype(np.float32) / 255.0
+            dark, _, _ = dg.degrade_seeded(rgb, zlib.crc32(im.path.name.encode()), exposure=args.darken)
+            bgr = np.ascontiguousarray(dg.quantize_u8(dark)[..., ::-1])
+        frames.append(bgr)
+    return labelled, frames
+
+
+def cmd_detection(args) -> dict:
+    """COCO AP50 / AP50-95 of each detector on the raw frames and on every frame enhanced, through
+    the daemon's engines (engines.enhancer.Enhancer, engines.yolo.Detector at ultralytics' val
+    settings conf 0.001 / IoU 0.7) and engines.evaluation; also per brightness bin (mean grey)."""
+    from engines.enhancer import Enhancer
+    from engines.evaluation import match_image, summarize
+    from engines.yolo import Detector
+
+    labelled, raw = _night_set(args)
+    with Enhancer(args.enhancer, "cpu") as enh:
+        t0 = time.perf_counter()
+        enhanced = [enh([f])[0] for f in raw]
+        enh_s = (time.perf_counter() - t0) / len(raw)
+    grey = np.array([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).mean() for f in raw])
+    bins = {"all": np.ones(len(raw), bool), "grey<25": grey < 25, "25-50": (grey >= 25) & (grey < 50),
+            "grey>=50": grey >= 50}
+    out = {"data": str(args.data), "darken": args.darken, "images": len(raw), "enhancer": args.enhancer,
+           "enhance_ms_per_image": round(1000 * enh_s, 1), "bins_images": {k: int(v.sum()) for k, v in bins.items()},
+           "mean_grey": {"raw": round(float(grey.mean()), 1),
+                         "enhanced": round(float(np.mean([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).mean() for f in enhanced])), 1)}}
+    for det_path in args.detector:
+        with Detector(det_path, conf=0.001, iou=0.7, device="cpu") as det:
+            res = {}
+            for name, frames in (("raw", raw), ("enhanced", enhanced)):
+                dets = [det([f])[0] for f in frames]
+                matches = [match_image(d.boxes, d.scores, d.class_ids, im.boxes, im.classes, labelled.classes)
+                           for d, im in zip(dets, labelled.images)]
+                res[name] = {b: summarize([m for m, k in zip(matches, sel) if k], labelled.classes).to_json()
+                             for b, sel in bins.items() if sel.any()}
+        out[Path(det_path).name] = res
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="what", required=True)
@@ -243,11 +298,17 @@ def main() -> None:
     sp.add_argument("--imgsz", type=int, default=640)
     sp.add_argument("--seconds", type=float, default=30)
     sp.add_argument("--threads", type=int, default=2)
+    d = sub.add_parser("detection", help="AP raw vs enhanced on labelled photos (real or darkened)")
+    d.add_argument("--enhancer", required=True)
+    d.add_argument("--detector", action="append", required=True, help="YOLO ONNX engine(s)")
+    d.add_argument("--data", default=str(DATA / "exdark_dev" / "val"))
+    d.add_argument("--darken", type=float, help="darken with the global degradation model at this exposure")
+    d.add_argument("--limit", type=int)
     args = p.parse_args()
     args.sheet = {"DICM": ["01", "05", "12", "23", "34", "47"], "LIME": ["1", "3", "7", "10"]}
     IMG.mkdir(parents=True, exist_ok=True)
     res = {"grid": cmd_grid, "quality": cmd_quality, "temporal": cmd_temporal, "real": cmd_real,
-           "speed": cmd_speed}[args.what](args)
+           "speed": cmd_speed, "detection": cmd_detection}[args.what](args)
     print(json.dumps(res))
 
 

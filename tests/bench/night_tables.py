@@ -31,12 +31,28 @@ def table(det: str, name: str, entry: dict, methods: list[str], bins: list[str])
     return "\n".join(lines)
 
 
+def split_table(det: str, name: str, split: dict) -> str:
+    """Dark photos split by the gate's statistics (luma, highlight fraction): AP50 per method."""
+    methods = list(split)
+    groups = list(split[methods[0]])
+    lines = [f"**{det}, {name}**, dark photos by the gate's statistics, AP50:", "",
+             "| photos | count | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    for g in groups:
+        n = split[methods[0]][g]["images"]
+        vals = " | ".join("-" if split[m][g]["ap50"] is None else f"{split[m][g]['ap50']:.3f}" for m in methods)
+        lines.append(f"| {g} | {n} | {vals} |")
+    return "\n".join(lines)
+
+
 def main(path: str) -> int:
     s = json.loads(open(path).read().strip().splitlines()[-1])
     for det, sets in s["results"].items():
         for name, entry in sets.items():
             print(table(det, name, entry, s["methods"], s["bins"]))
             print()
+            if entry.get("by_gate_stats"):
+                print(split_table(det, name, entry["by_gate_stats"]))
+                print()
     if "tuned" in s:
         print("tuned:", json.dumps(s["tuned"]))
     print("gate checks:", json.dumps(s.get("gate_checks", {})))
