@@ -49,7 +49,9 @@ class Metrics:
             "duskwatch_frames_enhanced", "Frames that went through the low-light enhancer.",
             ["camera"], registry=r)
         self.detections = Counter(
-            "duskwatch_detections", "Detections by class.", ["camera", "class"], registry=r)
+            "duskwatch_detections", "Objects detected, by class: each tracked object "
+            "counted once (when the tracker first matches it), not every box of every frame.",
+            ["camera", "class"], registry=r)
         self.stage = Histogram(
             "duskwatch_stage_duration_seconds", "Time spent per stage: decode (CPU time of the "
             "camera reader per frame: demux, decode, colour conversion; not the wait for the next "
