@@ -269,6 +269,11 @@ class CameraEvents:
                 self.metrics.zone_objects.labels(self.camera, zone.name, cls).set(
                     in_zone.get((zone.name, cls), 0))
 
+    def shapes(self) -> list[tuple[str, np.ndarray, bool]]:
+        """The zones (closed) and lines (open) in pixels, for drawing on snapshots and clips."""
+        return ([(z.name, z.polygon, True) for z in self.zones]
+                + [(ln.name, np.array([ln.a, ln.b]), False) for ln in self.lines])
+
     def tracked_boxes(self, t: float) -> list[tuple[tuple[float, float, float, float], str]]:
         """Boxes and labels of the counted tracks seen at ``t`` (for drawing clip frames)."""
         return [(tr.box, f"{tr.cls} #{tr.id}") for tr in self.tracks.values()

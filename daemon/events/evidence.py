@@ -34,6 +34,7 @@ log = logging.getLogger("duskwatch.evidence")
 
 EVIDENCE_SINK = "evidence"
 Boxes = list[tuple[tuple[float, float, float, float], str]]
+Shapes = list[tuple[str, np.ndarray, bool]]  # (name, (K, 2) pixel points, closed: a zone)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class SnapshotJob:
     box: tuple[float, float, float, float]
     label: str
     quality: int
+    shapes: Shapes = field(default_factory=list)  # the camera's zones and lines, drawn too
 
 
 @dataclass
@@ -76,6 +78,7 @@ class ClipOpen:
     path: Path
     frames: list[RingFrame]
     fps: float
+    shapes: Shapes = field(default_factory=list)
 
 
 @dataclass
@@ -130,10 +133,12 @@ class Evidence:
     def snapshot_path(self, camera: str, event_id: str, wall: float) -> Path | None:
         return self._path(camera, event_id, wall, ".jpg") if self.cfg.snapshots else None
 
-    def write_snapshot(self, path: Path, image: np.ndarray, box, label: str) -> None:
-        self.writer.submit(SnapshotJob(path, image, box, label, self.cfg.jpeg_quality))
+    def write_snapshot(self, path: Path, image: np.ndarray, box, label: str,
+                       shapes: Shapes = ()) -> None:
+        self.writer.submit(SnapshotJob(path, image, box, label, self.cfg.jpeg_quality, list(shapes)))
 
-    def clip_for(self, camera: str, event_type: str, event_id: str, t: float, wall: float) -> Path | None:
+    def clip_for(self, camera: str, event_type: str, event_id: str, t: float, wall: float,
+                 shapes: Shapes = ()) -> Path | None:
         """The clip an event at ``t`` belongs to: the camera's open one (extended), or a new one
         with the ring's pre-roll; None when clips are off for this type."""
         if not self.cfg.clips or event_type not in self.cfg.clip_types:
@@ -148,7 +153,7 @@ class Evidence:
         pre = self._rings[camera].frames() if camera in self._rings else []
         started = pre[0].t if pre else t
         self._open[camera] = _OpenClip(path, started, t + self.cfg.post_s, key)
-        self.writer.submit(ClipOpen(key, path, pre, self._fps.get(camera, 10.0)))
+        self.writer.submit(ClipOpen(key, path, pre, self._fps.get(camera, 10.0), list(shapes)))
         return path
 
     def push_frame(self, camera: str, t: float, image: np.ndarray, boxes: Boxes) -> None:
@@ -269,7 +274,7 @@ class EvidenceWriter:
         if isinstance(job, SnapshotJob):
             self._snapshot(job)
         elif isinstance(job, ClipOpen):
-            self._clips[job.key] = ClipEncoder(job.path, job.fps)
+            self._clips[job.key] = ClipEncoder(job.path, job.fps, job.shapes)
             for frame in job.frames:
                 self._clips[job.key].write(frame)
         elif isinstance(job, ClipFrame):
@@ -283,7 +288,9 @@ class EvidenceWriter:
         import cv2
 
         img = np.ascontiguousarray(job.image.copy())
-        draw_box(img, job.box, job.label, max(2, round(max(img.shape[:2]) / 400)))
+        thick = max(2, round(max(img.shape[:2]) / 400))
+        draw_shapes(img, job.shapes, 1.0, thick)
+        draw_box(img, job.box, job.label, thick)
         ok, buf = cv2.imencode(".jpg", img, [int(cv2.IMWRITE_JPEG_QUALITY), job.quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
@@ -306,6 +313,19 @@ class EvidenceWriter:
             enforce_retention(Path(self.cfg.dir), self.cfg.max_age_days * 86400, self.cfg.max_bytes)
         except OSError as exc:
             self._errors.error("retention", "evidence: retention in %s failed: %s", self.cfg.dir, exc)
+
+
+def draw_shapes(img: np.ndarray, shapes: Shapes, scale: float, thick: int) -> None:
+    """The camera's zones (closed, blue) and lines (open, magenta) with their names."""
+    import cv2
+
+    for name, points, closed in shapes:
+        pts = np.round(np.asarray(points) * scale).astype(np.int32).reshape(-1, 1, 2)
+        color = (255, 128, 0) if closed else (255, 0, 255)
+        cv2.polylines(img, [pts], closed, color, max(1, thick // 2), cv2.LINE_AA)
+        x, y = (int(v) for v in pts[0, 0])
+        cv2.putText(img, name, (max(0, x + 3), max(12, y + 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.35 * max(1, thick), color, 1, cv2.LINE_AA)
 
 
 def draw_box(img: np.ndarray, box, label: str, thick: int) -> None:
@@ -333,8 +353,9 @@ class ClipEncoder:
     """One clip being written: H.264 in MP4 through PyAV (libx264), or OpenCV's MPEG-4 when
     PyAV or libx264 is missing. Written to ``<path>.part`` and renamed when closed."""
 
-    def __init__(self, path: Path, fps: float):
+    def __init__(self, path: Path, fps: float, shapes: Shapes = ()):
         self.path = path
+        self.shapes = list(shapes)
         self.part = path.with_name(path.name + ".part")
         self.fps = max(1, min(60, round(fps)))
         self._av = None
@@ -345,6 +366,7 @@ class ClipEncoder:
 
     def write(self, frame: RingFrame) -> None:
         img = np.ascontiguousarray(frame.image.copy())
+        draw_shapes(img, self.shapes, frame.scale, 1)
         for box, label in frame.boxes:
             draw_box(img, [v * frame.scale for v in box], label, 1)
         if self._size is None:

@@ -118,7 +118,7 @@ class EventStage:
         t = frame.captured_monotonic
         events = state.observe(result.detections, t, frame.captured_wall, image, result.enhanced)
         for ev in events:
-            self._emit(ev, t)
+            self._emit(ev, t, state)
         self.evidence.push_frame(frame.camera, t, image, state.tracked_boxes(t))
         return events
 
@@ -126,16 +126,18 @@ class EventStage:
         """Between batches: tracks of cameras that stopped sending frames expire too."""
         for state in self.cameras.values():
             for ev in state.expire(now):
-                self._emit(ev, now)
+                self._emit(ev, now, state)
         self.evidence.tick(now)
 
-    def _emit(self, ev: Event, t: float) -> None:
+    def _emit(self, ev: Event, t: float, state: CameraEvents) -> None:
+        shapes = state.shapes()
         if ev.evidence is not None:
             path = self.evidence.snapshot_path(ev.camera, ev.id, ev.wall)
             if path is not None:
                 ev.snapshot = str(path)
-                self.evidence.write_snapshot(path, ev.evidence.image, ev.evidence.box, ev.evidence.label)
-        clip = self.evidence.clip_for(ev.camera, ev.type, ev.id, t, ev.wall)
+                self.evidence.write_snapshot(path, ev.evidence.image, ev.evidence.box,
+                                             ev.evidence.label, shapes)
+        clip = self.evidence.clip_for(ev.camera, ev.type, ev.id, t, ev.wall, shapes)
         ev.clip = str(clip) if clip is not None else None
         payload = ev.to_dict()
         self.recent.add(payload)
