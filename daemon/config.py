@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
@@ -37,6 +37,86 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+
+# -- tracking, zones and lines (per camera) ----------------------------------------------------
+NAME_PATTERN = r"^[a-z0-9_-]{1,48}$"
+EVENT_TYPES = ("appeared", "entered", "exited", "crossed", "loitered", "gone")
+
+
+class TrackingConfig(_Section):
+    classes: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="Detector class names to track (e.g. [person, car]); empty tracks every class.")
+    min_score: float = Field(
+        0.4, ge=0, le=1,
+        description="A track counts (events, zones, lines, duskwatch_tracks_total) only once its "
+        "best detection score reached this.")
+    min_age_frames: int = Field(
+        3, ge=1, le=100,
+        description="... and once it was seen in this many processed frames (filters one-frame "
+        "false positives).")
+    lost_track_s: float = Field(
+        2.0, gt=0, le=60,
+        description="A track not seen for this long is gone; shorter gaps (skipped frames, "
+        "occlusions) keep its id.")
+    match_iou: float = Field(
+        0.1, gt=0, le=1, description="Least IoU between a track's predicted box and a detection "
+        "to match them.")
+
+
+class _Shape(_Section):
+    name: str = Field(pattern=NAME_PATTERN, description="[a-z0-9_-]+, unique per camera; the "
+                      "metrics label.")
+    points: list[tuple[float, float]] = Field(
+        description="[[x, y], ...] in relative (0..1 of width and height) or pixel coordinates.")
+    coords: Literal["relative", "pixels"] = Field(
+        "relative", description="relative: 0..1 of the frame's width and height; pixels: of the "
+        "camera's frames as decoded.")
+    classes: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="Classes this shape counts; empty counts every tracked class.")
+
+    @model_validator(mode="after")
+    def _relative_in_range(self) -> "_Shape":
+        if self.coords == "relative":
+            bad = [p for p in self.points if not (0 <= p[0] <= 1 and 0 <= p[1] <= 1)]
+            if bad:
+                raise ValueError(
+                    f"point {list(bad[0])} is outside 0..1; relative coordinates are fractions "
+                    "of the frame (or set coords: pixels)")
+        return self
+
+
+class ZoneConfig(_Shape):
+    points: list[tuple[float, float]] = Field(
+        min_length=3, max_length=64,
+        description="Polygon corners [[x, y], ...] (at least 3); an object is in the zone when "
+        "the bottom centre of its box is.")
+    loiter_s: float = Field(
+        0.0, ge=0, le=86400,
+        description="An object in the zone for this long raises a 'loitered' event; 0 disables.")
+
+
+class LineConfig(_Shape):
+    points: list[tuple[float, float]] = Field(
+        min_length=2, max_length=2,
+        description="[[x1, y1], [x2, y2]]. Walking from the first point to the second, crossing "
+        "from the left side to the right side (as seen on screen) is 'in', the other way 'out'; "
+        "swap the points to swap the directions.")
+    dead_band: float = Field(
+        0.01, ge=0, le=0.2,
+        description="Half-width of a band around the line, as a fraction of the frame diagonal, "
+        "in which an object's side is not updated (box jitter on the line is not a crossing).")
+
+
+def _unique(items: list, what: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"{what} name '{item.name}' is used twice; names must be unique")
+        seen.add(item.name)
 
 
 class CameraConfig(_Section):
@@ -77,6 +157,19 @@ class CameraConfig(_Section):
         "high-resolution camera that one core cannot decode in real time.",
     )
     loop: bool = Field(False, description="Loop file sources at their end (demo, benchmarks).")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Object tracking: which classes, when a "
+        "track counts, how long it survives unseen.")
+    zones: list[ZoneConfig] = Field(default_factory=list, max_length=32,
+                                    description="Polygons: objects in them, entries, dwell, loitering.")
+    lines: list[LineConfig] = Field(default_factory=list, max_length=32,
+                                    description="Lines: crossings by direction and class.")
+
+    @model_validator(mode="after")
+    def _unique_shapes(self) -> "CameraConfig":
+        _unique(self.zones, "zone")
+        _unique(self.lines, "line")
+        return self
 
     @field_validator("url", mode="before")
     @classmethod
@@ -245,6 +338,125 @@ class SinkConfig(_Section):
     path: str = Field("-", description="File to append JSON lines to, or - for stdout.")
 
 
+# -- event sinks and evidence ------------------------------------------------------------------
+class _EventSink(_Section):
+    name: str | None = Field(
+        None, pattern=NAME_PATTERN,
+        description="The sink's metrics label (duskwatch_sink_events_dropped_total{sink}); "
+        "defaults to its type.")
+    queue_size: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="Events held while the receiver is slow or down; beyond that new events are "
+        "dropped and counted in duskwatch_sink_events_dropped_total.")
+    types: list[Literal[EVENT_TYPES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(EVENT_TYPES),
+        description="Event types this sink receives.")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type  # type: ignore[attr-defined]
+
+
+class EventsJsonlSinkConfig(_EventSink):
+    type: Literal["events_jsonl"] = Field(description="Events as JSON lines in a file.")
+    path: str = Field(description="File to append events to (rotated by size).")
+    max_bytes: int = Field(50_000_000, ge=1000, le=10**12,
+                           description="Rotate the file when it grows past this.")
+    backups: int = Field(5, ge=0, le=100, description="Rotated files kept (path.1 ... path.N).")
+
+
+class MqttSinkConfig(_EventSink):
+    type: Literal["mqtt"] = Field(description="Events published to an MQTT broker.")
+    host: str = Field(description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 for TLS).")
+    topic_prefix: str = Field(
+        "duskwatch", pattern=r"^[^#+\s]{1,128}$",
+        description="Events go to <prefix>/<camera>/<type> (no wildcards).")
+    qos: Literal[0, 1, 2] = Field(1, description="MQTT QoS of event messages.")
+    retain: bool = Field(False, description="Publish events with the retain flag.")
+    client_id: str = Field("", max_length=64, description="Client id; empty: duskwatch-<host>-<pid>.")
+    username: str | None = Field(None, max_length=256, description="User name, if the broker wants one.")
+    password_env: str | None = Field(None, description="Environment variable with the password.")
+    password_credential: str | None = Field(
+        None, description="File in $CREDENTIALS_DIRECTORY with the password.")
+    tls: bool = Field(False, description="Connect with TLS.")
+    ca_file: str | None = Field(None, description="CA bundle for TLS; the system's by default.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Reconnect delay cap.")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> "MqttSinkConfig":
+        if self.password_env and self.password_credential:
+            raise ValueError("set at most one of password_env and password_credential")
+        return self
+
+
+class WebhookSinkConfig(_EventSink):
+    type: Literal["webhook"] = Field(description="Events POSTed as JSON to a URL.")
+    url: SecretStr = Field(description="http(s)://host[:port]/path to POST each event to.")
+    token_env: str | None = Field(
+        None, description="Environment variable with a bearer token (Authorization header).")
+    token_credential: str | None = Field(
+        None, description="File in $CREDENTIALS_DIRECTORY with a bearer token.")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Timeout of one POST.")
+    retries: int = Field(5, ge=0, le=100,
+                         description="Retries of a failed POST (with backoff) before the event "
+                         "is dropped and counted.")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Retry delay cap.")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _http_url(cls, v: Any) -> Any:
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        parts = urlsplit(raw) if isinstance(raw, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be http(s)://host[:port]/path")
+        return raw
+
+    @model_validator(mode="after")
+    def _one_token(self) -> "WebhookSinkConfig":
+        if self.token_env and self.token_credential:
+            raise ValueError("set at most one of token_env and token_credential")
+        return self
+
+
+AnySinkConfig = Annotated[
+    Union[SinkConfig, EventsJsonlSinkConfig, MqttSinkConfig, WebhookSinkConfig],
+    Field(discriminator="type"),
+]
+
+
+class EvidenceConfig(_Section):
+    dir: Path = Field(Path("/var/lib/duskwatch/events"),
+                      description="Snapshots and clips go under <dir>/<camera>/.")
+    snapshots: bool = Field(True, description="Write an annotated JPEG (the track's best frame) per event.")
+    clips: bool = Field(True, description="Write an H.264 clip around events.")
+    clip_types: list[Literal[EVENT_TYPES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["appeared", "entered", "crossed", "loitered"],
+        description="Event types that start (or extend) a clip.")
+    pre_s: float = Field(2.0, ge=0, le=30, description="Seconds of pre-roll before the event.")
+    post_s: float = Field(3.0, ge=0, le=60, description="Seconds after the last event of a clip.")
+    max_clip_s: float = Field(30.0, gt=0, le=600,
+                              description="Longest clip; later events start a new one.")
+    clip_width: int = Field(640, ge=64, le=4096,
+                            description="Clip frames are scaled down to this width (memory of "
+                            "the pre-roll buffer, disk).")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="Snapshot JPEG quality.")
+    max_age_days: float = Field(7.0, gt=0, le=3650, description="Delete evidence older than this.")
+    max_bytes: int = Field(2_000_000_000, ge=10_000, le=10**13,
+                           description="Delete the oldest evidence while the folder is larger.")
+    queue_size: int = Field(64, ge=1, le=10_000,
+                            description="Snapshots and clips waiting for the writer thread; "
+                            "beyond that they are dropped and counted "
+                            "(duskwatch_sink_events_dropped_total{sink=\"evidence\"}).")
+
+
+class EventsConfig(_Section):
+    recent: int = Field(200, ge=0, le=100_000, description="Events kept in memory for /events.")
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig,
+                                     description="Snapshots and clips, and their retention.")
+
+
 class HttpConfig(_Section):
     listen: str = Field("0.0.0.0:9872", description="host:port for /metrics, /healthz, ...")
 
@@ -276,7 +488,12 @@ class Config(_Section):
     engines: EnginesConfig
     lowlight: LowLightConfig = Field(default_factory=LowLightConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    sinks: list[SinkConfig] = Field(default_factory=lambda: [SinkConfig()])
+    sinks: list[AnySinkConfig] = Field(
+        default_factory=list,
+        description="Where results go: jsonl (one line per processed frame; off by default), "
+        "events_jsonl, mqtt, webhook (events).")
+    events: EventsConfig = Field(default_factory=EventsConfig,
+                                 description="Events: recent list, snapshots and clips.")
     http: HttpConfig = Field(default_factory=HttpConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
@@ -287,6 +504,11 @@ class Config(_Section):
             if cam.name in seen:
                 raise ValueError(f"camera name '{cam.name}' is used twice; names must be unique")
             seen.add(cam.name)
+        names = [s.label for s in self.sinks if not isinstance(s, SinkConfig)]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"event sink name '{dup[0]}' is used twice; give each sink a "
+                             "unique name (sinks[].name)")
         return self
 
 
@@ -379,9 +601,54 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def resolve_secret(env_name: str | None, credential: str | None, what: str,
+                   environ: dict[str, str] | None = None) -> str | None:
+    """A secret from the environment variable ``env_name`` or the file ``credential`` in
+    ``$CREDENTIALS_DIRECTORY``; None when neither is set. Errors name ``what`` and the fix,
+    never the value."""
+    env = os.environ if environ is None else environ
+    if env_name:
+        value = env.get(env_name)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {env_name} is not set")
+        return value
+    if credential:
+        cred_dir = env.get("CREDENTIALS_DIRECTORY")
+        if not cred_dir:
+            raise ConfigError(f"{what}: a credential is named but $CREDENTIALS_DIRECTORY is not "
+                              "set (add LoadCredential= to the systemd unit)")
+        path = Path(cred_dir) / credential
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read credential {path.name} ({exc.strerror})") from None
+    return None
+
+
+def sink_secret(sink: Any, environ: dict[str, str] | None = None) -> str | None:
+    """The MQTT password or webhook token of an event sink config (None for other sinks)."""
+    if isinstance(sink, MqttSinkConfig):
+        return resolve_secret(sink.password_env, sink.password_credential,
+                              f"sink {sink.label}: password", environ)
+    if isinstance(sink, WebhookSinkConfig):
+        return resolve_secret(sink.token_env, sink.token_credential,
+                              f"sink {sink.label}: token", environ)
+    return None
+
+
 def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
     """Every password the config can resolve, so logging filters can mask them."""
     out = []
+    for sink in cfg.sinks:
+        try:
+            secret = sink_secret(sink, environ)
+        except ConfigError:
+            secret = None
+        if secret:
+            out.append(secret)
+        if isinstance(sink, WebhookSinkConfig):
+            parts = urlsplit(sink.url.get_secret_value())
+            out += [v for v in (parts.password, parts.query) if v]
     for cam in cfg.cameras:
         try:
             pw = urlsplit(cam.resolved_url(environ)).password

@@ -49,7 +49,9 @@ class Metrics:
             "duskwatch_frames_enhanced", "Frames that went through the low-light enhancer.",
             ["camera"], registry=r)
         self.detections = Counter(
-            "duskwatch_detections", "Detections by class.", ["camera", "class"], registry=r)
+            "duskwatch_detections", "Objects detected, by class: each tracked object "
+            "counted once (when the tracker first matches it), not every box of every frame.",
+            ["camera", "class"], registry=r)
         self.stage = Histogram(
             "duskwatch_stage_duration_seconds", "Time spent per stage: decode (CPU time of the "
             "camera reader per frame: demux, decode, colour conversion; not the wait for the next "
@@ -85,6 +87,7 @@ class Metrics:
         self.heartbeat_age = Gauge(
             "duskwatch_heartbeat_age_seconds", "Seconds since each worker's last heartbeat.",
             ["worker"], registry=r)
+        self._init_event_metrics(r)
         for stage in STAGES:
             self.stage.labels(stage)
         for stage in ENGINE_STAGES:
@@ -94,7 +97,81 @@ class Metrics:
         self._sinks: set[str] = set()
         self._engine_labels: dict[str, tuple[str, str, str]] = {}
 
+    def _init_event_metrics(self, r: CollectorRegistry) -> None:
+        """Tracking, zones, lines, events and event sinks (deploy/README.md, "Events")."""
+        self.objects = Gauge(
+            "duskwatch_objects", "Tracked objects in view now (tracks that count).",
+            ["camera", "class"], registry=r)
+        self.tracks = Counter(
+            "duskwatch_tracks", "Tracks that counted (tracking.min_score and min_age_frames "
+            "reached): each object once.", ["camera", "class"], registry=r)
+        self.zone_objects = Gauge(
+            "duskwatch_zone_objects", "Objects in the zone now.", ["camera", "zone", "class"],
+            registry=r)
+        self.zone_entries = Counter(
+            "duskwatch_zone_entries", "Objects that entered the zone.", ["camera", "zone", "class"],
+            registry=r)
+        self.line_crossings = Counter(
+            "duskwatch_line_crossings", "Objects that crossed the line, by direction (in: from its "
+            "left to its right walking from its first point to its second).",
+            ["camera", "line", "direction", "class"], registry=r)
+        self.events = Counter(
+            "duskwatch_events", "Events raised, by type.", ["camera", "type"], registry=r)
+        self.sink_events_dropped = Counter(
+            "duskwatch_sink_events_dropped", "Events (or evidence files) a sink dropped: its "
+            "queue was full, or retries ran out.", ["sink"], registry=r)
+        self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._track_classes: dict[str, list[str]] = {}
+        self._event_types: dict[str, tuple[str, ...]] = {}
+
     # -- label sets ------------------------------------------------------------------------
+    def add_event_camera(self, camera: str, classes: Iterable[str], zones: Iterable[str],
+                         lines: Iterable[str], event_types: Iterable[str]) -> None:
+        """Create the tracking, zone, line and event series of ``camera`` at zero. On a reload
+        the series of zones, lines or classes that went away are removed; the others keep
+        their values."""
+        before = self._event_labelsets(camera)
+        self._track_classes[camera] = sorted(set(classes))
+        self._shapes[camera] = (tuple(zones), tuple(lines))
+        self._event_types[camera] = tuple(event_types)
+        after = self._event_labelsets(camera)
+        self._remove_labelsets(before - after)
+        for metric, labels in after - before:
+            child = metric.labels(*labels)
+            if isinstance(metric, Gauge):
+                child.set(0)
+
+    def add_event_sink(self, sink: str) -> None:
+        self.sink_events_dropped.labels(sink)
+
+    def _event_labelsets(self, camera: str) -> set[tuple]:
+        """``(metric, label values)`` of every event series of ``camera``."""
+        zones, lines = self._shapes.get(camera, ((), ()))
+        out: set[tuple] = set()
+        for cls in self._track_classes.get(camera, []):
+            out |= {(self.objects, (camera, cls)), (self.tracks, (camera, cls))}
+            for z in zones:
+                out |= {(self.zone_objects, (camera, z, cls)), (self.zone_entries, (camera, z, cls))}
+            for ln in lines:
+                out |= {(self.line_crossings, (camera, ln, d, cls)) for d in ("in", "out")}
+        out |= {(self.events, (camera, t)) for t in self._event_types.get(camera, ())}
+        return out
+
+    def _remove_event_series(self, camera: str) -> None:
+        labelsets = self._event_labelsets(camera)
+        self._shapes.pop(camera, None)
+        self._track_classes.pop(camera, None)
+        self._event_types.pop(camera, None)
+        self._remove_labelsets(labelsets)
+
+    @staticmethod
+    def _remove_labelsets(labelsets) -> None:
+        for metric, labels in labelsets:
+            try:
+                metric.remove(*labels)
+            except KeyError:
+                pass
+
     def set_classes(self, names: Iterable[str]) -> None:
         """Class names the detector knows; their detection series are created per camera."""
         self._classes = sorted(set(names))
@@ -117,6 +194,7 @@ class Metrics:
     def remove_camera(self, camera: str) -> None:
         """Drop every series of a camera taken out of the config."""
         self._cameras.discard(camera)
+        self._remove_event_series(camera)
         for metric, labelsets in self._camera_labelsets(camera):
             for labels in labelsets:
                 try:

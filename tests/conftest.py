@@ -481,3 +481,162 @@ def garbage_server():
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"python {sys.version.split()[0]}; rtsp server: {SYSTEM_PYTHON} {SERVER_SCRIPT.name}"]
+
+
+# -- MQTT broker and webhook receiver ------------------------------------------------------------
+MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
+
+
+def require_mosquitto() -> None:
+    if not (os.access(MOSQUITTO, os.X_OK) and os.access(MOSQUITTO_PASSWD, os.X_OK)):
+        pytest.skip("needs Debian's mosquitto package (apt install mosquitto); run `make sysdeps`")
+
+
+@dataclass
+class Mosquitto:
+    """A running Debian ``mosquitto`` on a loopback port; kill and restart it on the same port.
+
+    Persistence is on (saved on every change), so a client's persistent session and the QoS 1
+    messages queued for it survive a SIGKILL, as on a real broker with a disk."""
+
+    work: Path
+    port: int
+    user: str | None = None
+    password: str | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    starts: int = 0
+
+    def start(self, timeout: float = 15.0) -> "Mosquitto":
+        if self.running:
+            return self
+        self.starts += 1
+        log = open(self.work / f"mosquitto-{self.starts}.log", "wb")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self._config())], stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        text = (self.work / f"mosquitto-{self.starts}.log").read_text(errors="replace")[-2000:]
+        self.kill()
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s: {text}")
+
+    def _config(self) -> Path:
+        lines = [f"listener {self.port} 127.0.0.1", "persistence true",
+                 f"persistence_location {self.work}/", "autosave_interval 1",
+                 "autosave_on_changes true", "log_dest stdout", "log_type error",
+                 "log_type warning", "log_type notice"]
+        if os.geteuid() == 0:  # started as root, mosquitto would switch to its own user, who
+            lines.append("user root")  # cannot read this test's private folder
+        if self.user is None:
+            lines.append("allow_anonymous true")
+        else:
+            pwfile = self.work / "passwd"
+            if not pwfile.exists():
+                pwfile.write_text("")
+                subprocess.run([MOSQUITTO_PASSWD, "-b", str(pwfile), self.user, self.password],
+                               check=True, capture_output=True, timeout=30)
+            lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        cfg = self.work / "mosquitto.conf"
+        cfg.write_text("\n".join(lines) + "\n")
+        return cfg
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: clients see their connections drop."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self, timeout: float = 15.0) -> "Mosquitto":
+        self.kill()
+        deadline = time.monotonic() + timeout
+        while True:  # the port can be briefly unavailable after a kill
+            try:
+                return self.start(timeout=max(1.0, deadline - time.monotonic()))
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory):
+    """Factory for a real MQTT broker (Debian's ``mosquitto``) on a free loopback port.
+
+    ``mosquitto(user=None, password=None) -> Mosquitto``: started and listening; with ``user``
+    and ``password`` anonymous clients are refused. ``broker.port``, ``broker.kill()``
+    (SIGKILL), ``broker.restart()`` (same port, persistent sessions kept), ``broker.stop()``.
+    Skips with the package to install when mosquitto is missing."""
+    require_mosquitto()
+    brokers: list[Mosquitto] = []
+
+    def make(user: str | None = None, password: str | None = None) -> Mosquitto:
+        broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"), free_port(), user, password)
+        brokers.append(broker)
+        return broker.start()
+
+    yield make
+    for broker in brokers:
+        broker.stop()
+
+
+@dataclass
+class WebhookReceiver:
+    """A local HTTP server recording every POST: ``received`` holds ``(headers, json body)``."""
+
+    url: str
+    received: list = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real HTTP receiver on loopback: ``hook.url``, ``hook.received`` (list of ``(headers
+    dict, parsed JSON)``), ``hook.status`` (the answer, 200 by default)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hook = WebhookReceiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if hook.status == 200:
+                hook.received.append((dict(self.headers), json.loads(body)))
+            self.send_response(hook.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+    yield hook
+    server.shutdown()
+    server.server_close()

@@ -130,6 +130,8 @@ def make_config(cameras=("a", "b"), listen="127.0.0.1:0", **extra) -> "Config": 
         "sinks": [],
         # enhance every low-light frame (the default gate sends none through the shipped enhancer)
         "lowlight": {"enhance_below": 55.0, "max_highlight": 1.0},
+        # no snapshots or clips under the default /var/lib/duskwatch/events
+        "events": {"evidence": {"snapshots": False, "clips": False}},
     }
     data.update(extra)
     return parse_config(data)

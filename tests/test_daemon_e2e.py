@@ -173,13 +173,17 @@ def config(cameras: list[dict], detector: Path, port: int, sink: Path) -> dict:
         "engines": {"detector": str(detector), "device": "cpu", "conf": 0.05},
         "scheduler": {"max_batch": 4, "batch_timeout_ms": 5},
         "sinks": [{"type": "jsonl", "path": str(sink)}],
+        "events": {"evidence": {"dir": str(sink.parent / "evidence")}},
         "http": {"listen": f"127.0.0.1:{port}"},
         "supervision": {"heartbeat_timeout_s": 20},
     }
 
 
 def camera(name: str, url: str, **extra) -> dict:
-    return {"name": name, "url": url, "fps": 5, "read_timeout_s": 5, "backoff_max_s": 2, **extra}
+    # duskwatch_detections_total counts tracked objects; the random-weight detector's boxes score
+    # below the default tracking.min_score, which is also ByteTrack's bar for starting a track
+    return {"name": name, "url": url, "fps": 5, "read_timeout_s": 5, "backoff_max_s": 2,
+            "tracking": {"min_score": 0.05}, **extra}
 
 
 @pytest.mark.prometheus

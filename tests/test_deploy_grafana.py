@@ -51,6 +51,13 @@ KNOWN_METRICS = {
     "duskwatch_engine_failures_total",
     "duskwatch_sink_failures_total",
     "duskwatch_camera_state",
+    "duskwatch_objects",
+    "duskwatch_tracks_total",
+    "duskwatch_zone_objects",
+    "duskwatch_zone_entries_total",
+    "duskwatch_line_crossings_total",
+    "duskwatch_events_total",
+    "duskwatch_sink_events_dropped_total",
 }
 PROMQL_WORDS = {
     "sum", "max", "min", "count", "by", "without", "rate", "increase", "histogram_quantile",
@@ -125,6 +132,12 @@ def test_dashboard_has_the_promised_panels():
                    "duskwatch_camera_reconnects_total"):
         assert metric in joined
     assert "sum by (class) (rate(duskwatch_detections_total" in joined
+    # events: objects, crossings by direction, zones, events by type, drops by sink
+    for metric in ("duskwatch_objects", "duskwatch_zone_objects", "duskwatch_zone_entries_total",
+                   "duskwatch_events_total", "duskwatch_tracks_total"):
+        assert metric in joined, metric
+    assert "sum by (camera, line, direction) (rate(duskwatch_line_crossings_total" in joined
+    assert "sum by (sink) (increase(duskwatch_sink_events_dropped_total" in joined
     per_camera = [e for e in queries if e.startswith(("sum by (camera)", "max by (camera)"))]
     assert per_camera and all('camera=~"$camera"' in e for e in per_camera)
 
@@ -161,7 +174,14 @@ def synthetic_series() -> list[dict]:
               (f"duskwatch_camera_up{{{c}}}", "1x40"),
               (f"duskwatch_camera_lowlight{{{c}}}", "0x20 1x20"),
               (f"duskwatch_frame_age_seconds{{{c}}}", "0.2x40"),
-              (f"duskwatch_camera_reconnects_total{{{c}}}", "0x20 1x20")]
+              (f"duskwatch_camera_reconnects_total{{{c}}}", "0x20 1x20"),
+              (f'duskwatch_objects{{{c},class="person"}}', "2x40"),
+              (f'duskwatch_tracks_total{{{c},class="person"}}', "0+1x40"),
+              (f'duskwatch_zone_objects{{{c},zone="door",class="person"}}', "1x40"),
+              (f'duskwatch_zone_entries_total{{{c},zone="door",class="person"}}', "0+1x40"),
+              (f'duskwatch_line_crossings_total{{{c},line="gate",direction="in",class="person"}}', "0+1x40"),
+              (f'duskwatch_line_crossings_total{{{c},line="gate",direction="out",class="person"}}', "0+2x40"),
+              (f'duskwatch_events_total{{{c},type="crossed"}}', "0+3x40")]
         s += [(f'duskwatch_camera_state{{{c},state="{st}"}}', "1x40" if st == "streaming" else "0x40")
               for st in ("connecting", "streaming", "stalled", "backing_off", "stopped")]
     for stage in ("decode", "enhance", "detect", "end_to_end"):
@@ -169,6 +189,7 @@ def synthetic_series() -> list[dict]:
             s.append((f'duskwatch_stage_duration_seconds_bucket{{{base},stage="{stage}",le="{le}"}}', f"0+{per_step}x40"))
     s += [(f'duskwatch_engine_failures_total{{{base},stage="{st}"}}', "0x40") for st in ("enhance", "detect")]
     s.append((f'duskwatch_sink_failures_total{{{base},sink="jsonl:-"}}', "0x40"))
+    s.append((f'duskwatch_sink_events_dropped_total{{{base},sink="mqtt"}}', "0x40"))
     return [{"series": name, "values": values} for name, values in s]
 
 

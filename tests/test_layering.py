@@ -56,6 +56,7 @@ RULES = [
     ("daemon.config", ("daemon.pipeline", "daemon.service", "daemon.cli", "daemon.bench", "daemon.install")),
     ("daemon.metrics", ("daemon.service", "daemon.cli", "daemon.bench", "daemon.install")),
     ("daemon.service", ("daemon.cli", "daemon.bench", "daemon.install")),
+    ("daemon.events", ("daemon.service", "daemon.cli", "daemon.bench", "daemon.install")),
 ]
 
 

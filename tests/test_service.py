@@ -121,6 +121,7 @@ def cfg_dict(cams, **extra):
                     for n, opts in cams],
         "engines": {"detector": "/nonexistent/det.onnx", "check_files": False},
         "sinks": [],
+        "events": {"evidence": {"snapshots": False, "clips": False}},
     }
     d.update(extra)
     return d

@@ -151,6 +151,7 @@ def _config(args: argparse.Namespace):
         "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device},
         "scheduler": {"max_batch": args.max_batch, "batch_timeout_ms": args.batch_timeout_ms},
         "sinks": [{"type": "jsonl"}],  # replaced by the recording sink
+        "events": {"evidence": {"snapshots": False, "clips": False}},  # tracking, no files
     }, "bench config")
 
 

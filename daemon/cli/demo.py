@@ -99,6 +99,9 @@ def demo_config(detector: Path, enhancer: Path | None, args: argparse.Namespace)
         # The demo's footage ramps down within ~30 s: react faster than the service default.
         "lowlight": {"smoothing": 0.3},
         "sinks": sinks,
+        # snapshots and clips of the demo's events next to its engines, not in /var/lib
+        "events": {"evidence": {"dir": str(cache_dir(args.cache_dir) / "events"),
+                                "max_bytes": 200_000_000}},
         "http": {"listen": args.listen},
     }, "demo config")
 
@@ -123,6 +126,7 @@ def print_where_to_look(host: str, port: int, enhancer: Path | None, sink: str) 
         f"  {base}/snapshot/demo.jpg   latest frame with boxes (the enhanced one at night)",
         f"  {base}/cameras             camera state, brightness, low-light gate",
         f"  {base}/metrics             Prometheus metrics",
+        f"  {base}/events              recent events (tracks, zones, lines) with snapshots and clips",
         f"  {base}/healthz  {base}/readyz",
     ]
     if sink not in ("-", "none"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -23,12 +23,15 @@ from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
+if TYPE_CHECKING:
+    from daemon.events.stage import EventStage
+
 log = logging.getLogger("duskwatch.pipeline")
 
 
 class Pipeline:
     """Runs batches: gate -> enhancer (frames the gate picks) -> detector (all) -> metrics,
-    sinks and snapshots."""
+    events (tracking, zones, lines, evidence, event sinks), sinks and snapshots."""
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class Pipeline:
         enhancer: Enhancer | None = None,
         clock: Callable[[], float] = time.monotonic,
         snapshots: SnapshotStore | None = None,
+        events: "EventStage | None" = None,
     ):
         self.detector = detector
         self.enhancer = enhancer
@@ -45,6 +49,7 @@ class Pipeline:
         self.sinks = sinks
         self.clock = clock
         self.snapshots = snapshots or SnapshotStore()
+        self.events = events
         self._errors = RateLimitedLog(log)
         self._taken: dict[str, int] = {}  # frames per camera handed to process()
 
@@ -65,6 +70,15 @@ class Pipeline:
             return []
         return [self._finish(frames[i], images[i], enhanced[i], d) for i, d in zip(live, dets)]
 
+    def tick(self) -> None:
+        """Between batches, with or without frames: tracks of cameras that stopped sending
+        frames end ('gone'), finished clips close."""
+        if self.events is not None:
+            try:
+                self.events.tick(self.clock())
+            except Exception as exc:  # noqa: BLE001
+                self._errors.error("events-tick", "events: %s: %s", type(exc).__name__, exc)
+
     def replace_sinks(self, sinks: SinkSet) -> None:
         """Write to ``sinks`` from now on and close the previous ones."""
         old, self.sinks = self.sinks, sinks
@@ -72,9 +86,11 @@ class Pipeline:
 
     def forget(self, camera: str) -> None:
         """Release what the pipeline keeps for a camera that went away (its snapshot, the
-        enhancer's per-stream state)."""
+        enhancer's per-stream state, its tracks and clips)."""
         self.snapshots.forget(camera)
         self._taken.pop(camera, None)
+        if self.events is not None:
+            self.events.forget(camera)
         if self.enhancer is not None:
             self.enhancer.reset(camera)
 
@@ -132,8 +148,14 @@ class Pipeline:
         m.stage.labels("end_to_end").observe(age)
         m.set_frame_age(frame.camera, age)
         m.count_frames(frame.camera, "processed")
-        for name in dets.names:
-            m.count_detection(frame.camera, name)
+        # duskwatch_detections_total counts each tracked object once (daemon.events), not every
+        # box of every frame: a parked car is one detection, not ten a second.
+        if self.events is not None:
+            try:
+                self.events.observe(frame, image, result)
+            except Exception as exc:  # noqa: BLE001 - events must never stop detection
+                self._errors.error("events", "events of camera %s failed: %s: %s",
+                                   frame.camera, type(exc).__name__, exc)
         self.snapshots.put(Snapshot(frame.camera, image, result))
         self.sinks.write(result)
         return result

@@ -20,14 +20,17 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from daemon.config import LowLightConfig, SchedulerConfig
+from daemon.config import CameraConfig, EventsConfig, LowLightConfig, SchedulerConfig
 from daemon.metrics import Metrics
 from daemon.pipeline.frames import CameraSource, Frame
 from daemon.pipeline.gate import LowLightGate
 from daemon.pipeline.process import Pipeline
 from daemon.pipeline.sinks import SinkSet
+
+if TYPE_CHECKING:
+    from daemon.events.sinks import EventSinkSet
 
 log = logging.getLogger("duskwatch.scheduler")
 
@@ -112,6 +115,25 @@ class Scheduler:
     def replace_sinks(self, sinks: SinkSet) -> None:
         self.submit(lambda: self.pipeline.replace_sinks(sinks))
 
+    def configure_events(self, camera: CameraConfig) -> None:
+        """New tracking, zone and line settings of a camera (its tracks and ids are kept)."""
+        self.submit(lambda: self.pipeline.events.configure_camera(camera)
+                    if self.pipeline.events is not None else None)
+
+    def replace_event_sinks(self, sinks: "EventSinkSet", cfg: EventsConfig | None = None) -> None:
+        """Event sinks (and events settings) from now on; the old sinks close on their own
+        thread, delivering what they hold."""
+
+        def replace() -> None:
+            if self.pipeline.events is None:
+                sinks.close(0)
+                return
+            if cfg is not None:
+                self.pipeline.events.set_config(cfg)
+            self.pipeline.events.replace_sinks(sinks)
+
+        self.submit(replace)
+
     def apply_commands(self) -> int:
         """Apply every pending command (on the scheduler thread); how many ran."""
         n = 0
@@ -166,6 +188,7 @@ class Scheduler:
         self.apply_commands()
         batch = self.gather()
         self._heartbeat = self.clock()
+        self.pipeline.tick()
         if not batch:
             return 0
         results = self.pipeline.process([f for _, f in batch], [s.gate for s, _ in batch])

@@ -1,4 +1,5 @@
-"""The HTTP endpoints: /metrics /healthz /readyz /cameras /snapshot/<camera>.jpg.
+"""The HTTP endpoints: /metrics /healthz /readyz /cameras /snapshot/<camera>.jpg, and /events,
+/events/<id>/snapshot.jpg, /events/<id>/clip.mp4.
 
 A stdlib :class:`ThreadingHTTPServer` on a daemon thread; every handler asks an :class:`App`
 (the service) for its answer, so the server knows nothing about cameras or engines and tests
@@ -14,11 +15,14 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("duskwatch.http")
 
 CAMERA_NAME = re.compile(r"^[a-z0-9_-]{1,48}$")
 SNAPSHOT_PATH = re.compile(r"^/snapshot/([^/]+)\.jpg$")
+EVENT_FILE_PATH = re.compile(r"^/events/([0-9a-f]{16})/(snapshot\.jpg|clip\.mp4)$")
+EVENT_FILES = {"snapshot.jpg": ("snapshot", "image/jpeg"), "clip.mp4": ("clip", "video/mp4")}
 
 
 class App(Protocol):
@@ -70,6 +74,10 @@ def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
                 self._json(HTTPStatus.OK, {"endpoints": self._endpoints()})
             elif (m := SNAPSHOT_PATH.match(path)) is not None:
                 self._snapshot(m.group(1))
+            elif path == "/events" and hasattr(app, "events_list"):
+                self._events()
+            elif (m := EVENT_FILE_PATH.match(path)) is not None and hasattr(app, "event_file"):
+                self._event_file(m.group(1), m.group(2))
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "not found", "endpoints": self._endpoints()})
 
@@ -88,8 +96,30 @@ def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
                 return
             self._send(HTTPStatus.OK, jpeg, "image/jpeg", extra={"Cache-Control": "no-store"})
 
+        def _events(self) -> None:
+            """/events?camera=NAME&type=TYPE&limit=N: recent events, newest first."""
+            query = parse_qs(urlsplit(self.path).query)
+            camera = query.get("camera", [None])[0]
+            type_ = query.get("type", [None])[0]
+            try:
+                limit = max(1, min(10_000, int(query.get("limit", ["100"])[0])))
+            except ValueError:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "limit must be a number"})
+                return
+            self._json(HTTPStatus.OK, {"events": app.events_list(camera, type_, limit)})
+
+        def _event_file(self, event_id: str, name: str) -> None:
+            kind, ctype = EVENT_FILES[name]
+            path = app.event_file(event_id, kind)
+            if path is None:
+                self._json(HTTPStatus.NOT_FOUND, {
+                    "error": f"no {kind} for event {event_id} (unknown event, no {kind} for its "
+                             "type, deleted by retention, or a clip still recording)"})
+                return
+            self._send(HTTPStatus.OK, path.read_bytes(), ctype, extra={"Cache-Control": "no-store"})
+
         def _endpoints(self) -> list[str]:
-            return ["/metrics", "/healthz", "/readyz", "/cameras"] + [
+            return ["/metrics", "/healthz", "/readyz", "/cameras", "/events"] + [
                 f"/snapshot/{n}.jpg" for n in app.camera_names()
             ]
 

@@ -27,7 +27,18 @@ from prometheus_client import CollectorRegistry
 
 from engines.about import version
 
-from daemon.config import CameraConfig, Config, ConfigError, EnginesConfig, load_config, secrets_of
+from daemon.config import (
+    CameraConfig,
+    Config,
+    ConfigError,
+    EnginesConfig,
+    SinkConfig,
+    load_config,
+    secrets_of,
+    sink_secret,
+)
+from daemon.events.sinks import EventSinkSet, make_event_sink
+from daemon.events.stage import EventStage
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.pipeline.frames import CameraSource, CameraState, SourceFactory, StateChange
 from daemon.pipeline.gate import LowLightGate
@@ -43,7 +54,8 @@ from daemon.service.systemd import Notifier
 log = logging.getLogger("duskwatch.service")
 
 # Fields of a camera whose change needs a new connection; the others are applied in place.
-_IN_PLACE_FIELDS = {"fps", "enhance"}
+_IN_PLACE_FIELDS = {"fps", "enhance", "tracking", "zones", "lines"}
+_EVENT_FIELDS = ("tracking", "zones", "lines", "fps")
 
 
 # -- default factories (the real engines and sources, imported lazily) -------------------------
@@ -68,9 +80,12 @@ def default_enhancer_factory(ecfg: EnginesConfig) -> Enhancer | None:
 
 
 def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:
-    """What validation cannot see: every camera's password can be resolved."""
+    """What validation cannot see: every camera's password and every sink's secret can be
+    resolved."""
     for cam in cfg.cameras:
         cam.resolved_url(environ)
+    for sink in cfg.sinks:
+        sink_secret(sink, environ)
 
 
 # -- source events ----------------------------------------------------------------------------------
@@ -120,6 +135,7 @@ class Service:
         detector_factory: DetectorFactory | None = None,
         enhancer_factory: EnhancerFactory | None = None,
         sink_factory: Callable = make_sink,
+        event_sink_factory: Callable = make_event_sink,
         registry: CollectorRegistry | None = None,
         notifier: Notifier | None = None,
         secrets_filter: SecretsFilter | None = None,
@@ -134,6 +150,8 @@ class Service:
         self.detector_factory = detector_factory or default_detector_factory
         self.enhancer_factory = enhancer_factory or default_enhancer_factory
         self.sink_factory = sink_factory
+        self.event_sink_factory = event_sink_factory
+        self.events: EventStage | None = None
         self.metrics = Metrics(registry)
         self.notifier = notifier or Notifier()
         self.secrets_filter = secrets_filter
@@ -166,7 +184,11 @@ class Service:
         with _StartupPings(self.notifier):
             self._load_engines()
         sinks = self._build_sinks(self.cfg)
-        self.pipeline = Pipeline(self.detector, self.metrics, sinks, enhancer=self.enhancer)
+        self.events = EventStage(self.cfg.events, self.metrics, self._build_event_sinks(self.cfg),
+                                 self.detector.names.values())
+        self.events.start()
+        self.pipeline = Pipeline(self.detector, self.metrics, sinks, enhancer=self.enhancer,
+                                 events=self.events)
         self.scheduler = Scheduler(self.pipeline, self.cfg.scheduler, self.metrics,
                                    count_seq_gaps=self._count_seq_gaps)
         self.metrics.heartbeat_gauge("scheduler", self.scheduler.heartbeat)
@@ -206,6 +228,8 @@ class Service:
             self.scheduler.apply_commands()  # sinks replaced by a last reload get closed too
         if self.pipeline is not None:
             self.pipeline.sinks.close()
+        if self.events is not None:
+            self.events.close(timeout=1.5)  # queued events get 1.5 s; the rest count as dropped
         for engine in (self.detector, self.enhancer):
             if engine is None:
                 continue
@@ -284,6 +308,7 @@ class Service:
             self._cameras[cam.name] = _Camera(cam, source, slot)
         self.metrics.heartbeat_gauge(f"camera:{cam.name}", source.heartbeat)
         source.start()
+        self.scheduler.configure_events(cam)
         self.scheduler.add_camera(slot)
         log.info("camera %s: added (%s, %.3g fps, enhance %s)", cam.name, cam.display_url,
                  cam.fps, cam.enhance)
@@ -344,8 +369,11 @@ class Service:
         self._update_secrets()
         if old.scheduler != new.scheduler:
             self.scheduler.set_config(new.scheduler)
-        if old.sinks != new.sinks:
+        if _frame_sinks(old) != _frame_sinks(new):
             self.scheduler.replace_sinks(self._build_sinks(new))
+        if _event_sinks(old) != _event_sinks(new) or old.events != new.events:
+            self.scheduler.replace_event_sinks(self._build_event_sinks(new), new.events)
+            log.info("reload: event sinks and events settings replaced")
         self._reload_cameras(old, new)
         log.info("reload: done, %d cameras", len(self._cameras))
 
@@ -373,15 +401,28 @@ class Service:
         if entry.cfg == cam and not lowlight_changed:
             return
         self.scheduler.update_camera(cam.name, cam.fps, self.cfg.lowlight, cam.enhance)
+        if any(getattr(entry.cfg, f) != getattr(cam, f) for f in _EVENT_FIELDS):
+            self.scheduler.configure_events(cam)
+            log.info("camera %s: tracking, zones and lines updated (%d zones, %d lines)",
+                     cam.name, len(cam.zones), len(cam.lines))
         with self._lock:
             entry.cfg = cam
         log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
 
     def _build_sinks(self, cfg: Config) -> SinkSet:
-        sinks = [self.sink_factory(s, i) for i, s in enumerate(cfg.sinks)]
+        sinks = [self.sink_factory(s, i) for i, s in enumerate(cfg.sinks) if isinstance(s, SinkConfig)]
         for s in sinks:
             self.metrics.add_sink(s.name)
         return SinkSet(sinks, on_failure=lambda name: self.metrics.sink_failures.labels(name).inc())
+
+    def _build_event_sinks(self, cfg: Config) -> EventSinkSet:
+        """Event sinks (events_jsonl, mqtt, webhook), not started; their drop series at zero."""
+        on_drop = self.metrics.sink_events_dropped.labels
+        sinks = [self.event_sink_factory(s, lambda name: on_drop(name).inc())
+                 for s in _event_sinks(cfg)]
+        for s in sinks:
+            self.metrics.add_event_sink(s.name)
+        return EventSinkSet(sinks)
 
     def _update_secrets(self) -> None:
         found = secrets_of(self.cfg)  # as they appear in URLs (percent-encoded) ...
@@ -465,6 +506,18 @@ class Service:
             raise SnapshotNotReady(f"camera {camera} has no processed frame yet")
         return encode_jpeg(annotate(snap))
 
+    def events_list(self, camera: str | None = None, type_: str | None = None,
+                    limit: int = 100) -> list[dict[str, Any]]:
+        """Recent events, newest first (/events)."""
+        return self.events.recent.list(camera, type_, limit) if self.events else []
+
+    def event_file(self, event_id: str, kind: str) -> Path | None:
+        """An event's snapshot or clip file, when it exists (/events/<id>/snapshot.jpg|clip.mp4)."""
+        if self.events is None:
+            return None
+        path = self.events.file_of(event_id, kind)
+        return path if path is not None and path.is_file() else None
+
     def _status_line(self) -> str:
         with self._lock:
             cams = list(self._cameras.values())
@@ -478,6 +531,14 @@ def _needs_reconnect(prev: CameraConfig, new: CameraConfig) -> bool:
     b = new.model_dump(exclude=_IN_PLACE_FIELDS)
     a["url"], b["url"] = prev.url.get_secret_value(), new.url.get_secret_value()
     return a != b
+
+
+def _frame_sinks(cfg: Config) -> list:
+    return [s for s in cfg.sinks if isinstance(s, SinkConfig)]
+
+
+def _event_sinks(cfg: Config) -> list:
+    return [s for s in cfg.sinks if not isinstance(s, SinkConfig)]
 
 
 def _state_of(source: CameraSource) -> CameraState | None:

@@ -1,0 +1,338 @@
+"""Event sinks: JSON lines (rotated by size), MQTT, webhook.
+
+Each sink has a bounded queue and its own sender thread, so a slow or dead receiver never slows
+detection: :meth:`QueuedSink.offer` never blocks, and an event that finds the queue full is
+dropped and counted (``duskwatch_sink_events_dropped_total{sink}``), as is one whose retries ran
+out. Secrets (MQTT password, webhook token) are resolved from the environment or
+``$CREDENTIALS_DIRECTORY`` when the sink is built and never logged; the webhook URL is logged
+without its userinfo and query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from daemon.config import (
+    EventsJsonlSinkConfig,
+    MqttSinkConfig,
+    WebhookSinkConfig,
+    redact_url,
+    sink_secret,
+)
+from daemon.pipeline.backoff import Backoff
+from daemon.pipeline.ratelog import RateLimitedLog
+
+log = logging.getLogger("duskwatch.events")
+
+OnDrop = Callable[[str], None]
+
+
+class QueuedSink:
+    """A bounded queue drained by a sender thread; subclasses implement :meth:`deliver`."""
+
+    def __init__(self, name: str, queue_size: int, types: Sequence[str], on_drop: OnDrop):
+        self.name = name
+        self.types = frozenset(types)
+        self._queue: queue.Queue[dict] = queue.Queue(maxsize=queue_size)
+        self._on_drop = on_drop
+        self._stop = threading.Event()  # stop now (after close's grace period)
+        self._closing = threading.Event()  # deliver what is queued, then stop
+        self._errors = RateLimitedLog(log)
+        self._thread = threading.Thread(target=self._run, name=f"duskwatch-sink-{name}", daemon=True)
+        self.delivered = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer(self, event: dict[str, Any]) -> bool:
+        """Queue an event (never blocks); False when it was dropped (queue full)."""
+        if event["type"] not in self.types:
+            return True
+        try:
+            self._queue.put_nowait(event)
+            return True
+        except queue.Full:
+            self._drop("queue full")
+            return False
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued within ``timeout``, then stop; what is left is counted as
+        dropped."""
+        self._closing.set()
+        end = time.monotonic() + timeout
+        while self._thread.is_alive() and self._queue.qsize() and time.monotonic() < end:
+            time.sleep(0.05)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(max(0.1, end - time.monotonic()))
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._drop("shut down with the event undelivered")
+        self.shutdown()
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        self._on_drop(self.name)
+        self._errors.error(f"drop:{why}", "sink %s: event dropped (%s)", self.name, why)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                event = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set() or self._closing.is_set():
+                    return
+                continue
+            try:
+                if self.deliver(event):
+                    self.delivered += 1
+                else:
+                    self._drop("not delivered")
+            except Exception as exc:  # noqa: BLE001 - a sink thread never dies of one event
+                self._errors.error("deliver", "sink %s: %s: %s", self.name, type(exc).__name__, exc)
+                self._drop("error")
+
+    def deliver(self, event: dict[str, Any]) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Release connections and files (after the thread ended)."""
+
+
+# -- JSON lines ---------------------------------------------------------------------------------
+class EventsJsonlSink(QueuedSink):
+    """One event per line, appended to a file rotated at ``max_bytes`` (path.1 ... path.N)."""
+
+    def __init__(self, cfg: EventsJsonlSinkConfig, on_drop: OnDrop):
+        super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
+        self.cfg = cfg
+        self.path = Path(cfg.path)
+        self._fh = None
+
+    def deliver(self, event: dict[str, Any]) -> bool:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        if self._fh.tell() >= self.cfg.max_bytes:
+            self._rotate()
+        return True
+
+    def _rotate(self) -> None:
+        self._fh.close()
+        self._fh = None
+        for i in range(self.cfg.backups - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{i}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        if self.cfg.backups > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+
+    def shutdown(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+# -- webhook ------------------------------------------------------------------------------------
+class WebhookSink(QueuedSink):
+    """POST each event as JSON; retries with exponential backoff, then drops (counted)."""
+
+    def __init__(self, cfg: WebhookSinkConfig, on_drop: OnDrop, environ: dict[str, str] | None = None):
+        super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
+        self.cfg = cfg
+        self._url = cfg.url.get_secret_value()
+        self._token = sink_secret(cfg, environ)
+        self.display_url = redact_url(self._url)
+
+    def deliver(self, event: dict[str, Any]) -> bool:
+        backoff = Backoff(min(0.5, self.cfg.backoff_max_s), self.cfg.backoff_max_s)
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                self._post(event)
+                return True
+            except (urllib.error.URLError, OSError, _HttpStatusError) as exc:
+                self._errors.error("post", "sink %s: POST %s failed (attempt %d of %d): %s",
+                                   self.name, self.display_url, attempt + 1, self.cfg.retries + 1,
+                                   _reason(exc))
+            if attempt < self.cfg.retries and self._stop.wait(backoff.next_delay()):
+                return self._post_once_quietly(event)  # stopping: one last try, no waiting
+        return False
+
+    def _post_once_quietly(self, event: dict[str, Any]) -> bool:
+        try:
+            self._post(event)
+            return True
+        except (urllib.error.URLError, OSError, _HttpStatusError):
+            return False
+
+    def _post(self, event: dict[str, Any]) -> None:
+        body = json.dumps(event).encode()
+        req = urllib.request.Request(self._url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "User-Agent": "duskwatch"})
+        if self._token:
+            req.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
+                resp.read()
+        except urllib.error.HTTPError as exc:
+            raise _HttpStatusError(exc.code) from None
+
+
+class _HttpStatusError(Exception):
+    def __init__(self, code: int):
+        super().__init__(f"HTTP {code}")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+# -- MQTT ---------------------------------------------------------------------------------------
+class MqttSink(QueuedSink):
+    """Publish each event to ``<topic_prefix>/<camera>/<type>`` with paho-mqtt.
+
+    paho's network thread connects and reconnects (backoff up to ``backoff_max_s``). The sender
+    thread publishes one event at a time while connected and waits for the broker's
+    acknowledgement (QoS 1 and 2, seen in ``on_publish``); a message whose connection dropped
+    before that stays in paho's session, which sends it again after reconnecting. While the
+    broker is down, events wait in this sink's bounded queue, so paho never holds more than one.
+    """
+
+    def __init__(self, cfg: MqttSinkConfig, on_drop: OnDrop, environ: dict[str, str] | None = None):
+        super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
+        import paho.mqtt.client as mqtt
+
+        self.cfg = cfg
+        self._connected = threading.Event()
+        client_id = cfg.client_id or f"duskwatch-{socket.gethostname()}-{os.getpid()}-{cfg.label}"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id[:64],
+                                  clean_session=True)
+        password = sink_secret(cfg, environ)
+        if cfg.username is not None or password is not None:
+            self.client.username_pw_set(cfg.username or "", password)
+        if cfg.tls:
+            self.client.tls_set(ca_certs=cfg.ca_file)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(cfg.backoff_max_s)))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self._acked: set[int] = set()
+        self._ack = threading.Condition()
+
+    def start(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+        super().start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if getattr(reason_code, "is_failure", False):
+            self._errors.error("connect", "sink %s: broker %s:%d refused the connection: %s",
+                               self.name, self.cfg.host, self.cfg.port, reason_code)
+            return
+        log.info("sink %s: connected to %s:%d", self.name, self.cfg.host, self.cfg.port)
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            log.warning("sink %s: disconnected from %s:%d (%s); reconnecting", self.name,
+                        self.cfg.host, self.cfg.port, reason_code)
+        self._connected.clear()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._ack:
+            self._acked.add(mid)
+            self._ack.notify_all()
+
+    def deliver(self, event: dict[str, Any]) -> bool:
+        import paho.mqtt.client as mqtt
+
+        while not self._connected.wait(0.5):
+            if self._stop.is_set():
+                return False
+        topic = f"{self.cfg.topic_prefix}/{event['camera']}/{event['type']}"
+        info = self.client.publish(topic, json.dumps(event), qos=self.cfg.qos, retain=self.cfg.retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            return False
+        if self.cfg.qos == 0:
+            return info.rc == mqtt.MQTT_ERR_SUCCESS
+        # Acknowledged by the broker, now or after paho's reconnect (the connection may have
+        # dropped between the check above and the publish: paho keeps the message then).
+        with self._ack:
+            while info.mid not in self._acked:
+                if self._stop.is_set():
+                    return False
+                self._ack.wait(0.5)
+            self._acked.discard(info.mid)
+        return True
+
+    def shutdown(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# -- the set --------------------------------------------------------------------------------------
+def make_event_sink(cfg: Any, on_drop: OnDrop, environ: dict[str, str] | None = None) -> QueuedSink:
+    """The sink for one event-sink config (events_jsonl, mqtt, webhook)."""
+    if isinstance(cfg, EventsJsonlSinkConfig):
+        return EventsJsonlSink(cfg, on_drop)
+    if isinstance(cfg, MqttSinkConfig):
+        return MqttSink(cfg, on_drop, environ)
+    if isinstance(cfg, WebhookSinkConfig):
+        return WebhookSink(cfg, on_drop, environ)
+    raise ValueError(f"sink type '{getattr(cfg, 'type', cfg)}' is not an event sink")
+
+
+class EventSinkSet:
+    """Hands every event to every event sink; started, and closed, as a whole."""
+
+    def __init__(self, sinks: Sequence[QueuedSink]):
+        self.sinks = list(sinks)
+
+    def start(self) -> None:
+        for s in self.sinks:
+            s.start()
+
+    def offer(self, event: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.offer(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every sink in parallel, all within ``timeout`` (what a sink could not deliver
+        by then is counted as dropped)."""
+
+        def close_one(sink: QueuedSink) -> None:
+            try:
+                sink.close(timeout)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("sink %s: close failed: %s", sink.name, exc)
+
+        threads = [threading.Thread(target=close_one, args=(s,), daemon=True) for s in self.sinks]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + timeout + 0.5
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))

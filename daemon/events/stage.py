@@ -1,0 +1,155 @@
+"""The event stage: what the pipeline calls after a frame's detection.
+
+Runs on the scheduler thread and owns, per camera, the tracker and zone/line state
+(:class:`~daemon.events.events.CameraEvents`), and the evidence rings and clips. An event goes
+to the metrics, gets its snapshot and clip paths, is handed to every event sink (bounded queues,
+never blocking) and is kept in a bounded list of recent events that HTTP threads read
+(/events).
+
+Other threads change the stage only through scheduler commands (configure_camera, forget,
+replace_sinks, set_config), like the rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from daemon.config import CameraConfig, EventsConfig
+from daemon.events.events import CameraEvents, Event
+from daemon.events.evidence import EVIDENCE_SINK, Evidence, EvidenceWriter
+from daemon.events.sinks import EventSinkSet
+from daemon.metrics import Metrics
+from daemon.pipeline.frames import Frame, Result
+
+
+class RecentEvents:
+    """The newest events (JSON dicts), read by HTTP threads, written by the scheduler thread."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lock = threading.Lock()
+        self._events: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def add(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._events[event["id"]] = event
+            while len(self._events) > self.size:
+                self._events.popitem(last=False)
+
+    def list(self, camera: str | None = None, type_: str | None = None, limit: int = 100) -> list[dict]:
+        """Newest first."""
+        with self._lock:
+            items = list(reversed(self._events.values()))
+        out = [e for e in items if (camera is None or e["camera"] == camera)
+               and (type_ is None or e["type"] == type_)]
+        return out[:limit]
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._events.get(event_id)
+
+
+class EventStage:
+    """Tracks -> events -> metrics, evidence, sinks, /events (scheduler thread)."""
+
+    def __init__(self, cfg: EventsConfig, metrics: Metrics, sinks: EventSinkSet,
+                 classes: Iterable[str], writer: EvidenceWriter | None = None):
+        self.cfg = cfg
+        self.metrics = metrics
+        self.sinks = sinks
+        self.classes = sorted(set(classes))
+        metrics.add_event_sink(EVIDENCE_SINK)
+        self.writer = writer or EvidenceWriter(cfg.evidence, on_drop=self._dropped)
+        self.evidence = Evidence(cfg.evidence, self.writer)
+        self.recent = RecentEvents(cfg.recent)
+        self.cameras: dict[str, CameraEvents] = {}
+
+    def _dropped(self, sink: str) -> None:
+        self.metrics.sink_events_dropped.labels(sink).inc()
+
+    def start(self) -> None:
+        self.writer.start()
+        self.sinks.start()
+
+    # commands (scheduler thread) ----------------------------------------------------------------
+    def configure_camera(self, cam: CameraConfig) -> None:
+        """Add a camera, or apply its new tracking, zone and line settings keeping its tracks."""
+        state = self.cameras.get(cam.name)
+        if state is None:
+            self.cameras[cam.name] = CameraEvents(cam, self.metrics, self.classes)
+        else:
+            state.reconfigure(cam)
+        self.evidence.add_camera(cam.name, cam.fps)
+
+    def forget(self, camera: str) -> None:
+        self.cameras.pop(camera, None)
+        self.evidence.forget(camera)
+
+    def replace_sinks(self, sinks: EventSinkSet) -> None:
+        old, self.sinks = self.sinks, sinks
+        sinks.start()
+        threading.Thread(target=old.close, name="duskwatch-sinks-close", daemon=True).start()
+
+    def set_config(self, cfg: EventsConfig) -> None:
+        self.cfg = cfg
+        self.evidence.set_config(cfg.evidence)
+        self.recent.size = cfg.recent
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Close open clips, then let the writer and the sinks finish, all within ``timeout``
+        (after the scheduler loop ended; the service must stop within systemd's bound)."""
+        self.evidence.close()
+        closing = threading.Thread(target=self.sinks.close, args=(timeout,), daemon=True)
+        closing.start()
+        self.writer.close(timeout)
+        closing.join(timeout + 1.0)
+
+    # per frame ---------------------------------------------------------------------------------
+    def observe(self, frame: Frame, image: np.ndarray, result: Result) -> list[Event]:
+        """One processed frame of a configured camera; the events it raised."""
+        state = self.cameras.get(frame.camera)
+        if state is None:
+            return []
+        t = frame.captured_monotonic
+        events = state.observe(result.detections, t, frame.captured_wall, image, result.enhanced)
+        for ev in events:
+            self._emit(ev, t, state)
+        self.evidence.push_frame(frame.camera, t, image, state.tracked_boxes(t))
+        return events
+
+    def tick(self, now: float) -> None:
+        """Between batches: tracks of cameras that stopped sending frames expire too."""
+        for state in self.cameras.values():
+            for ev in state.expire(now):
+                self._emit(ev, now, state)
+        self.evidence.tick(now)
+
+    def _emit(self, ev: Event, t: float, state: CameraEvents) -> None:
+        shapes = state.shapes()
+        if ev.evidence is not None:
+            path = self.evidence.snapshot_path(ev.camera, ev.id, ev.wall)
+            if path is not None:
+                ev.snapshot = str(path)
+                self.evidence.write_snapshot(path, ev.evidence.image, ev.evidence.box,
+                                             ev.evidence.label, shapes)
+        clip = self.evidence.clip_for(ev.camera, ev.type, ev.id, t, ev.wall, shapes)
+        ev.clip = str(clip) if clip is not None else None
+        payload = ev.to_dict()
+        self.recent.add(payload)
+        self.sinks.offer(payload)
+
+    # what HTTP reads ---------------------------------------------------------------------------
+    def file_of(self, event_id: str, kind: str) -> Path | None:
+        """The snapshot ('snapshot') or clip ('clip') path of an event, if it is known."""
+        event = self.recent.get(event_id)
+        if event is not None:
+            value = event.get(kind)
+            return Path(value) if value else None
+        if kind == "snapshot":  # older events: by name under the evidence folder
+            return next(iter(Path(self.cfg.evidence.dir).glob(f"*/*/{event_id}.jpg")), None)
+        return None

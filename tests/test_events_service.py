@@ -1,0 +1,151 @@
+"""Events inside the service, with fakes only at the camera and detector seams: SIGHUP reload of
+zones, lines and event sinks without dropping a camera; bounded event-sink queues whose every
+drop is counted; evidence retention under a tiny quota with the real writer thread."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from daemon.config import EvidenceConfig, WebhookSinkConfig, load_config
+from daemon.events.evidence import (
+    ClipClose,
+    ClipFrame,
+    ClipOpen,
+    EvidenceWriter,
+    RingFrame,
+    SnapshotJob,
+    enforce_retention,
+)
+from daemon.events.sinks import WebhookSink
+from daemon.metrics import Metrics
+from daemon.service.service import Service
+from daemon.service.systemd import Notifier
+from tests.daemon_fakes import FakeDetector, FakeSource
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def config(tmp: Path, lines: list, sinks: list) -> dict:
+    return {
+        "cameras": [{"name": "gate", "url": "rtsp://127.0.0.1:8554/gate", "lines": lines,
+                     "tracking": {"min_age_frames": 1, "lost_track_s": 0.5}}],
+        "engines": {"detector": "/nonexistent/det.onnx", "check_files": False},
+        "sinks": sinks,
+        "events": {"evidence": {"dir": str(tmp / "evidence")}},
+    }
+
+
+def test_sighup_reload_of_lines_and_sinks_keeps_the_camera_streaming(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, [], [])))
+    sources: list[FakeSource] = []
+
+    def factory(cam, events):
+        sources.append(FakeSource(cam, events))
+        return sources[-1]
+
+    svc = Service(load_config(path), source_factory=factory, detector_factory=lambda e, b: FakeDetector(),
+                  enhancer_factory=lambda e: None, notifier=Notifier(environ={}), serve_http=False,
+                  config_path=path)
+    svc.start()
+    try:
+        src = sources[0]
+
+        def appeared():
+            src.push(value=200)  # a new frame each poll: the library names a track at its 2nd
+            return svc.events_list(type_="appeared")
+
+        assert wait_for(appeared)
+        text = svc.metrics.render().decode()
+        assert "duskwatch_line_crossings_total{" not in text
+        new = config(tmp_path, [{"name": "door", "points": [[0.5, 0], [0.5, 1]]}],
+                     [{"type": "events_jsonl", "path": str(tmp_path / "ev.jsonl")}])
+        path.write_text(yaml.safe_dump(new))
+        assert svc.reload_from_file()
+        # the new line's series and the new sink's drop counter exist at zero ...
+        assert wait_for(lambda: 'duskwatch_line_crossings_total{camera="gate",class="person",'
+                        'direction="in",line="door"} 0.0' in svc.metrics.render().decode())
+        assert 'duskwatch_sink_events_dropped_total{sink="events_jsonl"} 0.0' in svc.metrics.render().decode()
+        # ... the camera was not restarted, and its track kept its id
+        assert len(sources) == 1 and src.stopped == 0
+        track_ids = {e["track_id"] for e in svc.events_list()}
+        for _ in range(3):
+            src.push(value=200)
+            time.sleep(0.05)
+        assert wait_for(lambda: svc.events.cameras["gate"].tracks)
+        assert set(svc.events.cameras["gate"].tracks) == track_ids
+        # no more frames: the object is gone after lost_track_s, and the new sink gets that
+        assert wait_for(lambda: svc.events_list(type_="gone"))
+    finally:
+        svc.stop()
+    written = [yaml.safe_load(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert [(e["type"], e["track_id"]) for e in written] == [("gone", min(track_ids))]
+
+
+def test_a_dead_webhook_never_blocks_and_every_drop_is_counted(closed_port):
+    m = Metrics()
+    cfg = WebhookSinkConfig(type="webhook", url=f"http://127.0.0.1:{closed_port}/x", queue_size=3,
+                            retries=1, backoff_max_s=0.05, timeout_s=0.5)
+    drops = []
+    sink = WebhookSink(cfg, on_drop=lambda name: (drops.append(name),
+                                                  m.sink_events_dropped.labels(name).inc()))
+    sink.start()
+    t0 = time.monotonic()
+    offered = [sink.offer({"id": f"{i:016x}", "type": "crossed", "camera": "gate"}) for i in range(20)]
+    assert time.monotonic() - t0 < 0.5  # offer() never waits for the receiver
+    assert offered.count(False) >= 20 - 3 - 1  # the queue holds 3 (+1 being sent)
+    sink.close(timeout=10)
+    # every event is either delivered or counted as dropped: none vanished
+    assert sink.delivered == 0 and sink.dropped == 20 == len(drops)
+    assert m.registry.get_sample_value("duskwatch_sink_events_dropped_total", {"sink": "webhook"}) == 20
+
+
+def test_retention_keeps_the_folder_under_a_tiny_quota(tmp_path):
+    quota = 300_000  # about a third of what is written
+    cfg = EvidenceConfig(dir=tmp_path / "ev", max_bytes=quota, queue_size=1000, max_age_days=1)
+    writer = EvidenceWriter(cfg, retention_interval_s=0.0)
+    writer.start()
+    rng = np.random.default_rng(0)
+    for i in range(12):  # noisy frames: ~60 kB JPEGs, and ~20 kB clips
+        img = rng.integers(0, 255, (240, 320, 3), np.uint8)
+        writer.submit(SnapshotJob(tmp_path / "ev" / "gate" / "2026-11-28" / f"{i:016x}.jpg",
+                                  img, (10, 10, 100, 100), "person #1", 90))
+        frames = [RingFrame(t, img, 1.0, [((10, 10, 50, 50), "x")]) for t in range(5)]
+        key = f"clip{i}"
+        writer.submit(ClipOpen(key, tmp_path / "ev" / "gate" / "2026-11-28" / f"c{i:015x}.mp4", frames[:3], 5))
+        writer.submit(ClipFrame(key, frames[3]))
+        writer.submit(ClipClose(key))
+    writer.close(timeout=30)
+    enforce_retention(cfg.dir, 86400, quota)  # the writer's last pass may predate its last file
+    files = [p for p in (tmp_path / "ev").rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    assert writer.written == 24 and 0 < size <= quota, (writer.written, size)
+    # the newest survive, the oldest went
+    names = {p.name for p in files}
+    assert f"c{11:015x}.mp4" in names and f"{11:016x}.jpg" in names
+    assert f"{0:016x}.jpg" not in names and f"c{0:015x}.mp4" not in names
+
+
+def test_retention_by_age_and_empty_folders(tmp_path):
+    old = tmp_path / "gate" / "2026-01-01" / "a.jpg"
+    new = tmp_path / "gate" / "2026-11-28" / "b.mp4"
+    part = tmp_path / "gate" / "2026-11-28" / "c.mp4.part"
+    for p in (old, new, part):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 10 * 86400,) * 2)
+    deleted = enforce_retention(tmp_path, 7 * 86400, 10**9)
+    assert deleted == [old] and not old.parent.exists()
+    assert new.exists() and part.exists()
