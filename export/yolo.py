@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from engines.about import version
 from export.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ def sidecar(model: Any, opts: ExportOptions, weights: str | Path, precision: str
         "source_weights": str(weights),
         "random_weights": random_weights,
         "seed": opts.seed if random_weights else None,
-        "duskwatch_version": _version(),
+        "duskwatch_version": version(),
         "ultralytics_version": ultralytics.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -275,9 +276,3 @@ def sidecar(model: Any, opts: ExportOptions, weights: str | Path, precision: str
 def _anchors(net: Any, opts: ExportOptions) -> int | None:
     """Anchor points of a static ``imgsz`` input: one per cell of each stride's grid."""
     return None if opts.dynamic else sum((opts.imgsz // int(s)) ** 2 for s in net.stride)
-
-
-def _version() -> str:
-    from engines.about import version
-
-    return version()

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -87,11 +86,13 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 # -- sets -----------------------------------------------------------------------------------------
 def data_root(arg: str | None) -> Path:
+    """``--data-root``, else the sample data folder the demo uses (:mod:`daemon.sample_data`)."""
     if arg:
         return Path(arg)
-    if os.environ.get("DUSKWATCH_DATA"):
-        return Path(os.environ["DUSKWATCH_DATA"])
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    from daemon.sample_data import candidate_dirs
+
+    found = next((d for d in candidate_dirs() if d.is_dir()), None)
+    return found or candidate_dirs()[-1]
 
 
 def darkened_set(src: Path, exposure: float, seed: int, cache: Path, limit: int | None,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from daemon.config import EVENT_TYPES, CameraConfig
-from daemon.events.geometry import Line, Zone, anchor, resolve
+from daemon.events.geometry import anchor, resolve
 from daemon.events.tracker import CameraTracker
 from daemon.metrics import Metrics
 from engines.detections import Detections

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engines.about import version
 from engines.base import write_sidecar
 from export.denoiser.fast import FastEnhancerGraph
 from export.denoiser.model import DiffusionConfig, EnhancerGraph, file_sha256, load_checkpoint
@@ -57,7 +58,7 @@ def sidecar_meta(graph: EnhancerGraph, checkpoint: str | Path, precision: str, f
         "inputs": [{"name": INPUT, "shape": [None, 3, None, None], "dtype": "float32"}],
         "outputs": [{"name": OUTPUT, "shape": [None, 3, None, None], "dtype": "float32"}],
         "checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint),
-        "kappa": graph.kappa, "etas": graph.etas, "noise": graph.noise_mode, "duskwatch_version": _version(),
+        "kappa": graph.kappa, "etas": graph.etas, "noise": graph.noise_mode, "duskwatch_version": version(),
     }
 
 
@@ -143,9 +144,3 @@ def parity(graph: EnhancerGraph, onnx_path: str | Path, images: np.ndarray) -> f
     with torch.no_grad():
         want = graph(torch.from_numpy(images.astype(np.float32))).numpy()
     return float(np.abs(got - want).max())
-
-
-def _version() -> str:
-    from engines.about import version
-
-    return version()
