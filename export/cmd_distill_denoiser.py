@@ -18,7 +18,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--pool", type=int, default=192, help="crops per pool of teacher trajectories")
     p.add_argument("--refresh", type=int, default=200, help="regenerate the pool every N steps")
-    p.add_argument("--weights-out", help="also write small fp16 inference weights here (what ships in export/weights/)")
+    p.add_argument("--weights-out", help="also write small fp16 inference weights here (what ships in export/weights/) when the "
+                   "run ends or stops at its time budget: the best EMA by --det-val AP50 if given, else the last")
     p.add_argument("--noise", choices=["zero", "random"], default="zero",
                    help="starting noise of the teacher trajectories (zero: the path the exported graph takes)")
     p.add_argument("--skip-enc", default="", help="comma-separated levels (0 = 1/4 resolution) whose encoder "
@@ -38,6 +39,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     det.add_argument("--det-val", help="labelled photos scored (AP50) at each validation; the best EMA "
                      "goes to <out>.best.pt and to --weights-out")
     det.add_argument("--det-val-limit", type=int, default=100, help="score only the first N of --det-val")
+    det.add_argument("--feat-weight", type=float, default=0.0, help="weight of the detector-feature distance "
+                     "between enhanced synthetic night crops (of --data) and their targets (0: off)")
+    det.add_argument("--feat-batch", type=int, default=4)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress, degradation=args.degradation, init=args.init,
         distill_weight=args.distill_weight, detector=args.detector, det_data=args.det_data,
         det_weight=args.det_weight, det_batch=args.det_batch, det_crop=args.det_crop, det_val=args.det_val,
-        det_val_limit=args.det_val_limit,
+        det_val_limit=args.det_val_limit, feat_weight=args.feat_weight, feat_batch=args.feat_batch,
     )
     try:
         out = distill(cfg)

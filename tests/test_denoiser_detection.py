@@ -57,3 +57,17 @@ def test_frozen_detector_loss_reaches_the_image_and_prefers_visible_objects():
     with torch.no_grad():
         dark = det.loss(batch["img"] * 0.03, batch)
     assert dark > loss.detach()  # near-black photos make the detector's loss worse
+
+
+@needs_data
+def test_feature_distance_is_zero_for_the_target_and_grows_with_darkness():
+    torch.set_num_threads(1)
+    det = detection.FrozenDetector(WEIGHTS, (0,), torch.device("cpu"))
+    photos, _ = detection.load_box_photos(COCO, 128)
+    target = detection.detection_batch(photos[:4], 2, 128, np.random.default_rng(0))["img"]
+    assert detection.feature_distance(det, target, target).item() < 1e-8
+    dim = (target * 0.5).requires_grad_(True)
+    d_half = detection.feature_distance(det, dim, target)
+    d_dark = detection.feature_distance(det, target * 0.05, target)
+    d_half.backward()
+    assert 0 < d_half.item() < d_dark.item() and dim.grad.abs().sum() > 0

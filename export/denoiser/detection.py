@@ -176,3 +176,18 @@ class DetectionScore:
             dets.append((boxes / s, out[:, 4], out[:, 5].astype(np.int64)))
         r = evaluate(self.labelled, dets)
         return {"ap50": r.ap50, "ap50_95": r.ap50_95}
+
+
+def feature_distance(detector: FrozenDetector, enhanced: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Perceptual distance in the frozen detector's own feature space: the mean over its three
+    detection-head inputs (neck outputs P3, P4, P5) of ``||F(enhanced) - F(target)||^2 /
+    ||F(target)||^2`` (relative, so every scale counts alike). For paired data (a clean photo
+    and its synthetic night version) this asks the enhancer to make the night frame look to the
+    detector as the photo does (the feature-level objective of MAET, Cui et al. 2021, and of
+    perceptual losses, Johnson et al. 2016), a denser signal than the detection loss."""
+    detector.model.train()
+    with torch.no_grad():
+        want = detector.model(target)["feats"]
+    got = detector.model(enhanced)["feats"]
+    terms = [((g - w) ** 2).mean() / (w ** 2).mean().clamp_min(1e-6) for g, w in zip(got, want)]
+    return torch.stack(terms).mean()

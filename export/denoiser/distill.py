@@ -54,6 +54,8 @@ class DistillConfig(common.RunConfig):
     det_crop: int = 320
     det_val: str | None = None  # labelled photos to score AP on at each validation (choosing settings)
     det_val_limit: int | None = 100
+    feat_weight: float = 0.0  # detector-feature distance between enhanced night crops and their targets
+    feat_batch: int = 4
 
 
 def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
@@ -171,7 +173,7 @@ class StudentTask:
 
     def _setup_detection(self, cfg: DistillConfig, device) -> None:
         self.detector = self.det_photos = self.det_score = None
-        if cfg.det_weight > 0 or cfg.det_val:
+        if cfg.det_weight > 0 or cfg.det_val or cfg.feat_weight > 0:
             if not cfg.detector:
                 raise ValueError("detection-aware distillation needs --detector (a YOLO .pt)")
             from export.denoiser import detection
@@ -196,6 +198,12 @@ class StudentTask:
             batch = detection_batch(self.det_photos, self.cfg.det_batch, self.cfg.det_crop, rng)
             enhanced = self.graph(batch["img"].to(self.device))
             loss = loss + self.cfg.det_weight * self.detector.loss(enhanced, batch)
+        if self.cfg.feat_weight > 0:
+            from export.denoiser.detection import feature_distance
+
+            y, x0 = (torch.from_numpy(a).to(self.device) for a in data.training_batch(
+                self.train_set, self.cfg.feat_batch, self.cfg.crop, rng, self.cfg.degradation))
+            loss = loss + self.cfg.feat_weight * feature_distance(self.detector, self.graph(y), x0)
         return loss
 
     def evaluate(self, ema) -> dict[str, float]:
@@ -244,7 +252,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> Path:
     log(f"teacher ({task.diff.T} steps) val PSNR {t['psnr']:.2f} dB SSIM {t['ssim']:.3f}; "
         f"dark input {i['psnr']:.2f} dB; distilling to K={cfg.steps} on {device}")
     result = driver.run(task, schedule(cfg), log)
-    if cfg.weights_out and result.finished:
+    if cfg.weights_out:  # also after a time-budget stop: that is a normal end of a sitting
         ema, meta = result.ema, task.meta(result.ema, result.step, result.history)
         if result.best is not None:  # the validation-best EMA (by detection AP50), not the last
             ema.load_state_dict(result.best["ema"])

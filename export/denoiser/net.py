@@ -143,20 +143,33 @@ def gain_curve(x: torch.Tensor, g: torch.Tensor, g_minus_1: torch.Tensor) -> tor
     return g * x / (1.0 + g_minus_1 * x)
 
 
+def softsign(x: torch.Tensor) -> torch.Tensor:
+    """``x / (1 + |x|)``: bounded in (-1, 1) like tanh, but its gradient decays polynomially, so
+    a large pre-activation is never a dead one (float32 tanh is exactly 1 beyond ~9)."""
+    return x / (1.0 + x.abs())
+
+
 def curve_x0(y: torch.Tensor, maps: torch.Tensor, blur: torch.Tensor, max_gain: float) -> torch.Tensor:
     """The curve head's ``x0`` from ``maps`` ``[N,4,h,w]`` (gain logits per channel and one blend
-    logit, at low resolution): ``g = max_gain ** tanh(.)``, blend ``b = tanh(.)``, both upsampled
-    bilinearly to ``y``'s size; ``x0 = gain_curve(clamp(y + b (blur(y) - y)), g)``.
+    logit, at low resolution): ``g = max_gain ** softsign(.)``, blend ``b = softsign(.)``, both
+    upsampled bilinearly to ``y``'s size; ``x0 = gain_curve(clamp(y + b (blur(y) - y)), g)``.
 
     ``b > 0`` denoises (towards a Gaussian blur of ``y``), ``b < 0`` sharpens; zero maps give
     ``g = 1, b = 0``: the identity. Every output is in [0, 1] and smooth across the low-res grid."""
-    t = torch.tanh(maps)
+    t = softsign(maps)
     low = torch.cat([torch.exp(t[:, :3] * math.log(max_gain)), t[:, 3:]], dim=1)
     up = F.interpolate(low, size=y.shape[-2:], mode="bilinear", align_corners=False)
     g, b = up[:, :3], up[:, 3:]
     pad = blur.shape[-1] // 2
     detail = F.conv2d(F.pad(y, (pad, pad, pad, pad), mode="replicate"), blur, groups=3) - y
     return gain_curve((y + b * detail).clamp(0.0, 1.0), g, g - 1.0)
+
+
+def rms_normalize(h: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Divide each pixel's feature vector by its root mean square over channels (RMSNorm without
+    a gain, Zhang & Sennrich 2019): the curve head then sees features of a fixed scale, so its
+    maps cannot be driven to saturation by the trunk's growth alone."""
+    return h * torch.rsqrt(h.pow(2).mean(dim=1, keepdim=True) + eps)
 
 
 #: channels of :func:`curve_features`
@@ -229,9 +242,11 @@ class DenoiserUNet(nn.Module):
         else:
             inp = F.conv2d(torch.cat([x_t, y], dim=1), self.space_to_depth, stride=r)  # == pixel_unshuffle
         e = self.emb(eta_embedding(eta.expand(x_t.shape[0]), self.cfg.emb))
-        out = self.head(torch.cat([self.trunk(self.stem(inp), e), inp], dim=1))
+        h = self.trunk(self.stem(inp), e)
         if self.cfg.head == "curve":
+            out = self.head(torch.cat([rms_normalize(h), inp], dim=1))
             return curve_x0(y, out, self.blur, self.cfg.max_gain)
+        out = self.head(torch.cat([h, inp], dim=1))
         return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame
 
     def trunk(self, h: torch.Tensor, e: torch.Tensor, upsample=None) -> torch.Tensor:

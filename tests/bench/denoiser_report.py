@@ -6,6 +6,7 @@
     python tests/bench/denoiser_report.py real --engine denoiser_k2.onnx   # no-reference stats + contact sheet
     python tests/bench/denoiser_report.py detection --enhancer denoiser_k2.onnx --detector yolo11n.onnx \
         [--detector yolov8n.onnx] [--data exdark_dev/val] [--darken 0.05]   # AP raw vs enhanced
+    python tests/bench/denoiser_report.py sheet --enhancer denoiser_k2.onnx --detector yolo11n.onnx
 
 Each prints a JSON summary as its last line. Data come from ../shared/data (never committed).
 """
@@ -247,12 +248,13 @@ def cmd_detection(args) -> dict:
     """COCO AP50 / AP50-95 of each detector on the raw frames and on every frame enhanced, through
     the daemon's engines (engines.enhancer.Enhancer, engines.yolo.Detector at ultralytics' val
     settings conf 0.001 / IoU 0.7) and engines.evaluation; also per brightness bin (mean grey)."""
+    from engines.base import open_engine
     from engines.enhancer import Enhancer
     from engines.evaluation import match_image, summarize
     from engines.yolo import Detector
 
     labelled, raw = _night_set(args)
-    with Enhancer(args.enhancer, "cpu") as enh:
+    with Enhancer(open_engine(args.enhancer, "cpu", threads=args.threads)) as enh:
         t0 = time.perf_counter()
         enhanced = [enh([f])[0] for f in raw]
         enh_s = (time.perf_counter() - t0) / len(raw)
@@ -264,7 +266,7 @@ def cmd_detection(args) -> dict:
            "mean_grey": {"raw": round(float(grey.mean()), 1),
                          "enhanced": round(float(np.mean([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).mean() for f in enhanced])), 1)}}
     for det_path in args.detector:
-        with Detector(det_path, conf=0.001, iou=0.7, device="cpu") as det:
+        with Detector(open_engine(det_path, "cpu", threads=args.threads), conf=0.001, iou=0.7) as det:
             res = {}
             for name, frames in (("raw", raw), ("enhanced", enhanced)):
                 dets = [det([f])[0] for f in frames]
@@ -274,6 +276,36 @@ def cmd_detection(args) -> dict:
                              for b, sel in bins.items() if sel.any()}
         out[Path(det_path).name] = res
     return out
+
+
+def cmd_sheet(args) -> dict:
+    """docs/img/exdark_val_enhanced.jpg: exdark_dev/val photos, raw (left) and enhanced (right),
+    with the detector's boxes (conf 0.25) of the 12 ExDark classes drawn on each."""
+    from engines.enhancer import Enhancer
+    from engines.evaluation import EXDARK_COCO_IDS, read_labelled_set
+    from engines.yolo import Detector
+
+    labelled = read_labelled_set(args.data)
+    picked = [im for im in labelled.images if im.stem in args.stems] if args.stems else list(labelled.images[:: max(1, len(labelled) // 6)])[:6]
+    rows = []
+    with Enhancer(args.enhancer, "cpu") as enh, Detector(args.detector, conf=0.25, iou=0.45, device="cpu") as det:
+        for im in picked:
+            raw = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
+            pair = []
+            for tag, frame in (("raw", raw), ("enhanced", enh([raw])[0])):
+                d = det([frame])[0]
+                out = frame.copy()
+                for b, c in zip(d.boxes.astype(int), d.class_ids):
+                    if int(c) in EXDARK_COCO_IDS:
+                        cv2.rectangle(out, tuple(b[:2]), tuple(b[2:]), (0, 255, 0), 2)
+                out = cv2.resize(out, (384, round(384 * out.shape[0] / out.shape[1])))
+                pair.append(_label(out, f"{im.stem} {tag}: {sum(int(c) in EXDARK_COCO_IDS for c in d.class_ids)} boxes"))
+            h = max(p.shape[0] for p in pair)
+            rows.append(np.concatenate([cv2.copyMakeBorder(p, 0, h - p.shape[0], 0, 0, cv2.BORDER_CONSTANT) for p in pair], 1))
+    sheet = np.concatenate(rows, 0)
+    out = IMG / "exdark_val_enhanced.jpg"
+    cv2.imwrite(str(out), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return {"sheet": str(out), "photos": [im.stem for im in picked]}
 
 
 def main() -> None:
@@ -304,11 +336,17 @@ def main() -> None:
     d.add_argument("--data", default=str(DATA / "exdark_dev" / "val"))
     d.add_argument("--darken", type=float, help="darken with the global degradation model at this exposure")
     d.add_argument("--limit", type=int)
+    d.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    sh = sub.add_parser("sheet", help="exdark_dev/val raw vs enhanced with boxes")
+    sh.add_argument("--enhancer", required=True)
+    sh.add_argument("--detector", required=True)
+    sh.add_argument("--data", default=str(DATA / "exdark_dev" / "val"))
+    sh.add_argument("--stems", nargs="*")
     args = p.parse_args()
     args.sheet = {"DICM": ["01", "05", "12", "23", "34", "47"], "LIME": ["1", "3", "7", "10"]}
     IMG.mkdir(parents=True, exist_ok=True)
     res = {"grid": cmd_grid, "quality": cmd_quality, "temporal": cmd_temporal, "real": cmd_real,
-           "speed": cmd_speed, "detection": cmd_detection}[args.what](args)
+           "speed": cmd_speed, "detection": cmd_detection, "sheet": cmd_sheet}[args.what](args)
     print(json.dumps(res))
 
 
