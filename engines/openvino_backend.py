@@ -2,18 +2,18 @@
 
 OpenVINO is the fastest CPU runtime for the YOLO detector here (see docs/BENCHMARKS.md): its
 CPU plugin runs the convolutions in bf16 on CPUs that have AVX-512 BF16 or AMX (its default
-``INFERENCE_PRECISION_HINT`` there), and in int8 where the IR carries quantize/dequantize nodes
-(``duskwatch export yolo --format openvino --int8``). The engine reports what it really runs on:
-``device`` (``cpu``) and ``provider`` (``openvino:CPU/bf16``, ``openvino:CPU/f32``, ...).
+``INFERENCE_PRECISION_HINT`` there; f32 elsewhere), at the float model's accuracy. The engine
+reports what it really runs on: ``device`` (``cpu``) and ``provider`` (``openvino:CPU/bf16``,
+``openvino:CPU/f32``, ...).
 
 ``device`` takes the project's words: ``auto`` and ``cpu`` run on OpenVINO's CPU plugin;
 ``cuda:N`` is refused (OpenVINO does not drive NVIDIA GPUs: use an ``.onnx`` engine with
 onnxruntime-gpu, or a TensorRT/torch engine there). ``precision`` is ``auto`` (the plugin's
 default), ``f32`` or ``bf16``. ``threads`` caps the inference threads (default: all cores).
-``hint`` is ``auto`` (a batch that divides evenly over the plugin's THROUGHPUT streams is split
-over them, one core each; any other batch runs on one request using every core), ``LATENCY`` or
-``THROUGHPUT``; when not
-given, the sidecar's ``openvino_hint`` (so a deployment can set it without code), else ``auto``.
+``hint`` is ``auto`` (a batch of two or more is split over the plugin's THROUGHPUT streams, one
+core each; a single image runs on one request using every core), ``LATENCY`` or
+``THROUGHPUT``; when not given, the sidecar's ``openvino_hint`` (so a deployment can set it
+without code), else ``auto``.
 
 Calls are serialised under a lock, so an engine may be shared between threads (as with the
 other backends). The model's metadata is the sidecar merged over the
@@ -88,7 +88,8 @@ class OpenVinoEngine(Engine):
         dynamic runs ~13% faster compiled for the size it is fed (static kernels and memory
         plan; docs/BENCHMARKS.md). Cameras keep their size, so this compiles once per size; past
         :data:`MAX_FIXED_SIZES` sizes (a photo folder of many shapes) the dynamic model runs."""
-        if len(arrays) != 1 or len(self.inputs[0].shape) != 4 or self.inputs[0].shape[2:] != (None, None):
+        spec = self.inputs[0]
+        if len(arrays) != 1 or len(spec.shape) != 4 or spec.shape[2:] != (None, None):
             return None
         hw = tuple(int(d) for d in next(iter(arrays.values())).shape[2:4])
         sizes = {k[1] for k in self._requests if k[1] is not None}
@@ -99,20 +100,20 @@ class OpenVinoEngine(Engine):
         batch = next(iter(arrays.values())).shape[0] if arrays else 1
         with self._lock:
             hw = self._fixed_hw(arrays)
-            if self.hint == "LATENCY" or (self.hint == "auto" and not self._splits_evenly(batch, hw)):
+            split = self.hint == "THROUGHPUT" or (
+                self.hint == "auto" and self._splits_evenly(batch, hw))
+            if not split:
                 request = self._requests_for("LATENCY", hw)[0]
                 result = request.infer(arrays, share_inputs=True, share_outputs=False)
                 return {o.name: np.asarray(result[i]) for i, o in enumerate(self.outputs)}
             return self._run_streams(arrays, batch, self._requests_for("THROUGHPUT", hw))
 
     def _splits_evenly(self, batch: int, hw: tuple[int, int] | None) -> bool:
-        """Whether ``auto`` splits this batch over the THROUGHPUT streams: only when every stream
-        gets the same number of images (3 images on 2 one-core streams leave a core idle half the
-        time; one request using both cores does better)."""
-        if batch < 2:
-            return False
-        streams = len(self._requests_for("THROUGHPUT", hw))
-        return streams > 1 and batch % streams == 0
+        """Whether ``auto`` splits this batch over the THROUGHPUT streams: any batch of two or
+        more. (Running uneven batches, 3 images on 2 streams, as one 2-thread request instead was
+        tried and measured worse in the pipeline: 48-53 frames per CPU second against 56-60;
+        docs/BENCHMARKS.md.)"""
+        return batch >= 2 and len(self._requests_for("THROUGHPUT", hw)) > 1
 
     def _run_streams(self, arrays: dict[str, np.ndarray], batch: int,
                      requests: list[Any]) -> dict[str, Any]:
