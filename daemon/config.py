@@ -247,7 +247,8 @@ class CameraConfig(_Section):
 
 
 class EnginesConfig(_Section):
-    detector: Path = Field(description="Detector engine (.onnx, .engine/.plan, .torchscript/.pt2).")
+    detector: Path = Field(description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, "
+                           ".engine/.plan, .torchscript/.pt2).")
     enhancer: Path | None = Field(
         None, description="Low-light enhancer engine; without one, no frame is enhanced."
     )
