@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,7 +27,15 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.config_yaml import ConfigFileError, read_mapping
+
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+_SPLIT_PASSWORD = (
+    "has an '@' after a '/', '?' or '#': a password containing one of those characters ends the "
+    "host part early; percent-encode them in the URL ('/' as %2F, '?' as %3F, '#' as %23) or, "
+    "better, move the password to password_env or password_credential")
+# Query parameters whose values are masked by redact_url (substring match, case-insensitive).
+SECRET_QUERY_KEYS = ("pass", "pwd", "token", "key", "secret", "auth", "sig", "session", "cred")
 
 
 class ConfigError(ValueError):
@@ -84,6 +91,9 @@ class CameraConfig(_Section):
         raw = v.get_secret_value() if isinstance(v, SecretStr) else v
         if not isinstance(raw, str) or not raw.strip():
             raise ValueError("must be a non-empty string such as rtsp://host:554/stream1")
+        if raw != raw.strip() or any(c.isspace() or ord(c) < 32 for c in raw):
+            raise ValueError("contains a space, tab or line break (leading or trailing ones "
+                             "too); remove it, or write a space inside the URL as %20")
         parts = urlsplit(raw)
         if parts.scheme == "" and (raw.startswith("/") or raw.startswith(".")):
             return raw  # plain file path
@@ -96,6 +106,8 @@ class CameraConfig(_Section):
         try:
             parts.port
         except ValueError:
+            if "@" not in parts.netloc and "@" in raw:
+                raise ValueError(_SPLIT_PASSWORD) from None
             raise ValueError("has an invalid port; use a number from 1 to 65535") from None
         return raw
 
@@ -292,23 +304,12 @@ class Config(_Section):
 
 # -- reading and validating -------------------------------------------------------------------
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from ``path``; raise :class:`ConfigError` with the reason."""
-    p = Path(path)
+    """Read a YAML mapping from ``path`` with size, nesting and duplicate keys bounded
+    (:mod:`daemon.config_yaml`); raise :class:`ConfigError` with the reason."""
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping with 'cameras' and 'engines'")
-    return data
+        return read_mapping(path)
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
@@ -316,7 +317,11 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + format_errors(exc, data)) from None
+        lines = _error_lines(exc, data)
+        if len(lines) == 1:
+            raise ConfigError(f"{source}: {lines[0]}") from None
+        raise ConfigError(f"{source}: {len(lines)} errors:\n" + "\n".join(
+            "  " + line for line in lines)) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -324,6 +329,12 @@ def load_config(path: str | Path) -> Config:
 
 
 def format_errors(exc: ValidationError, data: Any = None) -> str:
+    """Every error, ``; ``-joined: ``cameras[1] (gate).url: reason``. Input values are never
+    shown. (:func:`parse_config` puts them one per line.)"""
+    return "; ".join(_error_lines(exc, data))
+
+
+def _error_lines(exc: ValidationError, data: Any = None) -> list[str]:
     """One line per error: ``cameras[1] (gate).url: reason``. Input values are never shown."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
@@ -334,7 +345,7 @@ def format_errors(exc: ValidationError, data: Any = None) -> str:
         elif err["type"] == "missing":
             msg = "is required"
         lines.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(lines)
+    return lines
 
 
 def _format_loc(loc: tuple, data: Any) -> str:
@@ -354,8 +365,11 @@ def _format_loc(loc: tuple, data: Any) -> str:
 
 # -- URL helpers ------------------------------------------------------------------------------
 def redact_url(url: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``; query strings are dropped
-    too, since cameras often carry tokens there."""
+    """``rtsp://user:secret@host/x?channel=1&token=t`` -> ``rtsp://user:***@host/x?channel=1&token=***``.
+
+    Query values are masked when their key looks like a secret (:data:`SECRET_QUERY_KEYS`), or
+    when the parameter has no ``key=value`` shape; other parameters (``channel=1``,
+    ``subtype=0``) stay, so two cameras on one recorder remain distinguishable."""
     parts = urlsplit(url)
     if not parts.netloc:
         return url
@@ -367,7 +381,20 @@ def redact_url(url: str) -> str:
     if parts.username is not None:
         cred = parts.username + (":***" if parts.password is not None else "")
         host = f"{cred}@{host}"
-    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
+    return urlunsplit((parts.scheme, host, parts.path, _redact_query(parts.query), ""))
+
+
+def _redact_query(query: str) -> str:
+    out = []
+    for item in query.split("&") if query else []:
+        key, sep, _ = item.partition("=")
+        if not sep:
+            out.append("***")
+        elif any(word in key.lower() for word in SECRET_QUERY_KEYS):
+            out.append(f"{key}=***")
+        else:
+            out.append(item)
+    return "&".join(out)
 
 
 def with_password(url: str, password: str) -> str:

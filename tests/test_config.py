@@ -115,7 +115,7 @@ def test_password_from_env_and_credentials(engine, tmp_path):
 
 
 def test_redact_url():
-    assert redact_url("rtsp://u:p@h:554/x?token=abc") == "rtsp://u:***@h:554/x?***"
+    assert redact_url("rtsp://u:p@h:554/x?token=abc") == "rtsp://u:***@h:554/x?token=***"
     assert redact_url("/var/video.mp4") == "/var/video.mp4"
 
 
