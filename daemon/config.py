@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -132,31 +132,9 @@ class CameraConfig(_Section):
 
         Never log the result; log :attr:`display_url`.
         """
-        env = os.environ if environ is None else environ
         url = self.url.get_secret_value()
-        password = None
-        if self.password_env:
-            password = env.get(self.password_env)
-            if password is None:
-                raise ConfigError(
-                    f"camera '{self.name}': environment variable {self.password_env} "
-                    "(password_env) is not set"
-                )
-        elif self.password_credential:
-            cred_dir = env.get("CREDENTIALS_DIRECTORY")
-            if not cred_dir:
-                raise ConfigError(
-                    f"camera '{self.name}': password_credential is set but $CREDENTIALS_DIRECTORY "
-                    "is not (add LoadCredential= to the systemd unit)"
-                )
-            path = Path(cred_dir) / self.password_credential
-            try:
-                password = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"camera '{self.name}': cannot read credential {path.name} "
-                    f"({exc.strerror})"
-                ) from None
+        password = resolve_secret(f"camera '{self.name}'", self.password_env,
+                                  self.password_credential, environ)
         return with_password(url, password) if password is not None else url
 
     @property
@@ -257,8 +235,59 @@ class SinkConfig(_Section):
     path: str = Field("-", description="File to append JSON lines to, or - for stdout.")
 
 
+class HttpAuthConfig(_Section):
+    """Who may use the HTTP endpoints. Every endpoint but /healthz asks for one of the
+    configured credentials; secrets come from the environment or $CREDENTIALS_DIRECTORY."""
+
+    bearer_token_env: str | None = Field(
+        None, description="Environment variable holding the bearer token.")
+    bearer_token_credential: str | None = Field(
+        None, description="File in $CREDENTIALS_DIRECTORY holding the bearer token.")
+    basic_user: str | None = Field(
+        None, pattern=r"^[^:\s]{1,64}$", description="User name for HTTP basic auth.")
+    basic_password_env: str | None = Field(
+        None, description="Environment variable holding the basic-auth password.")
+    basic_password_credential: str | None = Field(
+        None, description="File in $CREDENTIALS_DIRECTORY holding the basic-auth password.")
+    metrics_open: bool = Field(
+        False, description="Serve /metrics without authentication (the other endpoints still "
+        "ask); for a Prometheus on a trusted network that cannot send credentials.")
+
+    @model_validator(mode="after")
+    def _one_way_each(self) -> "HttpAuthConfig":
+        if self.bearer_token_env and self.bearer_token_credential:
+            raise ValueError("set at most one of bearer_token_env and bearer_token_credential")
+        if self.basic_password_env and self.basic_password_credential:
+            raise ValueError("set at most one of basic_password_env and basic_password_credential")
+        basic_pw = bool(self.basic_password_env or self.basic_password_credential)
+        if bool(self.basic_user) != basic_pw:
+            raise ValueError("basic auth needs both basic_user and a basic_password_env or "
+                             "basic_password_credential")
+        if not (self.bearer_token_env or self.bearer_token_credential or self.basic_user):
+            raise ValueError("auth is set but names no credential; set bearer_token_env/"
+                             "bearer_token_credential and/or basic_user with a password")
+        return self
+
+
 class HttpConfig(_Section):
-    listen: str = Field("0.0.0.0:9872", description="host:port for /metrics, /healthz, ...")
+    listen: str = Field(
+        "127.0.0.1:9872", description="host:port for /metrics, /healthz, ... Loopback by "
+        "default; 0.0.0.0:9872 (all interfaces) together with auth to let another host scrape.")
+    auth: HttpAuthConfig | None = Field(
+        None, description="Authentication for every endpoint but /healthz (none when unset).")
+    workers: int = Field(8, ge=1, le=64, description="Threads answering requests (a fixed pool).")
+    max_connections: int = Field(
+        64, ge=1, le=1000, description="Most open HTTP connections; past it the longest-idle "
+        "one is closed (keep it well under the process's file limit).")
+    backlog: int = Field(128, ge=1, le=4096, description="Listen backlog (pending accepts).")
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Deadline to receive a whole request once it started; "
+        "slower clients are disconnected.")
+    idle_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="A connection that sends nothing for this long is closed.")
+    snapshot_interval_s: float = Field(
+        0.5, ge=0, le=60, description="A camera's JPEG snapshot is encoded at most once per "
+        "this many seconds, however many viewers poll it.")
 
     @field_validator("listen")
     @classmethod
@@ -395,6 +424,33 @@ def _redact_query(query: str) -> str:
         else:
             out.append(item)
     return "&".join(out)
+
+
+def resolve_secret(what: str, env_var: str | None, credential: str | None,
+                   environ: Mapping[str, str] | None = None) -> str | None:
+    """The secret named by an environment variable or a ``$CREDENTIALS_DIRECTORY`` file (None
+    when neither is set); :class:`ConfigError` naming the fix when it cannot be read."""
+    env = os.environ if environ is None else environ
+    if env_var:
+        value = env.get(env_var)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {env_var} is not set")
+        return value
+    if not credential:
+        return None
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if not cred_dir:
+        raise ConfigError(f"{what}: a credential file is named but $CREDENTIALS_DIRECTORY is not "
+                          "set (add LoadCredential= to the systemd unit)")
+    path = Path(cred_dir) / credential
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(65537)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read credential {path.name} ({exc.strerror})") from None
+    if len(data) > 65536:
+        raise ConfigError(f"{what}: credential {path.name} is larger than 64 KiB")
+    return data.decode("utf-8", "replace").strip()
 
 
 def with_password(url: str, password: str) -> str:
