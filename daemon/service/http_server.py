@@ -1,15 +1,16 @@
 """A small HTTP server whose every resource a client can hold is bounded.
 
 - **A fixed worker pool** (``workers`` threads) answers requests; no thread per connection.
-- **Connections wait in a selector, not in a thread**, until their first bytes arrive; one
-  that sends nothing for ``idle_timeout_s`` is closed. 500 idle sockets cost 500 file
-  descriptors and no thread.
+- **Connections wait in a selector, not in a thread**, until their whole request head has
+  arrived (read without blocking, at most :data:`MAX_HEAD` bytes); one that sends nothing for
+  ``idle_timeout_s`` is closed. 500 idle sockets cost 500 file descriptors and no thread, and a
+  slowloris client never occupies a worker.
 - **A connection cap** (``max_connections``): a new connection past it evicts the longest-idle
   one, so idle sockets can never lock scrapers out, and the process stays far below its file
   limit (cameras keep their descriptors).
-- **A request deadline** (``request_timeout_s``) covers reading the whole request and writing
-  the answer: a client that trickles one byte every few seconds is cut off at the deadline,
-  not at a per-``recv`` timeout it can renew forever.
+- **A request deadline** (``request_timeout_s``) from the first byte covers receiving the
+  request head and writing the answer: a client that trickles one byte every few seconds is
+  cut off at the deadline, not at a per-``recv`` timeout it can renew forever.
 - **One request per connection** (``Connection: close``): a worker is free again as soon as its
   answer is written.
 - **A real listen backlog** (``backlog``) for bursts of scrapers.
@@ -32,14 +33,27 @@ from typing import Any, Callable
 log = logging.getLogger("duskwatch.http")
 
 ACCEPTS_PER_WAKE = 64  # accepted per listener wake-up, so a flood cannot starve expiry
+MAX_HEAD = 16384  # request line + headers; a GET needs a few hundred bytes
+
+
+class _Pending:
+    """A connection waiting for its request head: bytes so far and its deadline."""
+
+    __slots__ = ("head", "deadline", "started")
+
+    def __init__(self, deadline: float):
+        self.head = bytearray()
+        self.deadline = deadline
+        self.started = False
 
 
 class _DeadlineIO(io.RawIOBase):
     """A socket as a raw stream whose every read and write must finish by ``deadline``."""
 
-    def __init__(self, sock: socket.socket, deadline: float):
+    def __init__(self, sock: socket.socket, deadline: float, head: bytes = b""):
         self._sock = sock
         self._deadline = deadline
+        self._head = memoryview(head)
 
     def _arm(self) -> None:
         left = self._deadline - time.monotonic()
@@ -54,6 +68,11 @@ class _DeadlineIO(io.RawIOBase):
         return True
 
     def readinto(self, buf) -> int:
+        if len(self._head):
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
         self._arm()
         return self._sock.recv_into(buf)
 
@@ -80,7 +99,7 @@ class BoundedServer:
         self._request_s = request_timeout_s
         self._on_close = on_close or (lambda reason: None)
         self._selector = selectors.DefaultSelector()
-        self._idle: dict[socket.socket, float] = {}  # waiting for a request: conn -> deadline
+        self._idle: dict[socket.socket, _Pending] = {}  # waiting for a whole request head
         self._busy = 0  # handed to a worker
         self._lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
@@ -141,7 +160,7 @@ class BoundedServer:
 
     def _next_wait(self) -> float:
         with self._lock:
-            first = min(self._idle.values(), default=None)
+            first = min((p.deadline for p in self._idle.values()), default=None)
         if first is None:
             return 0.5
         return min(0.5, max(0.0, first - time.monotonic()))
@@ -158,7 +177,7 @@ class BoundedServer:
             self._make_room()
             conn.setblocking(False)
             with self._lock:
-                self._idle[conn] = time.monotonic() + self._idle_s
+                self._idle[conn] = _Pending(time.monotonic() + self._idle_s)
             self._selector.register(conn, selectors.EVENT_READ)
 
     def _make_room(self) -> None:
@@ -167,30 +186,58 @@ class BoundedServer:
         with self._lock:
             if len(self._idle) + self._busy < self._max or not self._idle:
                 return
-            oldest = min(self._idle, key=self._idle.__getitem__)
+            oldest = min(self._idle, key=lambda c: self._idle[c].deadline)
             del self._idle[oldest]
         self._unregister(oldest)
         _close(oldest)
         self._on_close("evicted")
 
     def _ready(self, conn: socket.socket) -> None:
+        """Read what arrived; hand the connection to a worker once its request head is whole."""
+        with self._lock:
+            pending = self._idle.get(conn)
+        if pending is None:
+            return
+        try:
+            chunk = conn.recv(MAX_HEAD + 1 - len(pending.head))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk or len(pending.head) + len(chunk) > MAX_HEAD:
+            self._drop(conn, None if not chunk else "slow")
+            return
+        if not pending.started:  # the request deadline runs from its first byte
+            pending.started = True
+            pending.deadline = time.monotonic() + self._request_s
+        pending.head += chunk
+        if b"\r\n\r\n" not in pending.head and b"\n\n" not in pending.head:
+            return
         with self._lock:
             if self._idle.pop(conn, None) is None:
                 return
             self._busy += 1
         self._unregister(conn)
-        self._jobs.put(conn)
+        self._jobs.put((conn, bytes(pending.head), pending.deadline))
+
+    def _drop(self, conn: socket.socket, reason: str | None) -> None:
+        with self._lock:
+            self._idle.pop(conn, None)
+        self._unregister(conn)
+        _close(conn)
+        if reason:
+            self._on_close(reason)
 
     def _expire(self) -> None:
         now = time.monotonic()
         with self._lock:
-            gone = [c for c, deadline in self._idle.items() if deadline <= now]
-            for conn in gone:
+            gone = [(c, p.started) for c, p in self._idle.items() if p.deadline <= now]
+            for conn, _ in gone:
                 del self._idle[conn]
-        for conn in gone:
+        for conn, started in gone:
             self._unregister(conn)
             _close(conn)
-            self._on_close("idle")
+            self._on_close("slow" if started else "idle")
 
     def _unregister(self, conn: socket.socket) -> None:
         try:
@@ -201,23 +248,24 @@ class BoundedServer:
     # -- workers -------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            conn = self._jobs.get()
-            if conn is None:
+            job = self._jobs.get()
+            if job is None:
                 return
+            conn = job[0]
             try:
-                self._serve_one(conn)
+                self._serve_one(*job)
             finally:
                 _close(conn)
                 with self._lock:
                     self._busy -= 1
 
-    def _serve_one(self, conn: socket.socket) -> None:
+    def _serve_one(self, conn: socket.socket, head: bytes, deadline: float) -> None:
         try:
             peer = conn.getpeername()
         except OSError:
             return
         conn.setblocking(True)
-        stream = _DeadlineIO(conn, time.monotonic() + self._request_s)
+        stream = _DeadlineIO(conn, deadline, head)
         try:
             self._handler_class((conn, stream), peer, self)
         except (TimeoutError, OSError) as exc:
