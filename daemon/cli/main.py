@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if "run" in [w for w in words if not w.startswith("-")][:1]:
+        from daemon.cli.run import install_early  # SIGTERM/SIGHUP handled from here on
+
+        install_early()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -30,6 +30,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", help="override http.listen (host:port)")
 
 
+# Set by the signal handlers; :func:`install_early` installs them before the command line is
+# even parsed (importing every command's module takes a while), :func:`run` reads them.
+STOP, RELOAD = threading.Event(), threading.Event()
+
+
+def install_early() -> None:
+    """Handle SIGTERM/SIGINT/SIGHUP from the first moment ``duskwatch run`` executes."""
+    install_signals(STOP, RELOAD)
+
+
 def install_signals(stop: threading.Event, reload: threading.Event) -> None:
     """SIGTERM/SIGINT set ``stop``; SIGHUP sets ``reload`` (handled by the main loop)."""
 
@@ -85,7 +95,7 @@ class _Starter:
 
 
 def run(args: argparse.Namespace) -> int:
-    stop, reload = threading.Event(), threading.Event()
+    stop, reload = STOP, RELOAD
     install_signals(stop, reload)
     from daemon.service.secrets import SecretsFilter
 
@@ -109,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         log.info("stopping")
         svc.stop()
-    return 0
+    return _exit_past_native_threads(0)
 
 
 def _start_failed(starter: _Starter) -> int:
@@ -135,6 +145,13 @@ def _stop_and_exit(starter: _Starter, code: int) -> int:
     starter.thread.join(STOP_DEADLINE_S / 4)
     if starter.service is not None:
         starter.service.stop(timeout=STOP_DEADLINE_S / 2)
+    return _exit_past_native_threads(code)
+
+
+def _exit_past_native_threads(code: int) -> int:
+    """Return ``code``, or end the process with it at once when one of the daemon's threads is
+    still inside native code (OpenCV opening a stream, an engine loading): the interpreter's
+    own shutdown would run into that thread (it aborted with SIGABRT)."""
     lingering = [t.name for t in threading.enumerate()
                  if t is not threading.current_thread() and t.is_alive()
                  and t.name.startswith("duskwatch-")]
