@@ -277,7 +277,7 @@ class HttpConfig(_Section):
         None, description="Authentication for every endpoint but /healthz (none when unset).")
     workers: int = Field(8, ge=1, le=64, description="Threads answering requests (a fixed pool).")
     max_connections: int = Field(
-        64, ge=1, le=1000, description="Most open HTTP connections; past it the longest-idle "
+        256, ge=1, le=1000, description="Most open HTTP connections; past it the longest-idle "
         "one is closed (keep it well under the process's file limit).")
     backlog: int = Field(128, ge=1, le=4096, description="Listen backlog (pending accepts).")
     request_timeout_s: float = Field(

@@ -102,6 +102,7 @@ def test_idle_and_slow_sockets_cannot_starve_scrapes(serve):
     slow = [socket.create_connection(addr) for _ in range(20)]
     for s in slow:
         s.sendall(b"GET /metrics HTTP/1.1\r\n")
+    time.sleep(0.5)  # the flood is held open (past the server's eviction grace)
     try:
         for _ in range(10):
             status, _, body = get(base, "/metrics", timeout=5)
@@ -167,3 +168,39 @@ def test_listen_backlog_is_the_configured_one(serve):
     out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
                          timeout=10).stdout.split()
     assert out[2] == "300", out  # LISTEN Recv-Q Send-Q(backlog) ...
+
+
+def test_real_prometheus_scrapes_with_the_token_and_is_refused_without(serve, prometheus):
+    svc, _, _ = serve(auth={"bearer_token_env": "DW_TEST_TOKEN"})
+    target = "%s:%d" % svc.http.address
+    with_token = prometheus([target], bearer_token=TOKEN)
+    with_token.wait_for('up{job="duskwatch"}', lambda v: v == 1)
+    with_token.wait_for('sum(duskwatch_camera_up{job="duskwatch"})', lambda v: v == 2)
+    without = prometheus([target], job="anonymous")
+    without.wait_for('up{job="anonymous"}', lambda v: v == 0)
+    errors = [t["lastError"] for t in without.targets()]
+    assert any("401" in e for e in errors), errors
+
+
+def test_parallel_scrapes_share_one_render():
+    from daemon.service.snapshot_cache import SingleFlight
+
+    calls = []
+    gate = threading.Event()
+
+    def render():
+        calls.append(1)
+        gate.wait(5)
+        return b"x", "text/plain"
+
+    flight = SingleFlight(render)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(flight.get())) for _ in range(20)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: len(calls) == 1, 5)
+    time.sleep(0.2)  # the other 19 are waiting on the first render, not rendering
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(got) == 20 and len(calls) <= 2

@@ -39,12 +39,13 @@ MAX_HEAD = 16384  # request line + headers; a GET needs a few hundred bytes
 class _Pending:
     """A connection waiting for its request head: bytes so far and its deadline."""
 
-    __slots__ = ("head", "deadline", "started")
+    __slots__ = ("head", "deadline", "started", "since")
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, since: float):
         self.head = bytearray()
         self.deadline = deadline
         self.started = False
+        self.since = since
 
 
 class _DeadlineIO(io.RawIOBase):
@@ -151,11 +152,14 @@ class BoundedServer:
                 if self._stop.is_set():
                     return
                 raise
-            for key, _ in events:
+            accept = False
+            for key, _ in events:  # requests already sent first, then newcomers
                 if key.fileobj is self._listener:
-                    self._accept()
+                    accept = True
                 else:
                     self._ready(key.fileobj)
+            if accept:
+                self._accept()
             self._expire()
 
     def _next_wait(self) -> float:
@@ -174,23 +178,34 @@ class BoundedServer:
             except OSError as exc:  # EMFILE and friends: log, let the backlog hold the rest
                 log.warning("HTTP accept failed: %s", exc)
                 return
-            self._make_room()
+            if not self._make_room():
+                _close(conn)
+                self._on_close("evicted")
+                continue
             conn.setblocking(False)
+            now = time.monotonic()
             with self._lock:
-                self._idle[conn] = _Pending(time.monotonic() + self._idle_s)
+                self._idle[conn] = _Pending(now + self._idle_s, now)
             self._selector.register(conn, selectors.EVENT_READ)
 
-    def _make_room(self) -> None:
-        """At the cap, close the longest-idle connection (or, if every one is busy, wait for
-        none: the new one is still taken, the cap is exceeded by at most the worker count)."""
+    def _make_room(self) -> bool:
+        """Under the cap: True. At the cap, close the connection that has been silent longest
+        (no byte received) and say True; when every connection is busy or has started its
+        request, say False: the newcomer is refused. A flood of idle sockets thus evicts its
+        own oldest members, while a client that sends its request at once leaves the silent
+        set within a round trip and is never the one evicted."""
         with self._lock:
-            if len(self._idle) + self._busy < self._max or not self._idle:
-                return
-            oldest = min(self._idle, key=lambda c: self._idle[c].deadline)
+            if len(self._idle) + self._busy < self._max:
+                return True
+            quiet = [c for c, p in self._idle.items() if not p.started]
+            if not quiet:
+                return False
+            oldest = min(quiet, key=lambda c: self._idle[c].since)
             del self._idle[oldest]
         self._unregister(oldest)
         _close(oldest)
         self._on_close("evicted")
+        return True
 
     def _ready(self, conn: socket.socket) -> None:
         """Read what arrived; hand the connection to a worker once its request head is whole."""

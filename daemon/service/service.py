@@ -39,7 +39,7 @@ from daemon.service.auth import auth_secrets, resolve_auth
 from daemon.service.http import HttpServer, SnapshotNotReady
 from daemon.service.reloads import ReloadWorker
 from daemon.service.secrets import SecretsFilter
-from daemon.service.snapshot_cache import JpegCache
+from daemon.service.snapshot_cache import JpegCache, SingleFlight
 from daemon.service.systemd import Notifier
 from daemon.service.validation import validate
 
@@ -150,6 +150,7 @@ class Service:
         self._reloads = ReloadWorker(self._validate_file, self._describe_failure)
         self._auth = resolve_auth(cfg.http.auth)
         self.snapshots = JpegCache(self._render_snapshot, cfg.http.snapshot_interval_s)
+        self._exposition = SingleFlight(lambda: (self.metrics.render(), CONTENT_TYPE))
         self._update_secrets()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -453,7 +454,8 @@ class Service:
 
     # -- what HTTP asks (daemon.service.http.App) --------------------------------------------------------
     def metrics_payload(self) -> tuple[bytes, str]:
-        return self.metrics.render(), CONTENT_TYPE
+        """The exposition; parallel scrapes share one render (:class:`SingleFlight`)."""
+        return self._exposition.get()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once warmed; names the engines *running* (a reload never swaps them) and how

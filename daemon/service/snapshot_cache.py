@@ -78,3 +78,40 @@ class JpegCache:
     def _camera_lock(self, camera: str) -> threading.Lock:
         with self._lock:
             return self._camera_locks.setdefault(camera, threading.Lock())
+
+
+class SingleFlight:
+    """One render at a time, shared: a caller arriving while a render runs waits for it and
+    gets its result (at most one render old), so 50 parallel scrapes cost one exposition each
+    round instead of fifty."""
+
+    def __init__(self, render: Callable[[], "tuple[bytes, str]"]):
+        self._render = render
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._running = False
+        self._generation = 0
+        self._result: "tuple[bytes, str] | None" = None
+        self._error: BaseException | None = None
+
+    def get(self) -> "tuple[bytes, str]":
+        with self._cond:
+            if self._running:
+                gen = self._generation
+                while self._running and self._generation == gen:
+                    self._cond.wait(10.0)
+                if self._generation != gen and self._error is None and self._result is not None:
+                    return self._result
+            self._running = True
+        try:
+            result, error = self._render(), None
+        except BaseException as exc:  # noqa: BLE001 - handed to this caller; others re-render
+            result, error = None, exc
+        with self._cond:
+            self._running = False
+            self._generation += 1
+            self._result, self._error = result, error
+            self._cond.notify_all()
+        if error is not None:
+            raise error
+        return result
