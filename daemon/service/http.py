@@ -46,8 +46,10 @@ ENDPOINTS = ["/metrics", "/healthz", "/readyz", "/cameras", "/snapshot/<camera>.
 def _handler_class(app: App, auth: Authenticator | None, metrics: Any) -> type:
     class Handler(BaseHTTPRequestHandler):
         server_version = "duskwatch"
-        sys_version = ""
         protocol_version = "HTTP/1.1"
+
+        def version_string(self) -> str:
+            return self.server_version  # no Python version for a scanner to read
 
         def handle(self) -> None:
             """One request per connection (the server closes it after the answer)."""

@@ -350,6 +350,7 @@ class Service:
         if self.config_path is None:
             log.warning("reload requested but the service has no config file")
             return
+        log.info("reload requested (SIGHUP): reading %s", self.config_path)
         self._notify_reloading()
         self._reloads.request()
 
