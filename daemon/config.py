@@ -313,11 +313,13 @@ class SupervisionConfig(_Section):
 
 
 class Config(_Section):
-    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras to watch.")
+    cameras: list[CameraConfig] = Field(
+        default_factory=list, max_length=256, description="Cameras to watch (at most 256).")
     engines: EnginesConfig
     lowlight: LowLightConfig = Field(default_factory=LowLightConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    sinks: list[SinkConfig] = Field(default_factory=lambda: [SinkConfig()])
+    sinks: list[SinkConfig] = Field(default_factory=lambda: [SinkConfig()], max_length=16,
+                                    description="Where results go (at most 16).")
     http: HttpConfig = Field(default_factory=HttpConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 

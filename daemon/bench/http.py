@@ -55,17 +55,20 @@ def _defaults(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _service(args: argparse.Namespace, det: str, video: str):
-    from daemon.config import parse_config
+    from daemon.config import HttpConfig, parse_config
     from daemon.service.service import Service
 
     os.environ["DUSKWATCH_BENCH_TOKEN"] = TOKEN
+    http = {"listen": "127.0.0.1:0", "auth": {"bearer_token_env": "DUSKWATCH_BENCH_TOKEN"},
+            "max_connections": args.max_connections}
+    # the same bench against an older checkout (PYTHONPATH=...) that has neither option
+    http = {k: v for k, v in http.items() if k in HttpConfig.model_fields}
     cfg = parse_config({
         "cameras": [{"name": f"cam{i}", "url": video, "loop": True, "fps": args.fps}
                     for i in range(args.cameras)],
         "engines": {"detector": det, "device": "cpu"},
         "sinks": [],
-        "http": {"listen": "127.0.0.1:0", "auth": {"bearer_token_env": "DUSKWATCH_BENCH_TOKEN"},
-                 "max_connections": args.max_connections},
+        "http": http,
     })
     return Service(cfg)
 
@@ -217,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         "scrape_max_s": round(max(scrapes, default=float("nan")), 4),
         "snapshots": measured.get("snapshots"),
         "snapshot_failures": measured.get("snapshot_failures"),
-        "snapshot_encodes": svc.snapshots.encodes, "server_closed": closed,
+        "snapshot_encodes": getattr(getattr(svc, "snapshots", None), "encodes", None),
+        "server_closed": closed,
     }
     print(json.dumps(summary))
     return 0
