@@ -127,6 +127,9 @@ def main() -> int:
     p.add_argument("--detector", default=str(ROOT.parent / "shared/data/weights/"
                                              "yolo11n_coco_int8_640.onnx"))
     p.add_argument("--fps", type=float, default=1.0)
+    p.add_argument("--warmup-min", type=float, default=2.0,
+                   help="slopes are also reported without the samples of the first minutes "
+                        "(allocator, decoder and ONNX Runtime arenas growing to their size)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="duskwatch-soak-"))
     footage = ensure_footage(work / "footage")
@@ -200,6 +203,10 @@ def main() -> int:
                **{f"{key}_first": samples[0][key] for key in ("rss_mb", "fds", "threads")},
                **{f"{key}_last": samples[-1][key] for key in ("rss_mb", "fds", "threads")},
                **{f"{key}_slope_per_h": round(slope_per_hour(ts, [s[key] for s in samples]), 2)
+                  for key in ("rss_mb", "fds", "threads")},
+               **{f"{key}_slope_per_h_after_warmup": round(slope_per_hour(
+                   [t for t in ts if t >= args.warmup_min * 60],
+                   [s[key] for s in samples if s["t_s"] >= args.warmup_min * 60]), 2)
                   for key in ("rss_mb", "fds", "threads")}}
     print(json.dumps(summary))
     return 0
