@@ -299,7 +299,7 @@ class HttpConfig(_Section):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0] or "0.0.0.0"
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"  # [::]:9872 -> ::
 
     @property
     def port(self) -> int:

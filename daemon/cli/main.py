@@ -75,11 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else argv
-    if "run" in [w for w in words if not w.startswith("-")][:1]:
-        from daemon.cli.run import install_early  # SIGTERM/SIGHUP handled from here on
+    if argv is not None:  # called in-process; from a shell daemon.cli's import did it
+        from daemon.cli.early import install_if_run
 
-        install_early()
+        install_if_run(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 
+from daemon.cli import early
 from engines.errors import UserError
 
 HELP = "run the daemon: cameras -> low-light enhancer -> detector -> metrics and sinks"
@@ -30,28 +30,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", help="override http.listen (host:port)")
 
 
-# Set by the signal handlers; :func:`install_early` installs them before the command line is
-# even parsed (importing every command's module takes a while), :func:`run` reads them.
-STOP, RELOAD = threading.Event(), threading.Event()
-
-
-def install_early() -> None:
-    """Handle SIGTERM/SIGINT/SIGHUP from the first moment ``duskwatch run`` executes."""
-    install_signals(STOP, RELOAD)
-
-
 def install_signals(stop: threading.Event, reload: threading.Event) -> None:
     """SIGTERM/SIGINT set ``stop``; SIGHUP sets ``reload`` (handled by the main loop)."""
-
-    def on_stop(signum, _frame):
-        stop.set()
-
-    def on_hup(_signum, _frame):
-        reload.set()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
+    early.install(stop, reload)
 
 
 class _Starter:
@@ -95,7 +76,7 @@ class _Starter:
 
 
 def run(args: argparse.Namespace) -> int:
-    stop, reload = STOP, RELOAD
+    stop, reload = early.STOP, early.RELOAD  # set since daemon.cli was imported
     install_signals(stop, reload)
     from daemon.service.secrets import SecretsFilter
 
