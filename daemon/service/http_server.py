@@ -28,7 +28,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 log = logging.getLogger("duskwatch.http")
 

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from engines.about import version
 
-from daemon.config import CameraConfig, Config, ConfigError, EnginesConfig, load_config, secrets_of
+from daemon.config import CameraConfig, Config, ConfigError, secrets_of
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.pipeline.frames import CameraSource, CameraState, SourceFactory, StateChange
 from daemon.pipeline.gate import LowLightGate
@@ -36,6 +36,8 @@ from daemon.pipeline.scheduler import CameraSlot, Scheduler
 from daemon.pipeline.seams import Detector, DetectorFactory, Enhancer, EnhancerFactory
 from daemon.pipeline.sinks import SinkSet, make_sink
 from daemon.service.auth import auth_secrets, resolve_auth
+from daemon.service.engines import (  # noqa: F401 - the default factories, re-exported
+    default_detector_factory, default_enhancer_factory, default_source_factory)
 from daemon.service.http import HttpServer, SnapshotNotReady
 from daemon.service.reloads import ReloadWorker
 from daemon.service.secrets import SecretsFilter
@@ -51,10 +53,6 @@ class StartCancelled(Exception):
 
 # Fields of a camera whose change needs a new connection; the others are applied in place.
 _IN_PLACE_FIELDS = {"fps", "enhance"}
-
-
-from daemon.service.engines import (  # noqa: E402,F401 - re-exported for compatibility
-    default_detector_factory, default_enhancer_factory, default_source_factory)
 
 
 def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:
