@@ -110,3 +110,14 @@ def test_check_config_never_prints_a_traceback(tmp_path, content):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.startswith("duskwatch check-config: error:")
+
+
+def test_verbose_flag_after_the_subcommand(tmp_path):
+    p = write(tmp_path, "cameras: []\nengines:\n  detector: /x/det.onnx\n  check_files: false\n"
+                        "http:\n  listen: 127.0.0.1:0\n")
+    for argv in (["-v", "check-config", "--no-engines", str(p)],
+                 ["check-config", "-v", "--no-engines", str(p)],
+                 ["check-config", "--no-engines", str(p), "--verbose"]):
+        res = subprocess.run([sys.executable, "-m", "daemon.cli", *argv], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0 and "valid (0 cameras)" in res.stdout, (argv, res.stderr)
