@@ -119,6 +119,20 @@ def test_sighup_early_and_with_garbage_never_kills_the_daemon(tmp_path, detector
         notify.close()
 
 
+def _image_to_image_onnx(path: Path) -> Path:
+    """A valid ONNX model shaped like the enhancer (NCHW in, NCHW out): a swapped engine."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64, 64])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 def check_config(path, env=None):
     return subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "-v", str(path)],
                           capture_output=True, text=True, timeout=120,
@@ -130,6 +144,9 @@ def test_check_config_refuses_what_run_refuses(tmp_path, detector_engine):
     garbage.write_bytes(os.urandom(2048))
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(detector_engine.read_bytes()[:4096])
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    swapped = _image_to_image_onnx(tmp_path / "enhancer-as-detector.onnx")
     cam = {"name": "c", "url": "rtsp://viewer@127.0.0.1:1/x", "password_env": "DW_UNSET_PW_VAR"}
     cases = {
         "unset password_env": ([cam], detector_engine, {}, "DW_UNSET_PW_VAR"),
@@ -137,6 +154,9 @@ def test_check_config_refuses_what_run_refuses(tmp_path, detector_engine):
                        "http.listen"),
         "garbage engine": ([], garbage, {}, "engines.detector"),
         "truncated engine": ([], truncated, {}, "engines.detector"),
+        "empty engine": ([], empty, {}, "engines.detector"),
+        "swapped engine (an image-to-image model as detector)": ([], swapped, {},
+                                                                "not a YOLO"),
         "cuda without a GPU": ([], detector_engine, {"engines": {
             "detector": str(detector_engine), "device": "cuda:0"}}, "engines.detector"),
     }
