@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,7 +27,15 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.config_yaml import ConfigFileError, read_mapping
+
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+_SPLIT_PASSWORD = (
+    "has an '@' after a '/', '?' or '#': a password containing one of those characters ends the "
+    "host part early; percent-encode them in the URL ('/' as %2F, '?' as %3F, '#' as %23) or, "
+    "better, move the password to password_env or password_credential")
+# Query parameters whose values are masked by redact_url (substring match, case-insensitive).
+SECRET_QUERY_KEYS = ("pass", "pwd", "token", "key", "secret", "auth", "sig", "session", "cred")
 
 
 class ConfigError(ValueError):
@@ -177,6 +184,9 @@ class CameraConfig(_Section):
         raw = v.get_secret_value() if isinstance(v, SecretStr) else v
         if not isinstance(raw, str) or not raw.strip():
             raise ValueError("must be a non-empty string such as rtsp://host:554/stream1")
+        if raw != raw.strip() or any(c.isspace() or ord(c) < 32 for c in raw):
+            raise ValueError("contains a space, tab or line break (leading or trailing ones "
+                             "too); remove it, or write a space inside the URL as %20")
         parts = urlsplit(raw)
         if parts.scheme == "" and (raw.startswith("/") or raw.startswith(".")):
             return raw  # plain file path
@@ -189,6 +199,8 @@ class CameraConfig(_Section):
         try:
             parts.port
         except ValueError:
+            if "@" not in parts.netloc and "@" in raw:
+                raise ValueError(_SPLIT_PASSWORD) from None
             raise ValueError("has an invalid port; use a number from 1 to 65535") from None
         return raw
 
@@ -213,31 +225,9 @@ class CameraConfig(_Section):
 
         Never log the result; log :attr:`display_url`.
         """
-        env = os.environ if environ is None else environ
         url = self.url.get_secret_value()
-        password = None
-        if self.password_env:
-            password = env.get(self.password_env)
-            if password is None:
-                raise ConfigError(
-                    f"camera '{self.name}': environment variable {self.password_env} "
-                    "(password_env) is not set"
-                )
-        elif self.password_credential:
-            cred_dir = env.get("CREDENTIALS_DIRECTORY")
-            if not cred_dir:
-                raise ConfigError(
-                    f"camera '{self.name}': password_credential is set but $CREDENTIALS_DIRECTORY "
-                    "is not (add LoadCredential= to the systemd unit)"
-                )
-            path = Path(cred_dir) / self.password_credential
-            try:
-                password = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"camera '{self.name}': cannot read credential {path.name} "
-                    f"({exc.strerror})"
-                ) from None
+        password = resolve_secret(f"camera '{self.name}'", self.password_env,
+                                  self.password_credential, environ)
         return with_password(url, password) if password is not None else url
 
     @property
@@ -458,8 +448,59 @@ class EventsConfig(_Section):
                                      description="Snapshots and clips, and their retention.")
 
 
+class HttpAuthConfig(_Section):
+    """Who may use the HTTP endpoints. Every endpoint but /healthz asks for one of the
+    configured credentials; secrets come from the environment or $CREDENTIALS_DIRECTORY."""
+
+    bearer_token_env: str | None = Field(
+        None, description="Environment variable holding the bearer token.")
+    bearer_token_credential: str | None = Field(
+        None, description="File in $CREDENTIALS_DIRECTORY holding the bearer token.")
+    basic_user: str | None = Field(
+        None, pattern=r"^[^:\s]{1,64}$", description="User name for HTTP basic auth.")
+    basic_password_env: str | None = Field(
+        None, description="Environment variable holding the basic-auth password.")
+    basic_password_credential: str | None = Field(
+        None, description="File in $CREDENTIALS_DIRECTORY holding the basic-auth password.")
+    metrics_open: bool = Field(
+        False, description="Serve /metrics without authentication (the other endpoints still "
+        "ask); for a Prometheus on a trusted network that cannot send credentials.")
+
+    @model_validator(mode="after")
+    def _one_way_each(self) -> "HttpAuthConfig":
+        if self.bearer_token_env and self.bearer_token_credential:
+            raise ValueError("set at most one of bearer_token_env and bearer_token_credential")
+        if self.basic_password_env and self.basic_password_credential:
+            raise ValueError("set at most one of basic_password_env and basic_password_credential")
+        basic_pw = bool(self.basic_password_env or self.basic_password_credential)
+        if bool(self.basic_user) != basic_pw:
+            raise ValueError("basic auth needs both basic_user and a basic_password_env or "
+                             "basic_password_credential")
+        if not (self.bearer_token_env or self.bearer_token_credential or self.basic_user):
+            raise ValueError("auth is set but names no credential; set bearer_token_env/"
+                             "bearer_token_credential and/or basic_user with a password")
+        return self
+
+
 class HttpConfig(_Section):
-    listen: str = Field("0.0.0.0:9872", description="host:port for /metrics, /healthz, ...")
+    listen: str = Field(
+        "127.0.0.1:9872", description="host:port for /metrics, /healthz, ... Loopback by "
+        "default; 0.0.0.0:9872 (all interfaces) together with auth to let another host scrape.")
+    auth: HttpAuthConfig | None = Field(
+        None, description="Authentication for every endpoint but /healthz (none when unset).")
+    workers: int = Field(8, ge=1, le=64, description="Threads answering requests (a fixed pool).")
+    max_connections: int = Field(
+        256, ge=1, le=1000, description="Most open HTTP connections; past it the longest-idle "
+        "one is closed (keep it well under the process's file limit).")
+    backlog: int = Field(128, ge=1, le=4096, description="Listen backlog (pending accepts).")
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Deadline to receive a whole request once it started; "
+        "slower clients are disconnected.")
+    idle_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="A connection that sends nothing for this long is closed.")
+    snapshot_interval_s: float = Field(
+        0.5, ge=0, le=60, description="A camera's JPEG snapshot is encoded at most once per "
+        "this many seconds, however many viewers poll it.")
 
     @field_validator("listen")
     @classmethod
@@ -471,7 +512,7 @@ class HttpConfig(_Section):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0] or "0.0.0.0"
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"  # [::]:9872 -> ::
 
     @property
     def port(self) -> int:
@@ -485,14 +526,15 @@ class SupervisionConfig(_Section):
 
 
 class Config(_Section):
-    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras to watch.")
+    cameras: list[CameraConfig] = Field(
+        default_factory=list, max_length=256, description="Cameras to watch (at most 256).")
     engines: EnginesConfig
     lowlight: LowLightConfig = Field(default_factory=LowLightConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sinks: list[AnySinkConfig] = Field(
-        default_factory=list,
-        description="Where results go: jsonl (one line per processed frame; off by default), "
-        "events_jsonl, mqtt, webhook (events).")
+        default_factory=list, max_length=16,
+        description="Where results go (at most 16): jsonl (one line per processed frame; off by "
+        "default), events_jsonl, mqtt, webhook (events).")
     events: EventsConfig = Field(default_factory=EventsConfig,
                                  description="Events: recent list, snapshots and clips.")
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -515,23 +557,12 @@ class Config(_Section):
 
 # -- reading and validating -------------------------------------------------------------------
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from ``path``; raise :class:`ConfigError` with the reason."""
-    p = Path(path)
+    """Read a YAML mapping from ``path`` with size, nesting and duplicate keys bounded
+    (:mod:`daemon.config_yaml`); raise :class:`ConfigError` with the reason."""
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping with 'cameras' and 'engines'")
-    return data
+        return read_mapping(path)
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
@@ -539,7 +570,11 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + format_errors(exc, data)) from None
+        lines = _error_lines(exc, data)
+        if len(lines) == 1:
+            raise ConfigError(f"{source}: {lines[0]}") from None
+        raise ConfigError(f"{source}: {len(lines)} errors:\n" + "\n".join(
+            "  " + line for line in lines)) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -547,6 +582,12 @@ def load_config(path: str | Path) -> Config:
 
 
 def format_errors(exc: ValidationError, data: Any = None) -> str:
+    """Every error, ``; ``-joined: ``cameras[1] (gate).url: reason``. Input values are never
+    shown. (:func:`parse_config` puts them one per line.)"""
+    return "; ".join(_error_lines(exc, data))
+
+
+def _error_lines(exc: ValidationError, data: Any = None) -> list[str]:
     """One line per error: ``cameras[1] (gate).url: reason``. Input values are never shown."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
@@ -557,7 +598,7 @@ def format_errors(exc: ValidationError, data: Any = None) -> str:
         elif err["type"] == "missing":
             msg = "is required"
         lines.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(lines)
+    return lines
 
 
 def _format_loc(loc: tuple, data: Any) -> str:
@@ -577,8 +618,11 @@ def _format_loc(loc: tuple, data: Any) -> str:
 
 # -- URL helpers ------------------------------------------------------------------------------
 def redact_url(url: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``; query strings are dropped
-    too, since cameras often carry tokens there."""
+    """``rtsp://user:secret@host/x?channel=1&token=t`` -> ``rtsp://user:***@host/x?channel=1&token=***``.
+
+    Query values are masked when their key looks like a secret (:data:`SECRET_QUERY_KEYS`), or
+    when the parameter has no ``key=value`` shape; other parameters (``channel=1``,
+    ``subtype=0``) stay, so two cameras on one recorder remain distinguishable."""
     parts = urlsplit(url)
     if not parts.netloc:
         return url
@@ -590,7 +634,47 @@ def redact_url(url: str) -> str:
     if parts.username is not None:
         cred = parts.username + (":***" if parts.password is not None else "")
         host = f"{cred}@{host}"
-    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
+    return urlunsplit((parts.scheme, host, parts.path, _redact_query(parts.query), ""))
+
+
+def _redact_query(query: str) -> str:
+    out = []
+    for item in query.split("&") if query else []:
+        key, sep, _ = item.partition("=")
+        if not sep:
+            out.append("***")
+        elif any(word in key.lower() for word in SECRET_QUERY_KEYS):
+            out.append(f"{key}=***")
+        else:
+            out.append(item)
+    return "&".join(out)
+
+
+def resolve_secret(what: str, env_var: str | None, credential: str | None,
+                   environ: Mapping[str, str] | None = None) -> str | None:
+    """The secret named by an environment variable or a ``$CREDENTIALS_DIRECTORY`` file (None
+    when neither is set); :class:`ConfigError` naming the fix when it cannot be read."""
+    env = os.environ if environ is None else environ
+    if env_var:
+        value = env.get(env_var)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {env_var} is not set")
+        return value
+    if not credential:
+        return None
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if not cred_dir:
+        raise ConfigError(f"{what}: a credential file is named but $CREDENTIALS_DIRECTORY is not "
+                          "set (add LoadCredential= to the systemd unit)")
+    path = Path(cred_dir) / credential
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(65537)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read credential {path.name} ({exc.strerror})") from None
+    if len(data) > 65536:
+        raise ConfigError(f"{what}: credential {path.name} is larger than 64 KiB")
+    return data.decode("utf-8", "replace").strip()
 
 
 def with_password(url: str, password: str) -> str:
@@ -602,38 +686,14 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def resolve_secret(env_name: str | None, credential: str | None, what: str,
-                   environ: dict[str, str] | None = None) -> str | None:
-    """A secret from the environment variable ``env_name`` or the file ``credential`` in
-    ``$CREDENTIALS_DIRECTORY``; None when neither is set. Errors name ``what`` and the fix,
-    never the value."""
-    env = os.environ if environ is None else environ
-    if env_name:
-        value = env.get(env_name)
-        if value is None:
-            raise ConfigError(f"{what}: environment variable {env_name} is not set")
-        return value
-    if credential:
-        cred_dir = env.get("CREDENTIALS_DIRECTORY")
-        if not cred_dir:
-            raise ConfigError(f"{what}: a credential is named but $CREDENTIALS_DIRECTORY is not "
-                              "set (add LoadCredential= to the systemd unit)")
-        path = Path(cred_dir) / credential
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{what}: cannot read credential {path.name} ({exc.strerror})") from None
-    return None
-
-
 def sink_secret(sink: Any, environ: dict[str, str] | None = None) -> str | None:
     """The MQTT password or webhook token of an event sink config (None for other sinks)."""
     if isinstance(sink, MqttSinkConfig):
-        return resolve_secret(sink.password_env, sink.password_credential,
-                              f"sink {sink.label}: password", environ)
+        return resolve_secret(f"sink {sink.label}: password", sink.password_env,
+                              sink.password_credential, environ)
     if isinstance(sink, WebhookSinkConfig):
-        return resolve_secret(sink.token_env, sink.token_credential,
-                              f"sink {sink.label}: token", environ)
+        return resolve_secret(f"sink {sink.label}: token", sink.token_env,
+                              sink.token_credential, environ)
     return None
 
 

@@ -88,6 +88,7 @@ class Metrics:
             "duskwatch_heartbeat_age_seconds", "Seconds since each worker's last heartbeat.",
             ["worker"], registry=r)
         self._init_event_metrics(r)
+        self._add_hardening_metrics(r)
         for stage in STAGES:
             self.stage.labels(stage)
         for stage in ENGINE_STAGES:
@@ -123,6 +124,25 @@ class Metrics:
         self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._track_classes: dict[str, list[str]] = {}
         self._event_types: dict[str, tuple[str, ...]] = {}
+
+    def _add_hardening_metrics(self, r: CollectorRegistry) -> None:
+        """Config reloads and the HTTP server's defences (issue 12)."""
+        self.reload_failures = Counter(
+            "duskwatch_config_reload_failures", "Reloads (SIGHUP) refused because the new config "
+            "failed validation; the running config was kept.", registry=r)
+        self.reload_success_time = Gauge(
+            "duskwatch_config_last_reload_success_timestamp_seconds", "Unix time the running "
+            "config was last loaded successfully (start-up or reload).", registry=r)
+        self.http_rejected = Counter(
+            "duskwatch_http_connections_closed", "HTTP connections the server closed on its own, "
+            "by reason: idle (no request within idle_timeout_s), slow (request not complete "
+            "within request_timeout_s), evicted (longest idle, to stay under max_connections).",
+            ["reason"], registry=r)
+        self.http_unauthorized = Counter(
+            "duskwatch_http_unauthorized", "HTTP requests answered 401 (missing or wrong "
+            "credentials).", registry=r)
+        for reason in ("idle", "slow", "evicted"):
+            self.http_rejected.labels(reason)
 
     # -- label sets ------------------------------------------------------------------------
     def add_event_camera(self, camera: str, classes: Iterable[str], zones: Iterable[str],

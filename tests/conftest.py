@@ -369,7 +369,7 @@ scrape_configs:
     scrape_interval: {interval}
     scrape_timeout: {interval}
     metrics_path: {path}
-    static_configs:
+{auth}    static_configs:
       - targets: {targets}
 """
 
@@ -380,7 +380,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory):
 
     ``prometheus(targets, *, job="duskwatch", interval="1s", metrics_path="/metrics",
     timeout=30) -> Prometheus``: ``targets`` is a list of ``"host:port"`` to scrape every
-    ``interval``. Returned once Prometheus answers ``/-/ready``. API of the returned object:
+    ``interval``; ``bearer_token`` makes it authenticate as deploy/prometheus/prometheus.yml
+    does (a token file beside its config). Returned once Prometheus answers ``/-/ready``. API
+    of the returned object:
 
     - ``prom.url``: ``http://127.0.0.1:PORT``
     - ``prom.query(expr)``: instant-vector result list (``[{"metric": {...}, "value": [t, "v"]}]``)
@@ -398,11 +400,17 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory):
     started: list[Prometheus] = []
 
     def make(targets: list[str], *, job: str = "duskwatch", interval: str = "1s",
-             metrics_path: str = "/metrics", timeout: float = 30.0) -> Prometheus:
+             metrics_path: str = "/metrics", timeout: float = 30.0,
+             bearer_token: str | None = None) -> Prometheus:
         work = tmp_path_factory.mktemp("prometheus")
         cfg = work / "prometheus.yml"
+        auth = ""
+        if bearer_token is not None:  # as deploy/prometheus/prometheus.yml does it
+            (work / "duskwatch.token").write_text(bearer_token + "\n")
+            auth = ("    authorization:\n      type: Bearer\n"
+                    "      credentials_file: duskwatch.token\n")
         cfg.write_text(_PROM_CONFIG.format(interval=interval, job=job, path=metrics_path,
-                                           targets=json.dumps(list(targets))))
+                                           targets=json.dumps(list(targets)), auth=auth))
         port = free_port()
         log = work / "prometheus.log"
         with open(log, "wb") as out:

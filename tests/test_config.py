@@ -115,7 +115,7 @@ def test_password_from_env_and_credentials(engine, tmp_path):
 
 
 def test_redact_url():
-    assert redact_url("rtsp://u:p@h:554/x?token=abc") == "rtsp://u:***@h:554/x?***"
+    assert redact_url("rtsp://u:p@h:554/x?token=abc") == "rtsp://u:***@h:554/x?token=***"
     assert redact_url("/var/video.mp4") == "/var/video.mp4"
 
 
@@ -131,17 +131,19 @@ def test_yaml_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-def check_config(path):
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", str(path)],
+def check_config(path, *extra):
+    return subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", *extra, str(path)],
                           capture_output=True, text=True, timeout=60)
 
 
 def test_check_config_command_exit_codes(engine, tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(base(engine)))
-    r = check_config(good)
+    r = check_config(good, "--no-engines")  # the engine file is a placeholder
     assert r.returncode == 0, r.stderr
     assert "valid (1 cameras)" in r.stdout
+    r = check_config(good)  # opened like start-up does: the placeholder is refused
+    assert r.returncode == 2 and "engines.detector: cannot open the engine" in r.stderr
     bad = tmp_path / "bad.yaml"
     d = base(engine)
     d["cameras"][0]["url"] = "gopher://admin:s3cret-pw@h/x"

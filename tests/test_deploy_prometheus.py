@@ -49,9 +49,22 @@ def test_rules_pass_promtool_check():
 
 
 @needs_promtool
-def test_scrape_config_passes_promtool_check():
-    res = promtool("check", "config", "prometheus.yml")
+def test_scrape_config_passes_promtool_check(tmp_path):
+    """Checked where it is installed: beside the token file its authorization names."""
+    for name in ("prometheus.yml", "rules.yml"):
+        shutil.copy(PROM_DIR / name, tmp_path / name)
+    (tmp_path / "duskwatch.token").write_text("0" * 64 + "\n")
+    res = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
+    (tmp_path / "duskwatch.token").unlink()  # without it, promtool says what is missing
+    res = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert res.returncode != 0 and "duskwatch.token" in res.stdout + res.stderr
+
+
+def test_scrape_job_authenticates():
+    job = {j["job_name"]: j for j in yaml.safe_load(
+        (PROM_DIR / "prometheus.yml").read_text())["scrape_configs"]}["duskwatch"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": "duskwatch.token"}
 
 
 def test_scrape_job_is_the_one_the_rules_select():

@@ -368,10 +368,12 @@ def test_probe_explains_rtsp_replies():
 
 
 def test_probe_request_keeps_the_password_out_of_the_request_line():
-    req = describe_request(f"rtsp://admin:{SECRET}@10.0.0.5/live?x=1").decode()
+    req = describe_request(f"rtsp://admin:{SECRET}@10.0.0.5/live?x=1",
+                           challenge={"scheme": "basic"}).decode()
     first = req.split("\r\n")[0]
     assert first == "DESCRIBE rtsp://10.0.0.5:554/live?x=1 RTSP/1.0"
     assert SECRET not in first and "Authorization: Basic " in req
+    assert "Authorization" not in describe_request(f"rtsp://admin:{SECRET}@10.0.0.5/x").decode()
 
 
 def test_probe_against_real_sockets(closed_port, garbage_server):

@@ -11,13 +11,14 @@ import importlib
 
 from engines.errors import UserError
 
-HELP = "benchmarks (engine, pipeline, night); the last stdout line is a JSON summary"
+HELP = "benchmarks (engine, pipeline, night, http); the last stdout line is a JSON summary"
 
 # bench name -> module implementing it
 BENCHES = {
     "engine": "daemon.bench.engine",
     "pipeline": "daemon.bench.pipeline",
     "night": "daemon.bench.night",
+    "http": "daemon.bench.http",
 }
 
 

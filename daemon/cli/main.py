@@ -44,8 +44,15 @@ def add_commands(sub: argparse._SubParsersAction, table: CommandTable) -> None:
                 continue
             raise
         parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        add_verbose(parser)
         module.configure(parser)
         parser.set_defaults(func=module.run)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after the subcommand too (``duskwatch run -v``); it only ever turns debug on."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is not None:  # called in-process; from a shell daemon.cli's import did it
+        from daemon.cli.early import install_if_run
+
+        install_if_run(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

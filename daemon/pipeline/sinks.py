@@ -7,8 +7,10 @@ flood the journal) and counted in ``duskwatch_sink_failures_total{sink}``, and t
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sys
 import threading
 from typing import Callable, Protocol, Sequence
@@ -28,7 +30,12 @@ class Sink(Protocol):
 
 
 class JsonlSink:
-    """One JSON object per line, appended to a file, or to stdout for ``path: "-"``."""
+    """One JSON object per line, appended to a file, or to stdout for ``path: "-"``.
+
+    A file line is written with one ``write(2)`` on an ``O_APPEND`` descriptor; when the disk
+    fills mid-line (a short write, or ENOSPC/EFBIG) the file is cut back to where the line
+    began, so the file never ends in a truncated line, and the write fails (counted by the
+    :class:`SinkSet`)."""
 
     def __init__(self, path: str = "-", name: str | None = None):
         self.path = path
@@ -45,21 +52,45 @@ class JsonlSink:
         if self.path == "-":
             return sys.stdout
         if self._fh is None:
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o640)
         return self._fh
 
     def write(self, result: Result) -> None:
         line = json.dumps(result.to_dict(), separators=(",", ":")) + "\n"
         with self._lock:
             stream = self._stream()
-            stream.write(line)
-            stream.flush()
+            if self.path == "-":
+                stream.write(line)
+                stream.flush()
+                return
+            _append_whole_line(stream, line.encode())
 
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
-                self._fh.close()
+                os.close(self._fh)
                 self._fh = None
+
+
+def _append_whole_line(fd: int, data: bytes) -> None:
+    """Append ``data`` in full or not at all (the file is cut back on a partial write)."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        written = os.write(fd, data)
+    except OSError:
+        _cut(fd, start)
+        raise
+    if written != len(data):
+        _cut(fd, start)
+        raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes); disk full?")
+
+
+def _cut(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
 
 
 def make_sink(cfg: SinkConfig, index: int = 0) -> Sink:

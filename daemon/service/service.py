@@ -31,9 +31,7 @@ from daemon.config import (
     CameraConfig,
     Config,
     ConfigError,
-    EnginesConfig,
     SinkConfig,
-    load_config,
     secrets_of,
     sink_secret,
 )
@@ -46,42 +44,30 @@ from daemon.pipeline.process import Pipeline
 from daemon.pipeline.scheduler import CameraSlot, Scheduler
 from daemon.pipeline.seams import Detector, DetectorFactory, Enhancer, EnhancerFactory
 from daemon.pipeline.sinks import SinkSet, make_sink
-from daemon.pipeline.snapshots import annotate, encode_jpeg
+from daemon.service.auth import auth_secrets, resolve_auth
+from daemon.service.engines import (  # noqa: F401 - the default factories, re-exported
+    default_detector_factory, default_enhancer_factory, default_source_factory)
 from daemon.service.http import HttpServer, SnapshotNotReady
+from daemon.service.reloads import ReloadWorker
 from daemon.service.secrets import SecretsFilter
+from daemon.service.snapshot_cache import JpegCache, SingleFlight
 from daemon.service.systemd import Notifier
+from daemon.service.validation import validate
 
 log = logging.getLogger("duskwatch.service")
+
+
+class StartCancelled(Exception):
+    """SIGTERM arrived while the service was starting: it stops instead of becoming ready."""
 
 # Fields of a camera whose change needs a new connection; the others are applied in place.
 _IN_PLACE_FIELDS = {"fps", "enhance", "tracking", "zones", "lines"}
 _EVENT_FIELDS = ("tracking", "zones", "lines", "fps")
 
 
-# -- default factories (the real engines and sources, imported lazily) -------------------------
-def default_source_factory(cam: CameraConfig, events) -> CameraSource:
-    from daemon.pipeline.sources import make_source
-
-    return make_source(cam, events)
-
-
-def default_detector_factory(ecfg: EnginesConfig, max_batch: int) -> Detector:
-    from engines.yolo import Detector
-
-    return Detector(ecfg.detector, conf=ecfg.conf, iou=ecfg.iou, device=ecfg.device)
-
-
-def default_enhancer_factory(ecfg: EnginesConfig) -> Enhancer | None:
-    if ecfg.enhancer is None:
-        return None
-    from engines.enhancer import Enhancer
-
-    return Enhancer(ecfg.enhancer, device=ecfg.device, temporal=ecfg.temporal_filter)
-
-
 def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:
-    """What validation cannot see: every camera's password and every sink's secret can be
-    resolved."""
+    """What validation cannot see without opening engines: every credential (camera passwords,
+    event sinks' secrets) resolves. (:func:`daemon.service.validation.validate` does all checks.)"""
     for cam in cfg.cameras:
         cam.resolved_url(environ)
     for sink in cfg.sinks:
@@ -171,18 +157,29 @@ class Service:
         self._started_at = time.monotonic()
         self._last_watchdog = 0.0
         self._last_status = ""
+        self._cancelled = threading.Event()
+        self._engine_names: dict[str, str | None] = {}
+        self._reload_status: dict[str, Any] = {"status": "none"}
+        self._reloads = ReloadWorker(self._validate_file, self._describe_failure)
+        self._auth = resolve_auth(cfg.http.auth)
+        self.snapshots = JpegCache(self._render_snapshot, cfg.http.snapshot_interval_s)
+        self._exposition = SingleFlight(lambda: (self.metrics.render(), CONTENT_TYPE))
         self._update_secrets()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Serve HTTP, load and warm the engines, start the cameras, then tell systemd READY=1."""
         if self._serve_http:
-            self.http = HttpServer(self, self.cfg.http.host, self.cfg.http.port)
+            self.http = HttpServer(self, self.cfg.http.host, self.cfg.http.port,
+                                   settings=self.cfg.http, auth=self._auth, metrics=self.metrics)
             self.http.start()
-            log.info("HTTP on %s:%d", *self.http.address)
+            log.info("HTTP on %s:%d (%s)", *self.http.address,
+                     "authentication required" if self._auth else "no authentication")
+        self._checkpoint()
         self.notifier.status("loading engines")
         with _StartupPings(self.notifier):
             self._load_engines()
+        self._checkpoint()
         sinks = self._build_sinks(self.cfg)
         self.events = EventStage(self.cfg.events, self.metrics, self._build_event_sinks(self.cfg),
                                  self.detector.names.values())
@@ -193,15 +190,33 @@ class Service:
                                    count_seq_gaps=self._count_seq_gaps)
         self.metrics.heartbeat_gauge("scheduler", self.scheduler.heartbeat)
         for cam in self.cfg.cameras:
+            self._checkpoint()
             self._add_camera(cam)
         self.scheduler.start()
-        self._ready = True
+        with self._lock:  # cancel_start() takes this lock too: READY=1 never follows SIGTERM
+            self._checkpoint()
+            self._ready = True
+            self.notifier.ready(self._status_line())
         self.metrics.ready.set(1)
-        self.notifier.ready(self._status_line())
+        self.metrics.reload_success_time.set(time.time())
         log.info("ready: %d cameras", len(self._cameras))
+
+    def cancel_start(self) -> None:
+        """SIGTERM during :meth:`start`: it stops at its next step and never sends READY=1."""
+        with self._lock:
+            self._cancelled.set()
+
+    def _checkpoint(self) -> None:
+        if self._cancelled.is_set():
+            raise StartCancelled("stop requested during start-up")
+
+    def adopt_engines(self, detector: Detector | None, enhancer: Enhancer | None) -> None:
+        """Use engines already opened (by validation at start-up) instead of opening them."""
+        self.detector, self.enhancer = detector, enhancer
 
     def stop(self, timeout: float = 3.5) -> None:
         """STOPPING=1, then stop the scheduler, the cameras (in parallel), HTTP, sinks, engines."""
+        self.cancel_start()
         self.notifier.stopping("stopping")
         self._ready = False
         self.metrics.ready.set(0)
@@ -244,7 +259,8 @@ class Service:
         while not stop.is_set():
             if reload is not None and reload.is_set():
                 reload.clear()
-                self.reload_from_file()
+                self._request_reload()
+            self._finish_reload()
             self.tick()
             interval = tick_s if self.notifier.watchdog_s is None else min(tick_s, self.notifier.watchdog_s / 2)
             stop.wait(interval)
@@ -267,8 +283,12 @@ class Service:
     def _load_engines(self) -> None:
         ecfg = self.cfg.engines
         t0 = time.monotonic()
-        self.detector = self.detector_factory(ecfg, self.cfg.scheduler.max_batch)
-        self.enhancer = self.enhancer_factory(ecfg)
+        if self.detector is None:
+            self.detector = self.detector_factory(ecfg, self.cfg.scheduler.max_batch)
+            self.enhancer = self.enhancer_factory(ecfg)
+        self._engine_names = {"detector": Path(ecfg.detector).name,
+                              "enhancer": Path(ecfg.enhancer).name if ecfg.enhancer else None}
+        self._checkpoint()
         if self.enhancer is None:
             log.info("no enhancer configured: low-light frames are detected as they are")
         self.notifier.status("warming up engines")
@@ -313,7 +333,7 @@ class Service:
         log.info("camera %s: added (%s, %.3g fps, enhance %s)", cam.name, cam.display_url,
                  cam.fps, cam.enhance)
 
-    def _remove_camera(self, name: str, timeout: float = 3.0) -> None:
+    def _remove_camera(self, name: str, timeout: float = 3.0, keep_metrics: bool = False) -> None:
         with self._lock:
             entry = self._cameras.pop(name, None)
             self._tokens.pop(name, None)
@@ -321,6 +341,9 @@ class Service:
             return
         self.scheduler.remove_camera(name)  # the loop drops the slot and the camera's state
         _stop_all([entry.source], timeout)
+        self.snapshots.forget(name)
+        if keep_metrics:  # a supervisor restart: the camera's counters carry on
+            return
         self.metrics.remove_camera(name)
         self.metrics.remove_heartbeat(f"camera:{name}")
         log.info("camera %s: removed", name)
@@ -335,7 +358,7 @@ class Service:
             if entry is None or now - entry.restarted_at < timeout:
                 continue
             log.error("camera %s: reader silent for more than %.0f s; restarting it", name, timeout)
-            self._remove_camera(name, timeout=1.0)
+            self._remove_camera(name, timeout=1.0, keep_metrics=True)
             self._add_camera(entry.cfg)
             with self._lock:
                 if name in self._cameras:
@@ -343,21 +366,69 @@ class Service:
 
     # -- reload --------------------------------------------------------------------------------
     def reload_from_file(self) -> bool:
-        """SIGHUP: read the config file again; on any error keep the running config."""
+        """Read, validate and apply the config file now (the caller's thread); on any failure
+        keep the running config and engines. :meth:`serve` does the same with the reading and
+        validating on a worker thread."""
         if self.config_path is None:
             log.warning("reload requested but the service has no config file")
             return False
-        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        self._notify_reloading()
         try:
-            new = load_config(self.config_path)
-            check_runtime(new)
-        except ConfigError as exc:
-            log.error("reload: %s; keeping the running config", exc)
-            self.notifier.ready(self._status_line())
-            return False
-        self.reload(new)
+            new = self._validate_file()
+        except BaseException as exc:  # noqa: BLE001 - a bad file never stops the daemon
+            return self._reload_failed(self._describe_failure(exc))
+        return self._apply_reload(new)
+
+    def _request_reload(self) -> None:
+        if self.config_path is None:
+            log.warning("reload requested but the service has no config file")
+            return
+        log.info("reload requested (SIGHUP): reading %s", self.config_path)
+        self._notify_reloading()
+        self._reloads.request()
+
+    def _finish_reload(self) -> None:
+        outcome = self._reloads.poll()
+        if outcome is None:
+            return
+        if outcome.error is not None:
+            self._reload_failed(outcome.error)
+        else:
+            self._apply_reload(outcome.cfg)
+
+    def _notify_reloading(self) -> None:
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def _validate_file(self) -> Config:
+        """The one validation (:func:`daemon.service.validation.validate`) with this service's
+        engine factories: engines are opened (not warmed) and closed again."""
+        return validate(self.config_path, detector_factory=self.detector_factory,
+                        enhancer_factory=self.enhancer_factory).cfg
+
+    def _describe_failure(self, exc: BaseException) -> str:
+        text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _apply_reload(self, new: Config) -> bool:
+        try:
+            self.reload(new)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("reload: applying the new config failed")
+            return self._reload_failed(f"applying it failed: {self._describe_failure(exc)}")
+        self.metrics.reload_success_time.set(time.time())
+        self._reload_status = {"status": "ok", "at": round(time.time(), 3)}
         self.notifier.ready(self._status_line())
         return True
+
+    def _reload_failed(self, reason: str) -> bool:
+        log.error("reload: %s; keeping the running config", reason)
+        self.metrics.reload_failures.inc()
+        self._reload_status = {"status": "failed", "at": round(time.time(), 3), "error": reason}
+        self.notifier.ready(self._status_line())
+        return False
 
     def reload(self, new: Config) -> None:
         """Apply ``new``: cameras added, removed, changed; unchanged cameras are not touched."""
@@ -367,6 +438,7 @@ class Service:
                 log.warning("reload: '%s' changed; restart the service to apply it", section)
         self.cfg = new
         self._update_secrets()
+        self.snapshots.interval_s = new.http.snapshot_interval_s
         if old.scheduler != new.scheduler:
             self.scheduler.set_config(new.scheduler)
         if _frame_sinks(old) != _frame_sinks(new):
@@ -426,18 +498,22 @@ class Service:
 
     def _update_secrets(self) -> None:
         found = secrets_of(self.cfg)  # as they appear in URLs (percent-encoded) ...
+        found += auth_secrets(self._auth)
         self._secrets = sorted(set(found) | {unquote(s) for s in found})  # ... and as typed
         if self.secrets_filter is not None:
             self.secrets_filter.set_secrets(self._secrets)
 
     # -- what HTTP asks (daemon.service.http.App) --------------------------------------------------------
     def metrics_payload(self) -> tuple[bytes, str]:
-        return self.metrics.render(), CONTENT_TYPE
+        """The exposition; parallel scrapes share one render (:class:`SingleFlight`)."""
+        return self._exposition.get()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        return self._ready, {"ready": self._ready,
-                             "detector": Path(self.cfg.engines.detector).name,
-                             "enhancer": Path(self.cfg.engines.enhancer).name if self.cfg.engines.enhancer else None}
+        """Ready once warmed; names the engines *running* (a reload never swaps them) and how
+        the last reload went (``config_reload``: none, ok, or failed with the reason)."""
+        names = self._engine_names or {"detector": None, "enhancer": None}
+        return self._ready, {"ready": self._ready, **names,
+                             "config_reload": dict(self._reload_status)}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while the scheduler loop and every camera reader have a fresh heartbeat."""
@@ -499,12 +575,24 @@ class Service:
         return json.loads(text)
 
     def snapshot_jpeg(self, camera: str) -> bytes | None:
+        """The camera's latest annotated frame as JPEG, from the encoded cache: however many
+        viewers poll, a camera's frame is drawn and encoded at most once per
+        ``http.snapshot_interval_s`` (viewers cannot slow detection)."""
         if camera not in self.camera_names():
             return None
+        jpeg = self.snapshots.get(camera)
+        if jpeg is None:
+            raise SnapshotNotReady(f"camera {camera} has no processed frame yet")
+        return jpeg
+
+    def _render_snapshot(self, camera: str):
+        """(version, JPEG bytes) of the camera's latest snapshot, or None (the cache's source)."""
+        from daemon.pipeline.snapshots import annotate, encode_jpeg
+
         snap = self.pipeline.snapshots.get(camera) if self.pipeline else None
         if snap is None:
-            raise SnapshotNotReady(f"camera {camera} has no processed frame yet")
-        return encode_jpeg(annotate(snap))
+            return None
+        return snap.result.seq, lambda: encode_jpeg(annotate(snap))
 
     def events_list(self, camera: str | None = None, type_: str | None = None,
                     limit: int = 100) -> list[dict[str, Any]]:
