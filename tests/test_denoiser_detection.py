@@ -71,3 +71,12 @@ def test_feature_distance_is_zero_for_the_target_and_grows_with_darkness():
     d_dark = detection.feature_distance(det, target * 0.05, target)
     d_half.backward()
     assert 0 < d_half.item() < d_dark.item() and dim.grad.abs().sum() > 0
+
+
+def test_spread_subset_takes_photos_across_the_whole_set():
+    from engines.evaluation import LabelledImage, LabelledSet
+
+    ims = tuple(LabelledImage(Path(f"{i:03d}.jpg"), np.zeros((0, 4)), np.zeros(0, np.int64)) for i in range(50))
+    sub = detection.spread_subset(LabelledSet("x", Path("."), ims, None), 5)
+    assert [im.path.name for im in sub.images] == ["000.jpg", "012.jpg", "024.jpg", "037.jpg", "049.jpg"]
+    assert detection.spread_subset(LabelledSet("x", Path("."), ims, None), None).images == ims

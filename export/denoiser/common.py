@@ -81,19 +81,22 @@ def score(outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 
 
 def plot_curves(history: list[dict], path: str | Path, title: str) -> None:
-    """Training loss and validation PSNR/SSIM against step, to a PNG."""
+    """Training loss and validation PSNR/SSIM against step, to a PNG; with detection AP in the
+    history (detection-aware distillation) a third panel shows AP50 against the raw photos'."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    vals = [h for h in history if "val_psnr" in h]
+    det = [h for h in vals if "val_ap50" in h]
+    fig, axes = plt.subplots(1, 3 if det else 2, figsize=(15 if det else 10, 3.6))
+    ax1, ax2 = axes[0], axes[1]
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     if losses:
         s, l = zip(*losses)
         ax1.semilogy(s, l, lw=0.8)
-    ax1.set(xlabel="step", ylabel="training loss (MSE)", title=title)
-    vals = [h for h in history if "val_psnr" in h]
+    ax1.set(xlabel="step", ylabel="training loss", title=title)
     if vals:
         ax2.plot([h["step"] for h in vals], [h["val_psnr"] for h in vals], "o-", label="PSNR (dB)")
         ax3 = ax2.twinx()
@@ -105,6 +108,12 @@ def plot_curves(history: list[dict], path: str | Path, title: str) -> None:
             ax2.axhline(vals[0]["teacher_psnr"], color="tab:green", ls="--", label="teacher PSNR")
         ax2.legend(loc="lower right", fontsize=8)
     ax2.set(xlabel="step", ylabel="validation PSNR (dB)", title="synthetic validation split")
+    if det:
+        ax = axes[2]
+        ax.plot([h["step"] for h in det], [h["val_ap50"] for h in det], "o-", label="enhanced AP50")
+        ax.axhline(det[0]["raw_ap50"], color="gray", ls=":", label="raw photos AP50")
+        ax.set(xlabel="step", ylabel="AP50", title="detector on labelled night photos")
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

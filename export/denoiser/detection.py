@@ -129,12 +129,26 @@ class FrozenDetector:
         return total.sum() / images.shape[0]
 
 
+def spread_subset(labelled, limit: int | None):
+    """``limit`` photos spread evenly over the set in name order (ExDark names group photos by
+    class folder: the first N would score a few classes only; measured: the first 100 of
+    exdark_dev/val gave +0.09 AP50 for an enhancer that gains +0.008 on all 300)."""
+    from dataclasses import replace
+
+    n = len(labelled.images)
+    if limit is None or limit >= n:
+        return labelled
+    idx = np.linspace(0, n - 1, limit).round().astype(int)
+    return replace(labelled, images=tuple(labelled.images[i] for i in idx))
+
+
 class DetectionScore:
     """AP50 / AP50-95 of a frozen detector on labelled photos, after an optional enhancer: the
     training run's view of what the enhancer does to detection (choose settings with it; the
     figures to report come from ``tests/bench`` through the exported engines).
 
-    Each photo is scaled so its long side is ``imgsz`` and edge-padded to a multiple of ``multiple``;
+    ``limit`` photos are taken spread over the set (:func:`spread_subset`). Each photo is scaled
+    so its long side is ``imgsz`` and edge-padded to a multiple of ``multiple``;
     detections use ultralytics' validation settings (conf 0.001, IoU 0.7, 300 per image) and
     :mod:`engines.evaluation`'s COCO matching."""
 
@@ -143,7 +157,7 @@ class DetectionScore:
         from engines.evaluation import read_labelled_set
 
         self.detector, self.imgsz, self.multiple = detector, imgsz, multiple
-        self.labelled = read_labelled_set(root, limit=limit)
+        self.labelled = spread_subset(read_labelled_set(root), limit)
         self.inputs = [self._prepare(im.path) for im in self.labelled.images]
 
     def _prepare(self, path: Path) -> tuple[torch.Tensor, float, tuple[int, int]]:
