@@ -123,7 +123,7 @@ def print_where_to_look(host: str, port: int, enhancer: Path | None, sink: str) 
     lines = [
         "",
         "duskwatch demo is running. Look at:",
-        f"  {base}/snapshot/demo.jpg   latest frame with boxes (the enhanced one at night)",
+        f"  {base}/snapshot/demo.jpg   latest frame with boxes (enhanced where the gate says it helps)",
         f"  {base}/cameras             camera state, brightness, low-light gate",
         f"  {base}/metrics             Prometheus metrics",
         f"  {base}/events              recent events (tracks, zones, lines) with snapshots and clips",
