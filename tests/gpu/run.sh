@@ -41,14 +41,15 @@ requirements=(
 
 if [ "$fetch" = 1 ]; then
     mkdir -p "$wheels"
-    # Linux x86_64, CPython 3.12 (the reference box); --only-binary: nothing to build there.
+    # Linux x86_64, CPython 3.12 (the reference box), binary wheels only (nothing to build
+    # there), with their dependencies; then the wheels the GPU box brings itself are removed
+    # (PyTorch, torchvision, Triton, the NVIDIA CUDA libraries, numpy, OpenCV).
     "$python" -m pip download --only-binary=:all: --platform manylinux_2_28_x86_64 \
         --python-version 3.12 -d "$wheels" "${requirements[@]}" "openvino>=2024.0" \
-        "onnxruntime-gpu>=1.20" --no-deps
-    "$python" -m pip download --only-binary=:all: --platform manylinux_2_28_x86_64 \
-        --python-version 3.12 -d "$wheels" "ultralytics>=8.3" "scikit-image>=0.22" \
-        --no-deps 2>/dev/null || true
-    echo "wheels in $wheels: carry this folder to the GPU box"
+        "onnxruntime-gpu>=1.20"
+    rm -f "$wheels"/torch-*.whl "$wheels"/torchvision-*.whl "$wheels"/triton-*.whl \
+        "$wheels"/nvidia_*.whl "$wheels"/numpy-*.whl "$wheels"/opencv_*.whl
+    echo "wheels in $wheels ($(du -sh "$wheels" | cut -f1)): carry this folder to the GPU box"
     exit 0
 fi
 
@@ -66,6 +67,9 @@ else
     venv="${DUSKWATCH_GPU_VENV:-/tmp/duskwatch-gpu-venv}"
     [ -x "$venv/bin/python" ] || "$python" -m venv --system-site-packages "$venv"
     py="$venv/bin/python"
+    "$py" -c 'import torch' 2>/dev/null || {
+        echo "run.sh: $python has no PyTorch; run with PYTHON=/path/to/the/python that has the" \
+             "box's PyTorch with CUDA" >&2; exit 3; }
     pip=("$py" -m pip install --no-index --find-links "$wheels" --disable-pip-version-check -q)
     missing=$("$py" "$here/missing.py" "${requirements[@]}")
     if [ -n "$missing" ]; then
