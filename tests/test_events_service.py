@@ -26,15 +26,7 @@ from daemon.metrics import Metrics
 from daemon.service.service import Service
 from daemon.service.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeSource
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
+from tests.wait import wait_for
 
 
 def config(tmp: Path, lines: list, sinks: list) -> dict:

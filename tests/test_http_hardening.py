@@ -5,7 +5,6 @@ service's engine and camera seams."""
 from __future__ import annotations
 
 import base64
-import json
 import socket
 import threading
 import time
@@ -17,6 +16,7 @@ import pytest
 from daemon.service.service import Service
 from daemon.service.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
+from tests.wait import wait_for
 
 TOKEN = "t0ken-0123456789abcdef"
 BASIC_PW = "basic-pw-42"
@@ -29,15 +29,6 @@ def get(base, path, headers=None, timeout=5):
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.fixture

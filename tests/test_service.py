@@ -11,15 +11,7 @@ from daemon.service.secrets import SecretsFilter
 from daemon.service.service import Service
 from daemon.service.systemd import Notifier
 from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
-
-
-def wait_for(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
+from tests.wait import wait_for
 
 
 def drain(sock):

@@ -8,6 +8,7 @@ from typing import Callable
 
 from daemon.config import CameraConfig
 from daemon.pipeline.frames import CameraState, StateChange
+from tests.wait import wait_for
 
 
 def camera(name: str, url: str, **kw) -> CameraConfig:
@@ -70,9 +71,4 @@ class EventRecorder:
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes
     (returns the last falsy value)."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
+    return wait_for(predicate, timeout, interval)
