@@ -13,6 +13,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["onnx", "engine", "pt2"], default="onnx")
     p.add_argument("--out", required=True, help="output file (.onnx, .engine or .pt2); a .json sidecar is written beside it")
     p.add_argument("--check", action="store_true", help="after an ONNX export, compare ONNX Runtime against PyTorch")
+    p.add_argument("--if-changed", action="store_true",
+                   help="do nothing when --out already holds this checkpoint's K-step export (its "
+                   "sidecar's checkpoint_sha256, steps and format match)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
         from export.denoiser import export as dx
     except ImportError as exc:
         raise UserError(f"exporting needs the export extra ({exc}); pip install 'duskwatch[export]'") from None
+    if args.if_changed and _up_to_date(dx, args):
+        print(f"enhancer ({args.steps} steps, {args.format}): {args.out} is up to date")
+        return 0
     with torch.no_grad():  # scoped: the command also runs in-process (tests, other tools)
         try:
             out = dx.export_denoiser(args.checkpoint, args.steps, args.format, args.out)
@@ -39,3 +45,21 @@ def run(args: argparse.Namespace) -> int:
             x = np.random.default_rng(0).random((2, 3, h, w), dtype=np.float32) * 0.3
             print(f"parity: max |ONNX Runtime - PyTorch| = {dx.parity(graph, out, x):.2e}")
     return 0
+
+
+def _up_to_date(dx, args: argparse.Namespace) -> bool:
+    """Whether ``--out`` and its sidecar already hold this checkpoint exported the same way."""
+    from pathlib import Path
+
+    from engines.base import read_sidecar
+
+    out = Path(args.out)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else dx.default_checkpoint(args.steps)
+    if not (out.is_file() and out.stat().st_size > 0 and checkpoint.is_file()):
+        return False
+    try:
+        meta = read_sidecar(out) or {}
+    except Exception:  # noqa: BLE001 - an unreadable sidecar means: export again
+        return False
+    return (meta.get("checkpoint_sha256") == dx.file_sha256(checkpoint)
+            and meta.get("steps") == args.steps and meta.get("format") == args.format)

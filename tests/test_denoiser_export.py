@@ -149,3 +149,24 @@ def test_fast_graph_is_the_reference_function(tmp_path, steps, noise, skip):
         want, got = ref(x), fast(x)
     assert got.shape == want.shape
     assert (got - want).abs().max().item() < 1e-5
+
+
+def test_export_if_changed_skips_an_up_to_date_engine_and_redoes_a_stale_one(tmp_path, capsys):
+    """The demo's cached enhancer follows the shipped weights across upgrades (--if-changed)."""
+    import json
+
+    from daemon.cli.main import main
+
+    out = tmp_path / "denoiser.onnx"
+    args = ["export", "denoiser", "--steps", "2", "--format", "onnx", "--out", str(out), "--if-changed"]
+    assert main(args) == 0
+    first = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "up to date" in capsys.readouterr().out and out.stat().st_mtime_ns == first
+    sidecar = out.with_name(out.name + ".json")
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(dict(meta, checkpoint_sha256="0" * 64)))  # older weights
+    assert main(args) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert json.loads(sidecar.read_text())["checkpoint_sha256"] == meta["checkpoint_sha256"]

@@ -67,23 +67,32 @@ def export_command(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo1
     cmd = [sys.executable, "-m", "daemon.cli", "export", kind]
     if kind == "yolo":
         cmd += ["--weights", weights, "--imgsz", str(imgsz), "--dynamic", "--batch", "8"]
+    else:  # the shipped weights change with upgrades: export again only when they did
+        cmd += ["--if-changed"]
     cmd += ["--format", "onnx", "--out", str(out)]
     return cmd
 
 
 def ensure_engine(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt") -> Path | None:
-    """Export ``kind`` to ``out`` unless it is there; the path, or None when the export failed."""
-    if out.is_file() and out.stat().st_size > 0:
+    """Export ``kind`` to ``out`` unless it is there (the denoiser: unless it holds the shipped
+    weights); the path, or None when the export failed."""
+    if kind == "yolo" and out.is_file() and out.stat().st_size > 0:
         log.info("using cached %s engine %s", kind, out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = export_command(kind, out, imgsz, weights)
-    log.info("exporting the default %s engine (first run only): %s", kind, " ".join(cmd[1:]))
+    cached = out.is_file()
+    if cached:
+        log.info("checking the cached %s engine %s against the shipped weights", kind, out)
+    else:
+        log.info("exporting the default %s engine (first run only): %s", kind, " ".join(cmd[1:]))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0 or not out.is_file():
         tail = "\n".join(proc.stdout.strip().splitlines()[-8:])
         log.error("export %s failed (exit %d):\n%s", kind, proc.returncode, tail)
         return None
+    if cached and "up to date" not in proc.stdout:
+        log.info("the shipped %s weights changed: re-exported %s", kind, out)
     return out
 
 
