@@ -9,31 +9,15 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
 
 from engines.base import EngineError, open_engine  # noqa: E402
 from engines.onnx_backend import select_providers  # noqa: E402
 from engines.yolo import Detector  # noqa: E402
-
-
-def _scale_model(path: Path, batch, meta: dict | None = None) -> Path:
-    """y = 2 * x with x (batch, 3, 8, 8) float32."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3, 8, 8])
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "scale", [x], [y],
-                              initializer=[two])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for k, v in (meta or {}).items():
-        p = model.metadata_props.add()
-        p.key, p.value = k, v
-    onnx.save(model, str(path))
-    return path
+from tests.onnx_models import scale_model  # noqa: E402
 
 
 def test_reports_specs_and_runs(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx", 2, {"names": "{0: 'person', 1: 'car'}", "stride": "32"})
+    path = scale_model(tmp_path / "m.onnx", 2, {"names": "{0: 'person', 1: 'car'}", "stride": "32"})
     with open_engine(path, device="cpu") as eng:
         assert eng.backend == "onnxruntime" and eng.device == "cpu"
         assert [s.describe() for s in eng.inputs] == ["x[2,3,8,8]:float32"]
@@ -45,14 +29,14 @@ def test_reports_specs_and_runs(tmp_path):
 
 
 def test_sidecar_overrides_file_metadata(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx", 1, {"stride": "32"})
+    path = scale_model(tmp_path / "m.onnx", 1, {"stride": "32"})
     (tmp_path / "m.onnx.json").write_text(json.dumps({"stride": 16, "kind": "enhancer"}))
     with open_engine(path, device="cpu") as eng:
         assert eng.metadata["stride"] == 16 and eng.metadata["kind"] == "enhancer"
 
 
 def test_dynamic_batch_is_reported_as_none(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx", "batch")
+    path = scale_model(tmp_path / "m.onnx", "batch")
     with open_engine(path, device="cpu") as eng:
         assert eng.inputs[0].shape == (None, 3, 8, 8) and eng.max_batch is None
         out = eng.infer({"x": np.ones((5, 3, 8, 8), np.float32)})["y"]
@@ -61,7 +45,7 @@ def test_dynamic_batch_is_reported_as_none(tmp_path):
 
 def test_accepts_torch_tensors(tmp_path):
     torch = pytest.importorskip("torch")
-    path = _scale_model(tmp_path / "m.onnx", 1)
+    path = scale_model(tmp_path / "m.onnx", 1)
     with open_engine(path, device="cpu") as eng:
         out = eng.infer({"x": torch.ones(1, 3, 8, 8)})["y"]
     assert np.allclose(out, 2.0)
@@ -75,7 +59,7 @@ def test_accepts_torch_tensors(tmp_path):
     ({"x": np.zeros((2, 3, 8, 8), np.float64)}, "dtype float64.*astype"),
 ])
 def test_feed_mismatches_are_named(tmp_path, feed, match):
-    path = _scale_model(tmp_path / "m.onnx", 2)
+    path = scale_model(tmp_path / "m.onnx", 2)
     with open_engine(path, device="cpu") as eng, pytest.raises(EngineError, match=match):
         eng.infer(feed)
 
@@ -86,14 +70,14 @@ def test_missing_empty_and_truncated_files(tmp_path):
     (tmp_path / "empty.onnx").write_bytes(b"")
     with pytest.raises(EngineError, match="empty"):
         open_engine(tmp_path / "empty.onnx")
-    good = _scale_model(tmp_path / "good.onnx", 1).read_bytes()
+    good = scale_model(tmp_path / "good.onnx", 1).read_bytes()
     (tmp_path / "cut.onnx").write_bytes(good[: len(good) // 2])
     with pytest.raises(EngineError, match=r"cut\.onnx.*truncated or not an ONNX model"):
         open_engine(tmp_path / "cut.onnx", device="cpu")
 
 
 def test_non_detector_onnx_is_refused_by_detector(tmp_path):
-    path = _scale_model(tmp_path / "scale.onnx", 1)
+    path = scale_model(tmp_path / "scale.onnx", 1)
     with pytest.raises(EngineError, match=r"scale\.onnx.*not a YOLO v8/11 detector"):
         Detector(path, device="cpu")
 

@@ -19,26 +19,11 @@ from onnx import TensorProto, helper  # noqa: E402
 from engines.base import EngineError, open_engine  # noqa: E402
 from engines.onnx_backend import (GPU_INSTALL_FIX, placed_device, select_providers,  # noqa: E402
                                   warn_if_gpu_unused)
+from tests.onnx_models import scale_model  # noqa: E402
 
 GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 CPU_BUILD = ["CPUExecutionProvider"]
 M = Path("m.onnx")
-
-
-def _scale_model(path: Path, meta: dict | None = None) -> Path:
-    """y = 2 * x with x (batch, 3, 8, 8) float32, dynamic batch."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 8, 8])
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "scale", [x], [y],
-                              initializer=[two])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for k, v in (meta or {}).items():
-        p = model.metadata_props.add()
-        p.key, p.value = k, v
-    onnx.save(model, str(path))
-    return path
 
 
 # -- ONNX Runtime: which providers are asked for -------------------------------------------------
@@ -96,7 +81,7 @@ def test_auto_warns_when_a_gpu_is_present_but_unusable(caplog):
 
 
 def test_onnx_engine_reports_its_placement(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx")
+    path = scale_model(tmp_path / "m.onnx")
     with open_engine(path, device="auto", spin=False, threads=1) as eng:
         assert eng.placement() == {"backend": "onnxruntime", "device": "cpu",
                                    "provider": "CPUExecutionProvider"}
@@ -108,7 +93,7 @@ ov = pytest.importorskip("openvino")
 
 
 def test_openvino_reads_onnx_directly(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx", {"names": "{0: 'person'}", "stride": "32"})
+    path = scale_model(tmp_path / "m.onnx", meta={"names": "{0: 'person'}", "stride": "32"})
     with open_engine(path, device="cpu", backend="openvino", precision="f32", threads=1) as eng:
         assert eng.placement() == {"backend": "openvino", "device": "cpu",
                                    "provider": "openvino:CPU/f32"}
@@ -119,7 +104,7 @@ def test_openvino_reads_onnx_directly(tmp_path):
 
 
 def test_openvino_ir_by_suffix_with_its_rt_info(tmp_path):
-    model = ov.Core().read_model(str(_scale_model(tmp_path / "m.onnx")))
+    model = ov.Core().read_model(str(scale_model(tmp_path / "m.onnx")))
     model.set_rt_info("{0: 'person', 1: 'car'}", ["model_info", "names"])
     ov.save_model(model, str(tmp_path / "m.xml"), compress_to_fp16=False)
     with open_engine(tmp_path / "m.xml", device="auto") as eng:
@@ -131,7 +116,7 @@ def test_openvino_ir_by_suffix_with_its_rt_info(tmp_path):
 
 
 def test_openvino_refuses_cuda_and_names_the_gpu_routes(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx")
+    path = scale_model(tmp_path / "m.onnx")
     with pytest.raises(EngineError) as err:
         open_engine(path, device="cuda:0", backend="openvino")
     msg = str(err.value)
@@ -139,7 +124,7 @@ def test_openvino_refuses_cuda_and_names_the_gpu_routes(tmp_path):
 
 
 def test_openvino_ir_without_weights_file(tmp_path):
-    model = ov.Core().read_model(str(_scale_model(tmp_path / "m.onnx")))
+    model = ov.Core().read_model(str(scale_model(tmp_path / "m.onnx")))
     ov.save_model(model, str(tmp_path / "m.xml"))
     (tmp_path / "m.bin").unlink()
     with pytest.raises(EngineError, match=r"m\.bin is missing"):
@@ -147,7 +132,7 @@ def test_openvino_ir_without_weights_file(tmp_path):
 
 
 def test_named_backend_must_read_the_file(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx")
+    path = scale_model(tmp_path / "m.onnx")
     with pytest.raises(EngineError, match="unknown backend 'tensorflow'"):
         open_engine(path, backend="tensorflow")
     (tmp_path / "m.engine").write_bytes(b"x")
@@ -156,13 +141,13 @@ def test_named_backend_must_read_the_file(tmp_path):
 
 
 def test_openvino_precision_is_checked(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx")
+    path = scale_model(tmp_path / "m.onnx")
     with pytest.raises(EngineError, match="precision 'int4'"):
         open_engine(path, device="cpu", backend="openvino", precision="int4")
 
 
 def test_openvino_batches_split_over_streams_give_the_same_result(tmp_path):
-    path = _scale_model(tmp_path / "m.onnx")
+    path = scale_model(tmp_path / "m.onnx")
     x = np.random.default_rng(1).random((5, 3, 8, 8), dtype=np.float32)
     with open_engine(path, device="cpu", backend="openvino", precision="f32") as auto, \
             open_engine(path, device="cpu", backend="openvino", precision="f32",

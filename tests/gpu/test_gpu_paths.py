@@ -3,7 +3,6 @@ on the device agreeing with the CPU versions. Skipped (with the reason) where th
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from engines.base import open_engine
 from engines.letterbox import letterbox_cpu
 from engines.nms import decode_numpy
+from tests.onnx_models import scale_model
 
 torch = pytest.importorskip("torch")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
@@ -24,28 +24,13 @@ def _ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-def _scale_model(path: Path) -> Path:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 8, 8])
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "scale", [x], [y],
-                              initializer=[two])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.mark.gpu
 @needs_cuda
 def test_onnx_runtime_runs_on_the_cuda_provider(tmp_path):
     if not _ort_has_cuda():
         pytest.skip("this ONNX Runtime is a CPU-only build: carry the onnxruntime-gpu wheel in "
                     "tests/gpu/wheels (run.sh installs it)")
-    with open_engine(_scale_model(tmp_path / "m.onnx"), device="cuda:0") as eng:
+    with open_engine(scale_model(tmp_path / "m.onnx"), device="cuda:0") as eng:
         assert eng.device == "cuda:0"
         assert eng.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         x = np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32)
