@@ -10,6 +10,7 @@ without its userinfo and query.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ log = logging.getLogger("duskwatch.events")
 OnDrop = Callable[[str], None]
 
 
-class QueuedSink:
+class QueuedSink(abc.ABC):
     """A bounded queue drained by a sender thread; subclasses implement :meth:`deliver`."""
 
     def __init__(self, name: str, queue_size: int, types: Sequence[str], on_drop: OnDrop):
@@ -109,8 +110,9 @@ class QueuedSink:
                 self._errors.error("deliver", "sink %s: %s: %s", self.name, type(exc).__name__, exc)
                 self._drop("error")
 
-    def deliver(self, event: dict[str, Any]) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def deliver(self, event: dict[str, Any]) -> bool:
+        """Send one event; True when the receiver has it (each sink type says how)."""
 
     def shutdown(self) -> None:
         """Release connections and files (after the thread ended)."""
