@@ -148,6 +148,19 @@ def footage(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, Path]
 
 
 # -- RTSP server -------------------------------------------------------------------------------
+def start_again(start, timeout: float):
+    """Call ``start(timeout=...)`` until it succeeds: after a kill the port can be briefly
+    unavailable. Raises the last RuntimeError once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return start(timeout=max(1.0, deadline - time.monotonic()))
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @dataclass
 class RtspServer:
     """A running ``tests/rtsp/server.py``; every method is safe to call in any state.
@@ -217,14 +230,7 @@ class RtspServer:
     def restart(self, timeout: float = 30.0) -> "RtspServer":
         """Kill if running, then start on the same port."""
         self.kill()
-        deadline = time.monotonic() + timeout
-        while True:  # the port can be briefly unavailable after a kill
-            try:
-                return self.start(timeout=max(1.0, deadline - time.monotonic()))
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return start_again(self.start, timeout)
 
     def freeze(self) -> None:
         """SIGSTOP: connections stay open, no data flows."""
@@ -572,14 +578,7 @@ class Mosquitto:
 
     def restart(self, timeout: float = 15.0) -> "Mosquitto":
         self.kill()
-        deadline = time.monotonic() + timeout
-        while True:  # the port can be briefly unavailable after a kill
-            try:
-                return self.start(timeout=max(1.0, deadline - time.monotonic()))
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return start_again(self.start, timeout)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
