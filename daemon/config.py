@@ -280,16 +280,17 @@ class LowLightConfig(_Section):
     smoothing: float = Field(
         0.2, gt=0, le=1, description="Weight of the newest frame in the luma moving average."
     )
-    # When a dark frame is worth enhancing. Measured, not guessed: `duskwatch bench night --tune`
-    # picks both on ExDark val for the enhancer at hand (docs/DENOISER.md, "Gate"). With the
-    # shipped weights enhancing costs AP on every kind of night photo, so no frame goes through.
+    # When a dark frame gets the low-light treatment (its views, below). Measured, not guessed:
+    # `duskwatch bench night --tune` picks these on ExDark val for the enhancer at hand
+    # (docs/DENOISER.md, "Gate"): with the shipped K = 2 weights and YOLO11n, every low-light
+    # frame, seen raw, enhanced and with CLAHE, AP50 0.442 -> 0.476.
     enhance_below: float = Field(
-        0.0,
+        55.0,
         ge=0,
         le=255,
-        description="In auto mode a low-light frame goes through the enhancer only while the "
-        "smoothed mean luma is below this; 0 sends none (the shipped enhancer lowers detection "
-        "AP on ExDark val at every brightness: docs/DENOISER.md, 'Gate').",
+        description="In auto mode a low-light frame gets its views (enhancer, CLAHE) only while "
+        "the smoothed mean luma is below this; 0 sends none (tuned on ExDark val: "
+        "docs/DENOISER.md, 'Gate').",
     )
     highlight_level: float = Field(
         230.0,
@@ -299,13 +300,33 @@ class LowLightConfig(_Section):
         "clipped highlight.",
     )
     max_highlight: float = Field(
-        0.005,
+        1.0,
         ge=0,
         le=1,
         description="In auto mode a frame whose smoothed fraction of highlight pixels is above "
-        "this is not enhanced (street lamps, headlights and lit windows blow out); 1 disables "
-        "the check.",
+        "this is not enhanced (street lamps, headlights and lit windows can blow out); 1 "
+        "disables the check (the tuned default: with raw, enhanced and CLAHE views merged, "
+        "lit night scenes gain too).",
     )
+
+    # Which pictures of a picked frame the detector sees; their boxes are merged (class-wise NMS).
+    # Tuned with the thresholds above by `duskwatch bench night --tune` (docs/DENOISER.md, "Gate").
+    views: tuple[Literal["raw", "enhanced", "clahe"], ...] = Field(
+        ("raw", "enhanced", "clahe"),
+        min_length=1,
+        description="What the detector looks at for a frame the gate picks (enhance: auto or "
+        "always): 'raw' (as decoded), 'enhanced' (the enhancer's output), 'clahe' (CLAHE on "
+        "luma). All go through the detector in one batch and their boxes are merged, so each "
+        "view costs one detector pass; ['enhanced'] alone is the cheapest. Without an enhancer "
+        "'enhanced' is left out.",
+    )
+
+    @field_validator("views")
+    @classmethod
+    def _unique_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"views {list(v)} names a view twice")
+        return v
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "LowLightConfig":

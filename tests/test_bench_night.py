@@ -74,16 +74,19 @@ def test_bench_night_end_to_end(tmp_path, enhancer, capsys):
 @needs_data
 def test_gated_photos_get_exactly_raw_or_enhanced_results(enhancer):
     """With a config that enhances dark photos, each gated photo's detections are those of the raw
-    photo or of the enhanced one, as the gate decided, and the gate picked the dark ones."""
+    photo or of the enhanced one, as the gate decided, and the gate picked the dark ones; with
+    several views, those of the views merged exactly as the tuner merges them offline."""
     from engines.enhancer import Enhancer
     from engines.yolo import Detector
 
     labelled = night.read_set("exdark", DATA / "exdark_dev" / "val", 6)
     images = night.load_images(labelled, lambda x: x)
-    cfg = LowLightConfig(enhance_below=40.0, max_highlight=1.0)
+    cfg = LowLightConfig(enhance_below=40.0, max_highlight=1.0, views=["enhanced"])
+    fused_cfg = cfg.model_copy(update={"views": ("raw", "enhanced", "clahe")})
     with Detector(DETECTORS[0], conf=0.001, iou=0.7) as det, Enhancer(enhancer) as enh:
         res = {m: night.run_pipeline(m, images, det, enh, cfg, lambda x: x)
-               for m in ("raw", "always", "gated")}
+               for m in ("raw", "always", "clahe", "gated")}
+        fused = night.run_pipeline("gated", images, det, enh, fused_cfg, lambda x: x)
     from daemon.pipeline.gate import frame_stats
 
     expect = [frame_stats(im, cfg).luma < 40.0 for im in images]
@@ -91,24 +94,38 @@ def test_gated_photos_get_exactly_raw_or_enhanced_results(enhancer):
     assert 0 < sum(expect) < len(images), "the subset should hold dark and brighter photos"
     for i, r in enumerate(res["gated"]):
         ref = res["always"][i] if expect[i] else res["raw"][i]
-        np.testing.assert_array_equal(r.scores, ref.scores)
-        np.testing.assert_array_equal(r.boxes, ref.boxes)
+        np.testing.assert_array_equal(r.dets.scores, ref.dets.scores)
+        np.testing.assert_array_equal(r.dets.boxes, ref.dets.boxes)
+    run = night.SetRun("exdark", labelled, np.zeros(len(images)), [])
+    for m in ("raw", "always", "clahe"):
+        run.add(m, res[m])
+    run.add("gated", fused)
+    offline = run.fused(("raw", "enhanced", "clahe"))
+    for i in range(len(images)):
+        want = offline[i] if expect[i] else run.matches["raw"][i]
+        np.testing.assert_array_equal(run.matches["gated"][i].tp, want.tp)
+        np.testing.assert_array_equal(run.matches["gated"][i].scores, want.scores)
+    assert any(len(fused[i].dets) != len(res["raw"][i].dets) for i in range(len(images)) if expect[i])
 
 
 # -- tuning, on made-up results -------------------------------------------------------------------
 def _run_with(luma: list[float], raw_hits: list[bool], enh_hits: list[bool]) -> night.SetRun:
-    """One labelled box per photo; a method's detection on it is correct (score 0.9) or not."""
+    """One labelled box per photo; a method's one detection (score 0.9) is on it or elsewhere."""
+    from engines.detections import Detections
+
     n = len(luma)
-    images = tuple(LabelledImage(Path(f"p{i}.png"), np.zeros((1, 4)), np.zeros(1, np.int64)) for i in range(n))
+    images = tuple(LabelledImage(Path(f"p{i}.png"), np.array([[0.0, 0.0, 10.0, 10.0]]), np.zeros(1, np.int64))
+                   for i in range(n))
     labelled = LabelledSet("made-up", Path("."), images, None)
 
-    def matches(hits):
-        return [ImageMatches(np.full((1, 10), h), np.array([0.9]), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    def results(hits):
+        box = {True: [0.0, 0.0, 10.0, 10.0], False: [50.0, 50.0, 60.0, 60.0]}
+        return [night.PhotoResult(Detections.from_arrays([box[h]], [0.9], [0], {0: "person"}), False)
                 for h in hits]
 
-    stats = [night_stats(v) for v in luma]
-    run = night.SetRun("made-up", labelled, np.array(luma), stats)
-    run.matches = {"raw": matches(raw_hits), "always": matches(enh_hits)}
+    run = night.SetRun("made-up", labelled, np.array(luma, float), [night_stats(v) for v in luma])
+    run.add("raw", results(raw_hits))
+    run.add("always", results(enh_hits))
     return run
 
 
@@ -124,7 +141,24 @@ def test_tuning_enhances_only_where_it_helps():
     enh = [True, True, True, True, False, False, False, False, False, False]  # helps below 15 only
     cfg, table = night.tune_gate(_run_with(luma, raw, enh), LowLightConfig())
     assert 12 < cfg.enhance_below <= 18
-    assert any(row["ok"] for row in table) and len(table) == len(night.ENHANCE_BELOW_GRID) * len(night.MAX_HIGHLIGHT_GRID)
+    # the enhanced picture alone is right wherever it is picked; adding the raw one would only
+    # add its misses (false boxes) and cost a second detector pass
+    assert cfg.views == ("enhanced",)
+    grid = len(night.ENHANCE_BELOW_GRID) * len(night.MAX_HIGHLIGHT_GRID)
+    assert any(row["ok"] for row in table) and len(table) == 2 * grid  # views: enhanced, raw+enhanced
+
+
+def test_tuning_merges_views_when_each_finds_what_the_other_misses():
+    # dark photos where raw and enhanced each find half the objects: no threshold can pick the
+    # right one, merging both finds all of them
+    luma = [5, 6, 7, 8, 9, 10, 11, 12, 60, 80]
+    raw = [True, False] * 4 + [True, True]
+    enh = [False, True] * 4 + [False, False]
+    run = _run_with(luma, raw, enh)
+    cfg, _ = night.tune_gate(run, LowLightConfig())
+    assert cfg.views == ("raw", "enhanced") and 12 < cfg.enhance_below <= 55
+    picks = night.gate_picks(cfg, run.stats)
+    assert night.mixed_score(run, picks, cfg.views).ap50 > run.score("raw").ap50 + 0.2
 
 
 def test_tuning_sends_nothing_through_an_enhancer_that_never_helps():
@@ -138,7 +172,9 @@ def test_baselines_brighten_dark_pictures():
     dark = np.full((32, 32, 3), 64, np.uint8)
     assert night.gamma(dark)[0, 0, 0] == 128  # 255 * (64/255) ** 0.5
     ramp = np.tile(np.linspace(10, 40, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
-    assert night.clahe_luma(ramp).std() > ramp.std()
+    from daemon.pipeline.views import clahe_luma
+
+    assert clahe_luma(ramp).std() > ramp.std()
 
 
 def test_bad_arguments_say_how_to_fix_them(tmp_path, capsys):

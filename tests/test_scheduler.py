@@ -42,7 +42,8 @@ def value(metrics, name, **labels):
     return 0.0 if v is None else v
 
 
-def build(names=("a", "b"), fps=10.0, max_batch=8, enhancer=None, mode="auto", detector=None):
+def build(names=("a", "b"), fps=10.0, max_batch=8, enhancer=None, mode="auto", detector=None,
+          views=("enhanced",)):
     clock = Clock()
     metrics = Metrics()
     sink = ListSink()
@@ -57,7 +58,8 @@ def build(names=("a", "b"), fps=10.0, max_batch=8, enhancer=None, mode="auto", d
         src = FakeSource(cfg, Events(), clock=clock)
         sources[n] = src
         metrics.add_camera(n)
-        sched.add_camera(CameraSlot(n, src, LowLightGate(LowLightConfig(smoothing=1.0, enhance_below=55.0, max_highlight=1.0), mode), fps))
+        sched.add_camera(CameraSlot(n, src, LowLightGate(LowLightConfig(smoothing=1.0, enhance_below=55.0, max_highlight=1.0,
+                                                                views=views), mode), fps))
     return clock, metrics, sink, sched, sources, det
 
 
@@ -108,6 +110,38 @@ def test_batches_gather_one_frame_per_camera():
     # nothing new: nothing processed, the detector is not called
     clock.t += 1
     assert sched.step() == 0 and det.calls == [3]
+
+
+def test_views_of_a_dark_frame_go_through_the_detector_in_one_call_and_merge():
+    enh = FakeEnhancer()
+    clock, metrics, sink, sched, src, det = build(names=("dark", "light"), enhancer=enh,
+                                                  views=("raw", "enhanced", "clahe"))
+    src["dark"].push(value=10)
+    src["light"].push(value=200)
+    sched.step()
+    # dark: raw + enhanced + CLAHE, light: raw; one detector call, one enhancer call
+    assert det.calls == [4] and enh.calls == [1]
+    by_cam = {r.camera: r for r in sink.results}
+    # raw and CLAHE of a flat dark frame are 'car' at the same box: merged into one; the
+    # enhanced picture is 'person': kept beside it (NMS is per class)
+    assert sorted(by_cam["dark"].detections.names) == ["car", "person"]
+    assert by_cam["light"].detections.names == ("person",)
+    assert by_cam["dark"].enhanced and not by_cam["light"].enhanced
+    snap = sched.pipeline.snapshots.get("dark")
+    assert snap.image.mean() == pytest.approx(160)  # snapshots show the enhanced picture
+
+
+def test_views_without_an_enhancer_leave_enhanced_out():
+    clock, metrics, sink, sched, src, det = build(names=("dark",), views=("enhanced", "clahe"))
+    src["dark"].push(value=10)
+    sched.step()
+    assert det.calls == [1]  # CLAHE only: no enhancer configured
+    assert sink.results[0].enhanced
+    assert value(metrics, "duskwatch_frames_enhanced_total", camera="dark") == 0
+    clock, metrics, sink, sched, src, det = build(names=("dark",), views=("enhanced",))
+    src["dark"].push(value=10)
+    sched.step()
+    assert det.calls == [1] and not sink.results[0].enhanced  # nothing left: the raw frame
 
 
 def test_detector_failure_counts_failed_and_the_loop_goes_on():

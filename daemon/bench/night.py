@@ -8,13 +8,15 @@ photo sets, each photo processed five ways:
 * ``gated``: the daemon's own low-light gate decides per photo, through exactly the code path
   ``duskwatch run`` takes: :class:`daemon.pipeline.process.Pipeline` with a
   :class:`daemon.pipeline.gate.LowLightGate` per photo (each photo is a camera's first frame) in
-  ``auto`` mode, the :class:`engines.enhancer.Enhancer` and :class:`engines.yolo.Detector`;
+  ``auto`` mode, the :class:`engines.enhancer.Enhancer` and :class:`engines.yolo.Detector`; a
+  photo the gate picks is detected on the config's ``lowlight.views`` (raw, enhanced, CLAHE) and
+  their boxes merged (:mod:`daemon.pipeline.views`);
 * ``gamma``: gamma 0.5 (``255 * (x / 255) ** 0.5``), a cheap baseline;
 * ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one.
 
-Every method runs through the same Pipeline (``raw``/``gamma``/``clahe`` with the gate in
-``never`` mode, ``always`` in ``always`` mode), one photo per call, so the methods differ only in
-the picture the detector sees. Default sets (``--data-root``, normally ``../shared/data``):
+Every method runs through the same Pipeline, one photo per call: ``raw`` and ``gamma`` with the
+gate in ``never`` mode, ``always`` and ``clahe`` in ``always`` mode with the single view
+``enhanced`` or ``clahe``; so the methods differ only in the pictures the detector sees. Default sets (``--data-root``, normally ``../shared/data``):
 ``exdark_val`` (real night photos), well-lit ``coco128``, and ``coco128`` darkened by the
 degradation model at each ``--exposures`` value (made once by ``duskwatch degrade`` in a
 subprocess, since the daemon never imports the export tools, and cached under ``--cache-dir``).
@@ -22,8 +24,9 @@ Each set is reported whole and in brightness bins of the raw photo's mean grey l
 (< 25, 25-50, > 50).
 
 ``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``)
-on one set (``--tune-on``, default ``exdark_val``; never a training set) from the raw and
-always-enhanced results of the first detector, prints them, and runs ``gated`` with them.
+and its views (``lowlight.views``) on one set (``--tune-on``, default ``exdark_val``; never a
+training set) from the raw, always-enhanced and CLAHE results of the first detector (views are
+merged offline exactly as the pipeline merges them), prints them, and runs ``gated`` with them.
 
 Output: a table on stdout, a bar chart PNG (``--chart``), progress bars on stderr, and the JSON
 summary as the last stdout line.
@@ -159,18 +162,12 @@ def gamma(image: np.ndarray, g: float = 0.5) -> np.ndarray:
     return lut[image]
 
 
-def clahe_luma(image: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation of the luma channel (YCrCb)."""
-    import cv2
-
-    ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
-    ycc[..., 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(ycc[..., 0])
-    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
-
-
 PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
-    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": clahe_luma}
-GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "never"}
+    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None}
+GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "always"}
+# One view each: what 'always' and 'clahe' show the detector ('gated' uses the config's views).
+METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",)}
+VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe"}  # whose results a view reuses
 
 
 def mean_grey(image: np.ndarray) -> float:
@@ -181,16 +178,14 @@ def mean_grey(image: np.ndarray) -> float:
 # -- running the daemon's pipeline on photos --------------------------------------------------------
 @dataclass
 class PhotoResult:
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    enhanced: bool
+    dets: Any  # engines.detections.Detections
+    enhanced: bool  # the gate picked the photo (its views were made)
 
 
 def run_pipeline(method: str, images: Sequence[np.ndarray], detector: Any, enhancer: Any,
                  lowlight: Any, progress: Callable[[Iterable], Iterable]) -> list[PhotoResult]:
     """Each photo through the daemon's Pipeline as one camera's first frame; ``method`` picks
-    the gate mode and the preprocessing (gamma/CLAHE stand in for the camera's picture)."""
+    the gate mode, the views and the preprocessing (gamma stands in for the camera's picture)."""
     from daemon.pipeline.frames import Frame
     from daemon.pipeline.gate import LowLightGate
     from daemon.pipeline.sinks import SinkSet
@@ -201,6 +196,8 @@ def run_pipeline(method: str, images: Sequence[np.ndarray], detector: Any, enhan
     metrics.add_camera(CAMERA)
     pipeline = Pipeline(detector, metrics, SinkSet([]), enhancer=enhancer if method in ("always", "gated") else None)
     prep = PREPROCESS[method]
+    if METHOD_VIEWS.get(method):
+        lowlight = lowlight.model_copy(update={"views": METHOD_VIEWS[method]})
     out = []
     for seq, image in enumerate(progress(images)):
         picture = prep(image) if prep else image
@@ -210,10 +207,7 @@ def run_pipeline(method: str, images: Sequence[np.ndarray], detector: Any, enhan
         if len(results) != 1:
             raise UserError(f"{method}: the pipeline dropped photo {seq} (an engine failed; see the "
                             "log above)")
-        dets = results[0].detections
-        out.append(PhotoResult(np.array([d.box for d in dets], np.float64).reshape(-1, 4),
-                               np.array([d.score for d in dets], np.float64),
-                               np.array([d.class_id for d in dets], np.int64), results[0].enhanced))
+        out.append(PhotoResult(results[0].detections, results[0].enhanced))
     return out
 
 
@@ -228,6 +222,25 @@ class SetRun:
     stats: list[Any]
     matches: dict[str, list[Any]] = field(default_factory=dict)
     enhanced: dict[str, np.ndarray] = field(default_factory=dict)
+    results: dict[str, list[PhotoResult]] = field(default_factory=dict)
+    _fused: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)
+
+    def add(self, method: str, results: Sequence[PhotoResult]) -> None:
+        self.results[method] = list(results)
+        self.matches[method] = match_all(self.labelled, results)
+        self.enhanced[method] = np.array([r.enhanced for r in results])
+
+    def fused(self, views: tuple[str, ...]) -> list[Any]:
+        """Per-photo matches of the pictures ``views`` merged as the pipeline merges them,
+        from the single-view methods' results (``enhanced`` = always, ``clahe`` = clahe)."""
+        from daemon.pipeline.views import merge
+
+        if views not in self._fused:
+            per_view = [self.results[VIEW_METHOD[v]] for v in views]
+            merged = [PhotoResult(merge([r[k].dets for r in per_view]), True)
+                      for k in range(len(self.labelled))]
+            self._fused[views] = match_all(self.labelled, merged)
+        return self._fused[views]
 
     def score(self, method: str, select: np.ndarray | None = None) -> Any:
         from engines.evaluation import summarize
@@ -243,8 +256,8 @@ class SetRun:
 def match_all(labelled: Any, results: Sequence[PhotoResult]) -> list[Any]:
     from engines.evaluation import match_image
 
-    return [match_image(r.boxes, r.scores, r.classes, im.boxes, im.classes, labelled.classes)
-            for im, r in zip(labelled.images, results)]
+    return [match_image(r.dets.boxes, r.dets.scores, r.dets.class_ids, im.boxes, im.classes,
+                        labelled.classes) for im, r in zip(labelled.images, results)]
 
 
 # -- tuning the gate ------------------------------------------------------------------------------
@@ -265,33 +278,48 @@ def gate_picks(lowlight: Any, stats: Sequence[Any]) -> np.ndarray:
     return np.array(picks, bool)
 
 
-def mixed_score(run: SetRun, picks: np.ndarray, select: np.ndarray | None = None) -> Any:
+def mixed_score(run: SetRun, picks: np.ndarray, views: tuple[str, ...],
+                select: np.ndarray | None = None) -> Any:
+    """AP of the gate's outcome: picked photos detected on ``views`` (merged), the rest raw."""
     from engines.evaluation import summarize
 
-    mixed = [a if p else r for r, a, p in zip(run.matches["raw"], run.matches["always"], picks)]
+    mixed = [f if p else r for r, f, p in zip(run.matches["raw"], run.fused(views), picks)]
     if select is not None:
         mixed = [m for m, s in zip(mixed, select) if s]
     return summarize(mixed, run.labelled.classes)
 
 
+def view_sets(run: SetRun) -> list[tuple[str, ...]]:
+    """Every set of views whose single-view results ``run`` has, but the raw frame alone."""
+    from itertools import combinations
+
+    from daemon.pipeline.views import VIEWS
+
+    have = [v for v in VIEWS if VIEW_METHOD[v] in run.results]
+    return [c for n in range(1, len(have) + 1) for c in combinations(have, n) if c != ("raw",)]
+
+
 def tune_gate(run: SetRun, base: Any) -> tuple[Any, list[dict]]:
-    """Grid search of (enhance_below, max_highlight) on ``run``: the rule with the best AP50 of
-    the whole set whose AP50 is >= raw - 0.005 in every brightness bin; a rule that enhances
-    anything must beat enhancing nothing by :data:`MIN_GAIN`, else nothing is enhanced."""
+    """Grid search of (enhance_below, max_highlight, views) on ``run``: among the rules whose
+    AP50 is >= raw - 0.005 in every brightness bin, the one with the best AP50 of the whole set
+    less :data:`MIN_GAIN` per detector pass beyond the first (a view must pay for itself); a rule
+    that treats anything must beat treating nothing by :data:`MIN_GAIN`, else nothing is."""
     raw_bins = {k: v.ap50 for k, v in run.bins("raw").items()}
     bins = {name: (run.grey >= lo) & (run.grey < hi) for name, lo, hi in BINS}
     table, best, best_key = [], base.model_copy(update={"enhance_below": 0.0}), None
-    for eb in ENHANCE_BELOW_GRID:
-        for mh in MAX_HIGHLIGHT_GRID:
-            cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh})
-            picks = gate_picks(cfg, run.stats)
-            scores = {k: mixed_score(run, picks, sel).ap50 for k, sel in bins.items()}
-            ok = all(np.isnan(raw_bins[k]) or scores[k] >= raw_bins[k] - 0.005 for k in bins)
-            table.append({"enhance_below": eb, "max_highlight": mh, "enhanced": int(picks.sum()),
-                          "ap50": round(scores["all"], 4), "ok": ok})
-            key = (scores["all"], -int(picks.sum()))
-            if ok and picks.any() and scores["all"] >= raw_bins["all"] + MIN_GAIN and (best_key is None or key > best_key):
-                best, best_key = cfg, key
+    for views in view_sets(run):
+        for eb in ENHANCE_BELOW_GRID:
+            for mh in MAX_HIGHLIGHT_GRID:
+                cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh, "views": views})
+                picks = gate_picks(cfg, run.stats)
+                scores = {k: mixed_score(run, picks, views, sel).ap50 for k, sel in bins.items()}
+                ok = all(np.isnan(raw_bins[k]) or scores[k] >= raw_bins[k] - 0.005 for k in bins)
+                table.append({"enhance_below": eb, "max_highlight": mh, "views": list(views),
+                              "enhanced": int(picks.sum()), "ap50": round(scores["all"], 4),
+                              "bins": {k: round(v, 4) for k, v in scores.items() if k != "all"}, "ok": ok})
+                key = (scores["all"] - MIN_GAIN * (len(views) - 1), -int(picks.sum()))
+                if ok and picks.any() and scores["all"] >= raw_bins["all"] + MIN_GAIN and (best_key is None or key > best_key):
+                    best, best_key = cfg, key
     return best, table
 
 
@@ -406,27 +434,33 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
         for det_name, det in engines["detectors"]:
             run_ = SetRun(set_name, labelled, grey, stats)
             for m in plain:
-                res = run_pipeline(m, images, det, engines["enhancer"], lowlight,
-                                   progress_bar(f"{det_name} {set_name} {m}"))
-                run_.matches[m] = match_all(labelled, res)
-                run_.enhanced[m] = np.array([r.enhanced for r in res])
+                run_.add(m, run_pipeline(m, images, det, engines["enhancer"], lowlight,
+                                         progress_bar(f"{det_name} {set_name} {m}")))
             runs[det_name][set_name] = run_
         del images
     if args.tune:
         first = engines["detectors"][0][0]
         lowlight, table = tune_gate(runs[first][args.tune_on], lowlight)
         args.tuned = {"on": args.tune_on, "detector": first, "enhance_below": lowlight.enhance_below,
-                      "max_highlight": lowlight.max_highlight, "grid": table}
+                      "max_highlight": lowlight.max_highlight, "views": list(lowlight.views),
+                      "grid": table}
+        chosen = [r for r in table if (r["enhance_below"], r["max_highlight"], r["views"]) == (
+            lowlight.enhance_below, lowlight.max_highlight, list(lowlight.views))]
+        if chosen:  # what the offline merge predicts; the gated run below measures it
+            args.tuned["predicted_ap50"] = chosen[0]["ap50"]
+        args.tuned["by_views"] = {  # the chosen thresholds with each set of views: the trade-off
+            "+".join(r["views"]): {"ap50": r["ap50"], "bins": r["bins"], "passes": len(r["views"])}
+            for r in table if (r["enhance_below"], r["max_highlight"]) == (
+                lowlight.enhance_below, lowlight.max_highlight)}
         print_tuned(args.tuned)
     args.lowlight_used = lowlight
     if "gated" in methods:
         for set_name, labelled in sets:
             images = load_images(labelled, progress_bar(f"{set_name}: reading"))
             for det_name, det in engines["detectors"]:
-                res = run_pipeline("gated", images, det, engines["enhancer"], lowlight,
-                                   progress_bar(f"{det_name} {set_name} gated"))
-                runs[det_name][set_name].matches["gated"] = match_all(labelled, res)
-                runs[det_name][set_name].enhanced["gated"] = np.array([r.enhanced for r in res])
+                runs[det_name][set_name].add("gated", run_pipeline(
+                    "gated", images, det, engines["enhancer"], lowlight,
+                    progress_bar(f"{det_name} {set_name} gated")))
     return runs
 
 
@@ -504,12 +538,12 @@ def _fmt(r: dict) -> str:
 def print_tuned(t: dict) -> None:
     print(f"\ngate tuned on {t['on']} with {t['detector']} (raw and always-enhanced results):", file=sys.stderr)
     ok = [row for row in t["grid"] if row["ok"]]
-    for row in sorted(t["grid"], key=lambda r: -r["ap50"])[:8]:
+    for row in sorted(t["grid"], key=lambda r: -r["ap50"])[:12]:
         print(f"  enhance_below {row['enhance_below']:5.1f}  max_highlight {row['max_highlight']:6.3f}  "
-              f"enhanced {row['enhanced']:4d}  AP50 {row['ap50']:.4f}  {'ok' if row['ok'] else 'worse than raw in a bin'}",
-              file=sys.stderr)
-    print(f"chosen: lowlight.enhance_below {t['enhance_below']}, lowlight.max_highlight {t['max_highlight']} "
-          f"({len(ok)} of {len(t['grid'])} rules never worse than raw)")
+              f"views {'+'.join(row['views']):20s} enhanced {row['enhanced']:4d}  AP50 {row['ap50']:.4f}  "
+              f"{'ok' if row['ok'] else 'worse than raw in a bin'}", file=sys.stderr)
+    print(f"chosen: lowlight.enhance_below {t['enhance_below']}, lowlight.max_highlight {t['max_highlight']}, "
+          f"lowlight.views {t['views']} ({len(ok)} of {len(t['grid'])} rules never worse than raw)")
 
 
 def draw_chart(summary: dict, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One batch through the engines: gate -> enhancer (where it helps) -> detector -> results.
+"""One batch through the engines: gate -> views (enhancer, CLAHE; where they help) -> detector
+-> merged results.
 
 :class:`Pipeline` knows nothing about cameras' timing (the scheduler decides which frames form
 a batch) and runs only on the scheduler thread: the engines, the sinks and the per-camera state
@@ -20,6 +21,7 @@ from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
 from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
+from daemon.pipeline.views import clahe_luma, merge, shown
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
@@ -30,7 +32,8 @@ log = logging.getLogger("duskwatch.pipeline")
 
 
 class Pipeline:
-    """Runs batches: gate -> enhancer (frames the gate picks) -> detector (all) -> metrics,
+    """Runs batches: gate -> the views of the frames it picks (daemon.pipeline.views) ->
+    detector (every picture, one call) -> merged boxes -> metrics,
     events (tracking, zones, lines, evidence, event sinks), sinks and snapshots."""
 
     def __init__(
@@ -60,15 +63,16 @@ class Pipeline:
             return []
         for f in frames:
             self.metrics.stage.labels("decode").observe(f.decode_seconds)
-        images = [f.image for f in frames]
-        wants = [self._gate(f, g) for f, g in zip(frames, gates)]
+        views = [self._views(f, g) for f, g in zip(frames, gates)]
         ok = [True] * len(frames)
-        enhanced = self._enhance(frames, images, wants, ok)
+        enhanced = self._enhance(frames, views, ok)
         live = [i for i in range(len(frames)) if ok[i]]
-        dets = self._detect(frames, images, live)
+        pictures = {i: self._pictures(frames[i].image, views[i], enhanced.get(i)) for i in live}
+        dets = self._detect(frames, pictures, live)
         if dets is None:
             return []
-        return [self._finish(frames[i], images[i], enhanced[i], d) for i, d in zip(live, dets)]
+        return [self._finish(frames[i], pictures[i][shown(views[i])], views[i] != ("raw",), d)
+                for i, d in zip(live, dets)]
 
     def tick(self) -> None:
         """Between batches, with or without frames: tracks of cameras that stopped sending
@@ -95,43 +99,56 @@ class Pipeline:
             self.enhancer.reset(camera)
 
     # stages ---------------------------------------------------------------------------------
-    def _gate(self, frame: Frame, gate: LowLightGate) -> bool:
+    def _views(self, frame: Frame, gate: LowLightGate) -> tuple[str, ...]:
+        """The pictures of this frame the detector sees: the gate's views when it picks the
+        frame ('enhanced' only with an enhancer), else the frame as decoded."""
         want = gate.update(frame.image)
         self.metrics.set_lowlight(frame.camera, gate.lowlight)
         taken = self._taken[frame.camera] = self._taken.get(frame.camera, 0) + 1
         self.snapshots.put_gate(frame.camera, GateView(gate.lowlight, gate.luma, taken))
-        return want
+        if not want:
+            return ("raw",)
+        views = tuple(v for v in gate.cfg.views if v != "enhanced" or self.enhancer is not None)
+        return views or ("raw",)
 
-    def _enhance(self, frames, images, wants, ok) -> list[bool]:
-        enhanced = [False] * len(frames)
-        idx = [i for i, w in enumerate(wants) if w]
+    def _enhance(self, frames, views, ok) -> dict[int, np.ndarray]:
+        """The enhancer's output for the frames whose views want it, in one call; a failure
+        drops those frames (counted) and the rest of the batch goes on."""
+        idx = [i for i, v in enumerate(views) if "enhanced" in v]
         if not idx or self.enhancer is None:
-            return enhanced
+            return {}
         t0 = self.clock()
         try:
-            out = list(self.enhancer([images[i] for i in idx], [frames[i].camera for i in idx]))
+            out = list(self.enhancer([frames[i].image for i in idx], [frames[i].camera for i in idx]))
             if len(out) != len(idx):
                 raise ValueError(f"enhancer returned {len(out)} images for {len(idx)}")
         except Exception as exc:  # noqa: BLE001 - count, log, go on with the next batch
             self._engine_failed("enhance", [frames[i] for i in idx], exc)
             for i in idx:
                 ok[i] = False
-            return enhanced
+            return {}
         self.metrics.stage.labels("enhance").observe(self.clock() - t0)
-        for i, img in zip(idx, out):
-            images[i] = img
-            enhanced[i] = True
+        for i in idx:
             self.metrics.count_enhanced(frames[i].camera)
-        return enhanced
+        return dict(zip(idx, out))
 
-    def _detect(self, frames, images, live) -> list[Detections] | None:
+    @staticmethod
+    def _pictures(raw: np.ndarray, views: tuple[str, ...], enhanced: np.ndarray | None
+                  ) -> dict[str, np.ndarray]:
+        made = {"raw": raw, "enhanced": enhanced}
+        return {v: made[v] if v in made else clahe_luma(raw) for v in views}
+
+    def _detect(self, frames, pictures, live) -> list[Detections] | None:
+        """Every picture of every live frame in one detector call; one merged result per frame."""
         if not live:
             return None
+        owners = [i for i in live for _ in pictures[i]]
+        batch = [img for i in live for img in pictures[i].values()]
         t0 = self.clock()
         try:
-            dets = list(self.detector([images[i] for i in live]))
-            if len(dets) != len(live):
-                raise ValueError(f"detector returned {len(dets)} results for {len(live)} images")
+            dets = list(self.detector(batch))
+            if len(dets) != len(batch):
+                raise ValueError(f"detector returned {len(dets)} results for {len(batch)} images")
             bad = next((type(d).__name__ for d in dets if not isinstance(d, Detections)), None)
             if bad is not None:
                 raise TypeError(f"detector returned {bad}, not engines.detections.Detections")
@@ -139,7 +156,7 @@ class Pipeline:
             self._engine_failed("detect", [frames[i] for i in live], exc)
             return None
         self.metrics.stage.labels("detect").observe(self.clock() - t0)
-        return dets
+        return [merge([d for o, d in zip(owners, dets) if o == i]) for i in live]
 
     def _finish(self, frame: Frame, image: np.ndarray, enhanced: bool, dets: Detections) -> Result:
         result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -130,6 +131,11 @@ def main() -> int:
     p.add_argument("--warmup-min", type=float, default=2.0,
                    help="slopes are also reported without the samples of the first minutes "
                         "(allocator, decoder and ONNX Runtime arenas growing to their size)")
+    p.add_argument("--prefix", default=None,
+                   help="run the daemon under this command instead of the plain interpreter, "
+                        "e.g. 'memray run --native -o soak.bin' (a heap profile of the soak)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the daemon (e.g. MALLOC_ARENA_MAX=2); repeatable")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="duskwatch-soak-"))
     footage = ensure_footage(work / "footage")
@@ -148,14 +154,17 @@ def main() -> int:
             cams[0]["url"] = f"rtsp://127.0.0.1:{junk_port}/x"
         cfg_path.write_text(yaml.safe_dump({
             "cameras": cams, "engines": {"detector": args.detector, "device": "cpu"},
-            "sinks": [], "http": {"listen": f"127.0.0.1:{port}",
+            "sinks": [], "events": {"evidence": {"dir": str(work / "evidence")}},
+            "http": {"listen": f"127.0.0.1:{port}",
                                   "auth": {"bearer_token_env": "SOAK_TOKEN"}}}))
 
     write_cfg()
     log = open(work / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(cfg_path)],
+    prefix = shlex.split(args.prefix) if args.prefix else [sys.executable]
+    proc = subprocess.Popen([*prefix, "-m", "daemon.cli", "run", "--config", str(cfg_path)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, SOAK_TOKEN=TOKEN, OMP_NUM_THREADS="1"))
+                            env=dict(os.environ, SOAK_TOKEN=TOKEN, OMP_NUM_THREADS="1",
+                                     **dict(e.split("=", 1) for e in args.env)))
     time.sleep(20)
     done = threading.Event()
     stats = {"scrapes": 0, "scrape_failures": 0}
