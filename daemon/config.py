@@ -311,14 +311,14 @@ class LowLightConfig(_Section):
 
     # Which pictures of a picked frame the detector sees; their boxes are merged (class-wise NMS).
     # Tuned with the thresholds above by `duskwatch bench night --tune` (docs/DENOISER.md, "Gate").
-    views: tuple[Literal["raw", "enhanced", "clahe"], ...] = Field(
+    views: tuple[Literal["raw", "enhanced", "clahe", "mirror"], ...] = Field(
         ("raw", "enhanced", "clahe"),
         min_length=1,
         description="What the detector looks at for a frame the gate picks (enhance: auto or "
         "always): 'raw' (as decoded), 'enhanced' (the enhancer's output), 'clahe' (CLAHE on "
-        "luma). All go through the detector in one batch and their boxes are merged, so each "
-        "view costs one detector pass; ['enhanced'] alone is the cheapest. Without an enhancer "
-        "'enhanced' is left out.",
+        "luma), 'mirror' (flipped left to right, boxes flipped back). All go through the "
+        "detector in one batch and their boxes are merged, so each view costs one detector "
+        "pass. Without an enhancer 'enhanced' is left out.",
     )
 
     @field_validator("views")

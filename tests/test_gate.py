@@ -138,3 +138,19 @@ def test_views_config_is_checked():
     for bad in ([], ["raw", "raw"], ["sharpened"]):
         with pytest.raises(pydantic.ValidationError, match="views"):
             LowLightConfig(views=bad)
+
+
+def test_mirror_view_boxes_come_back_in_frame_pixels():
+    from engines.detections import Detections
+    from daemon.pipeline.views import in_frame, mirror, picture
+
+    frame = np.zeros((4, 10, 3), np.uint8)
+    frame[:, :3] = 255  # something bright on the left
+    flipped = picture("mirror", frame, None)
+    assert np.array_equal(flipped, mirror(frame)) and flipped[:, -3:].min() == 255
+    # the detector finds it on the right of the mirrored picture (x 7..10): it is at x 0..3
+    found = Detections.from_arrays([[7.0, 1.0, 10.0, 3.0]], [0.8], [0], {0: "person"})
+    assert in_frame("mirror", found, 10).boxes.tolist() == [[0.0, 1.0, 3.0, 3.0]]
+    assert in_frame("clahe", found, 10) is found
+    with pytest.raises(ValueError, match="enhancer"):
+        picture("enhanced", frame, None)

@@ -144,6 +144,18 @@ def test_views_without_an_enhancer_leave_enhanced_out():
     assert det.calls == [1] and not sink.results[0].enhanced  # nothing left: the raw frame
 
 
+def test_mirror_view_is_merged_in_frame_pixels():
+    clock, metrics, sink, sched, src, det = build(names=("dark",), views=("raw", "mirror"))
+    src["dark"].push(value=10)
+    sched.step()
+    assert det.calls == [2]
+    boxes = sorted(sink.results[0].detections.boxes.tolist())
+    # FakeDetector puts its box at (1, 2, w/2, h/2) of whatever it sees; on the mirror that is
+    # (w/2, 2, w-1, h/2) of the frame: two boxes that do not overlap, both kept
+    w, h = 64, 48  # FakeSource.push's frame
+    assert boxes == [[1.0, 2.0, w / 2, h / 2], [w / 2, 2.0, w - 1.0, h / 2]]
+
+
 def test_detector_failure_counts_failed_and_the_loop_goes_on():
     clock, metrics, sink, sched, src, det = build(names=("a", "b"))
     det.fail = True

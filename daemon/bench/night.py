@@ -12,11 +12,13 @@ photo sets, each photo processed five ways:
   photo the gate picks is detected on the config's ``lowlight.views`` (raw, enhanced, CLAHE) and
   their boxes merged (:mod:`daemon.pipeline.views`);
 * ``gamma``: gamma 0.5 (``255 * (x / 255) ** 0.5``), a cheap baseline;
-* ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one.
+* ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one;
+* ``mirror``: the photo flipped left to right (boxes flipped back): no light added, only a second
+  look; merged with raw it is the control for what merging views gains by looking twice.
 
 Every method runs through the same Pipeline, one photo per call: ``raw`` and ``gamma`` with the
-gate in ``never`` mode, ``always`` and ``clahe`` in ``always`` mode with the single view
-``enhanced`` or ``clahe``; so the methods differ only in the pictures the detector sees. Default sets (``--data-root``, normally ``../shared/data``):
+gate in ``never`` mode, ``always``, ``clahe`` and ``mirror`` in ``always`` mode with that single
+view; so the methods differ only in the pictures the detector sees. Default sets (``--data-root``, normally ``../shared/data``):
 ``exdark_val`` (real night photos), well-lit ``coco128``, and ``coco128`` darkened by the
 degradation model at each ``--exposures`` value (made once by ``duskwatch degrade`` in a
 subprocess, since the daemon never imports the export tools, and cached under ``--cache-dir``).
@@ -25,8 +27,9 @@ Each set is reported whole and in brightness bins of the raw photo's mean grey l
 
 ``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``)
 and its views (``lowlight.views``) on one set (``--tune-on``, default ``exdark_val``; never a
-training set) from the raw, always-enhanced and CLAHE results of the first detector (views are
-merged offline exactly as the pipeline merges them), prints them, and runs ``gated`` with them.
+training set) from the single-view results (raw, always, clahe, mirror) of the first detector
+(views are merged offline exactly as the pipeline merges them), prints them, and runs ``gated``
+with them.
 
 Output: a table on stdout, a bar chart PNG (``--chart``), progress bars on stderr, and the JSON
 summary as the last stdout line.
@@ -47,8 +50,8 @@ import numpy as np
 
 from engines.errors import UserError
 
-HELP = "detection AP on labelled photos: raw, enhanced, gated, gamma, CLAHE (JSON summary)"
-METHODS = ("raw", "always", "gated", "gamma", "clahe")
+HELP = "detection AP on labelled photos: raw, enhanced, gated, gamma, CLAHE, mirror (JSON summary)"
+METHODS = ("raw", "always", "gated", "gamma", "clahe", "mirror")
 BINS = (("all", 0.0, 256.0), ("grey<25", 0.0, 25.0), ("grey25-50", 25.0, 50.0), ("grey>50", 50.0, 256.0))
 DEFAULT_EXPOSURES = (0.02, 0.05, 0.2)
 CAMERA = "bench"
@@ -79,6 +82,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", action="store_true",
                    help="choose the gate thresholds on --tune-on, print them, and score gated with them")
     p.add_argument("--tune-on", default="exdark_val", help="set to tune on (default exdark_val)")
+    p.add_argument("--enhancer-cost", type=float, default=ENHANCER_COST,
+                   help="what one enhancer call costs in detector passes, for --tune's trade-off "
+                        f"of AP against work (default {ENHANCER_COST}: K = 2 vs YOLO11n, ORT CPU)")
+    p.add_argument("--pass-cost", type=float, default=PASS_COST,
+                   help="AP50 that each detector pass beyond the first must buy for --tune to "
+                        f"add a view (default {PASS_COST}; raise it on a box short of compute)")
     p.add_argument("--conf", type=float, default=0.001, help="detection confidence floor (mAP: 0.001)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU (ultralytics val: 0.7)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
@@ -163,11 +172,12 @@ def gamma(image: np.ndarray, g: float = 0.5) -> np.ndarray:
 
 
 PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
-    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None}
-GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "always"}
-# One view each: what 'always' and 'clahe' show the detector ('gated' uses the config's views).
-METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",)}
-VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe"}  # whose results a view reuses
+    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None, "mirror": None}
+GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "always",
+             "mirror": "always"}
+# One view each: what 'always', 'clahe' and 'mirror' show the detector ('gated': the config's).
+METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",), "mirror": ("mirror",)}
+VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe", "mirror": "mirror"}
 
 
 def mean_grey(image: np.ndarray) -> float:
@@ -263,7 +273,11 @@ def match_all(labelled: Any, results: Sequence[PhotoResult]) -> list[Any]:
 # -- tuning the gate ------------------------------------------------------------------------------
 ENHANCE_BELOW_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 55.0)
 MAX_HIGHLIGHT_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 1.0)
-MIN_GAIN = 0.005  # AP50 a rule must gain over sending nothing through the enhancer
+MIN_GAIN = 0.005  # AP50 a rule must gain over treating nothing
+PASS_COST = 0.005  # AP50 each detector pass beyond the first must buy (--pass-cost)
+# What the enhancer costs, in detector passes: K = 2 at 640x640 is 0.68x YOLO11n on ONNX Runtime
+# CPU (docs/DENOISER.md); --enhancer-cost for another pair.
+ENHANCER_COST = 0.7
 
 
 def gate_picks(lowlight: Any, stats: Sequence[Any]) -> np.ndarray:
@@ -299,11 +313,18 @@ def view_sets(run: SetRun) -> list[tuple[str, ...]]:
     return [c for n in range(1, len(have) + 1) for c in combinations(have, n) if c != ("raw",)]
 
 
-def tune_gate(run: SetRun, base: Any) -> tuple[Any, list[dict]]:
+def view_cost(views: Sequence[str], enhancer_cost: float = ENHANCER_COST) -> float:
+    """Detector passes a picked frame costs with ``views``, the enhancer counted in passes."""
+    return len(views) + (enhancer_cost if "enhanced" in views else 0.0)
+
+
+def tune_gate(run: SetRun, base: Any, enhancer_cost: float = ENHANCER_COST,
+              pass_cost: float = PASS_COST) -> tuple[Any, list[dict]]:
     """Grid search of (enhance_below, max_highlight, views) on ``run``: among the rules whose
     AP50 is >= raw - 0.005 in every brightness bin, the one with the best AP50 of the whole set
-    less :data:`MIN_GAIN` per detector pass beyond the first (a view must pay for itself); a rule
-    that treats anything must beat treating nothing by :data:`MIN_GAIN`, else nothing is."""
+    less ``pass_cost`` per detector pass beyond the first (:func:`view_cost`: a view, the
+    enhancer included, must pay for itself); a rule that treats anything must beat treating
+    nothing by :data:`MIN_GAIN`, else nothing is."""
     raw_bins = {k: v.ap50 for k, v in run.bins("raw").items()}
     bins = {name: (run.grey >= lo) & (run.grey < hi) for name, lo, hi in BINS}
     table, best, best_key = [], base.model_copy(update={"enhance_below": 0.0}), None
@@ -317,7 +338,7 @@ def tune_gate(run: SetRun, base: Any) -> tuple[Any, list[dict]]:
                 table.append({"enhance_below": eb, "max_highlight": mh, "views": list(views),
                               "enhanced": int(picks.sum()), "ap50": round(scores["all"], 4),
                               "bins": {k: round(v, 4) for k, v in scores.items() if k != "all"}, "ok": ok})
-                key = (scores["all"] - MIN_GAIN * (len(views) - 1), -int(picks.sum()))
+                key = (scores["all"] - pass_cost * (view_cost(views, enhancer_cost) - 1), -int(picks.sum()))
                 if ok and picks.any() and scores["all"] >= raw_bins["all"] + MIN_GAIN and (best_key is None or key > best_key):
                     best, best_key = cfg, key
     return best, table
@@ -440,16 +461,18 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
         del images
     if args.tune:
         first = engines["detectors"][0][0]
-        lowlight, table = tune_gate(runs[first][args.tune_on], lowlight)
+        lowlight, table = tune_gate(runs[first][args.tune_on], lowlight, args.enhancer_cost,
+                                    args.pass_cost)
         args.tuned = {"on": args.tune_on, "detector": first, "enhance_below": lowlight.enhance_below,
                       "max_highlight": lowlight.max_highlight, "views": list(lowlight.views),
-                      "grid": table}
+                      "pass_cost": args.pass_cost, "enhancer_cost": args.enhancer_cost, "grid": table}
         chosen = [r for r in table if (r["enhance_below"], r["max_highlight"], r["views"]) == (
             lowlight.enhance_below, lowlight.max_highlight, list(lowlight.views))]
         if chosen:  # what the offline merge predicts; the gated run below measures it
             args.tuned["predicted_ap50"] = chosen[0]["ap50"]
         args.tuned["by_views"] = {  # the chosen thresholds with each set of views: the trade-off
-            "+".join(r["views"]): {"ap50": r["ap50"], "bins": r["bins"], "passes": len(r["views"])}
+            "+".join(r["views"]): {"ap50": r["ap50"], "bins": r["bins"],
+                                   "cost_passes": view_cost(r["views"], args.enhancer_cost)}
             for r in table if (r["enhance_below"], r["max_highlight"]) == (
                 lowlight.enhance_below, lowlight.max_highlight)}
         print_tuned(args.tuned)

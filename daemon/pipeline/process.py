@@ -1,5 +1,5 @@
-"""One batch through the engines: gate -> views (enhancer, CLAHE; where they help) -> detector
--> merged results.
+"""One batch through the engines: gate -> views (enhancer, CLAHE, mirror; where they help) ->
+detector -> merged results.
 
 :class:`Pipeline` knows nothing about cameras' timing (the scheduler decides which frames form
 a batch) and runs only on the scheduler thread: the engines, the sinks and the per-camera state
@@ -21,7 +21,7 @@ from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
 from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
-from daemon.pipeline.views import clahe_luma, merge, shown
+from daemon.pipeline.views import in_frame, merge, picture, shown
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
@@ -71,8 +71,8 @@ class Pipeline:
         dets = self._detect(frames, pictures, live)
         if dets is None:
             return []
-        return [self._finish(frames[i], pictures[i][shown(views[i])], views[i] != ("raw",), d)
-                for i, d in zip(live, dets)]
+        return [self._finish(frames[i], pictures[i].get(shown(views[i]), frames[i].image),
+                             views[i] != ("raw",), d) for i, d in zip(live, dets)]
 
     def tick(self) -> None:
         """Between batches, with or without frames: tracks of cameras that stopped sending
@@ -135,15 +135,14 @@ class Pipeline:
     @staticmethod
     def _pictures(raw: np.ndarray, views: tuple[str, ...], enhanced: np.ndarray | None
                   ) -> dict[str, np.ndarray]:
-        made = {"raw": raw, "enhanced": enhanced}
-        return {v: made[v] if v in made else clahe_luma(raw) for v in views}
+        return {v: picture(v, raw, enhanced) for v in views}
 
     def _detect(self, frames, pictures, live) -> list[Detections] | None:
         """Every picture of every live frame in one detector call; one merged result per frame."""
         if not live:
             return None
-        owners = [i for i in live for _ in pictures[i]]
-        batch = [img for i in live for img in pictures[i].values()]
+        owners = [(i, view) for i in live for view in pictures[i]]
+        batch = [pictures[i][view] for i, view in owners]
         t0 = self.clock()
         try:
             dets = list(self.detector(batch))
@@ -156,7 +155,10 @@ class Pipeline:
             self._engine_failed("detect", [frames[i] for i in live], exc)
             return None
         self.metrics.stage.labels("detect").observe(self.clock() - t0)
-        return [merge([d for o, d in zip(owners, dets) if o == i]) for i in live]
+        found: dict[int, list[Detections]] = {i: [] for i in live}
+        for (i, view), d in zip(owners, dets):
+            found[i].append(in_frame(view, d, frames[i].image.shape[1]))
+        return [merge(found[i]) for i in live]
 
     def _finish(self, frame: Frame, image: np.ndarray, enhanced: bool, dets: Detections) -> Result:
         result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets)

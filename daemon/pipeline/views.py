@@ -2,9 +2,11 @@
 are merged.
 
 A dark frame can be shown to the detector more than once: as decoded (``raw``), after the
-enhancer (``enhanced``) and with CLAHE on its luma (``clahe``). Each picture finds some objects
-the others miss, so the boxes of all of them are pooled and merged by class-wise NMS at
-:data:`MERGE_IOU`: one object seen in two pictures stays one box, with the better score.
+enhancer (``enhanced``), with CLAHE on its luma (``clahe``) and mirrored left to right
+(``mirror``, its boxes flipped back). Each picture finds some objects the others miss, so the
+boxes of all of them are pooled and merged by class-wise NMS at :data:`MERGE_IOU`: one object
+seen in two pictures stays one box, with the better score. ``mirror`` adds no light, only a
+second look: it is the control that tells what a brightened picture adds beyond looking twice.
 ``lowlight.views`` in the config names the pictures; all of them go through the detector in the
 same batch. What this buys and costs is measured, not assumed (docs/DENOISER.md, "Gate"):
 ``duskwatch bench night --tune`` picks the views together with the gate's thresholds.
@@ -19,7 +21,7 @@ import numpy as np
 from engines.detections import Detections
 from engines.nms import MAX_DET, batched_nms_numpy
 
-VIEWS = ("raw", "enhanced", "clahe")
+VIEWS = ("raw", "enhanced", "clahe", "mirror")
 
 # Chosen on exdark_dev/train (never on val, where the gate is tuned): raw + enhanced + CLAHE with
 # YOLO11n, AP50 0.473 at 0.5, 0.471 at 0.6, 0.465 at 0.7 (the detector's own NMS IoU).
@@ -34,6 +36,33 @@ def clahe_luma(image: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarr
     ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
     ycc[..., 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(ycc[..., 0])
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
+
+
+def mirror(image: np.ndarray) -> np.ndarray:
+    """The frame flipped left to right (a contiguous copy, as the engines want)."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def unmirror(dets: Detections, width: int) -> Detections:
+    """Boxes found on :func:`mirror` of a ``width``-pixel frame, in the frame's own pixels."""
+    boxes = dets.boxes.copy()
+    boxes[:, [0, 2]] = width - dets.boxes[:, [2, 0]]
+    return Detections(boxes, dets.scores, dets.class_ids, dets.names)
+
+
+def picture(view: str, raw: np.ndarray, enhanced: np.ndarray | None) -> np.ndarray:
+    """The picture of a frame that ``view`` shows the detector (``enhanced``: the enhancer's
+    output, made beforehand in one batch)."""
+    if view == "enhanced":
+        if enhanced is None:
+            raise ValueError("the enhanced view needs the enhancer's output")
+        return enhanced
+    return {"raw": lambda im: im, "clahe": clahe_luma, "mirror": mirror}[view](raw)
+
+
+def in_frame(view: str, dets: Detections, width: int) -> Detections:
+    """A view's detections in the frame's own pixels (only ``mirror`` moves them)."""
+    return unmirror(dets, width) if view == "mirror" else dets
 
 
 def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX_DET) -> Detections:
@@ -52,8 +81,9 @@ def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX
 
 
 def shown(views: Sequence[str]) -> str:
-    """Which picture snapshots, clips and events show: the most processed one."""
-    for name in ("enhanced", "clahe"):
+    """Which picture snapshots, clips and events show: the most processed one that is in the
+    frame's own geometry ('raw' is the decoded frame, also when it is not a view)."""
+    for name in ("enhanced", "clahe"):  # never the mirror: boxes are drawn in frame pixels
         if name in views:
             return name
     return "raw"
