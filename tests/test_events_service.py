@@ -141,3 +141,24 @@ def test_retention_by_age_and_empty_folders(tmp_path):
     deleted = enforce_retention(tmp_path, 7 * 86400, 10**9)
     assert deleted == [old] and not old.parent.exists()
     assert new.exists() and part.exists()
+
+
+def test_a_full_evidence_queue_never_leaves_a_clip_encoder_open(tmp_path):
+    """Under load the writer's queue fills; a clip's close must still come after its open, or
+    the encoder (and its x264 threads and buffers) stays open for good. The soak found 50 such
+    encoders after 30 minutes: 270 threads and +500 MB."""
+    cfg = EvidenceConfig(dir=tmp_path / "ev", queue_size=2, max_age_days=1)
+    writer = EvidenceWriter(cfg, retention_interval_s=3600)
+    img = np.full((64, 96, 3), 90, np.uint8)
+    frames = [RingFrame(float(t), img, 1.0, []) for t in range(3)]
+    day = tmp_path / "ev" / "cam" / "2026-11-29"
+    # the writer is not running yet: the queue fills, as it does while it encodes a long clip
+    assert writer.submit(ClipOpen("a", day / "a.mp4", frames, 5))
+    assert writer.submit(ClipFrame("a", frames[-1]))
+    assert not writer.submit(ClipFrame("a", frames[-1]))  # full: dropped and counted
+    assert writer.submit(ClipClose("a"), force=True)  # a close is never dropped
+    writer.start()
+    assert wait_for(lambda: (day / "a.mp4").exists(), 20), "the clip was never finished"
+    writer.close(timeout=20)
+    assert writer.open_clips == 0 and writer.dropped == 1
+    assert not list(day.glob("*.part"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -206,8 +205,14 @@ class EvidenceWriter:
                  retention_interval_s: float = 60.0):
         self.cfg = cfg
         self._on_drop = on_drop
-        self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
-        self._overflow: deque = deque()  # clip closes never wait behind a full queue
+        # One FIFO for every job, so that a clip's close always comes after its open and frames;
+        # the bound applies to the jobs that may be dropped (snapshots, clip opens and frames),
+        # never to closes. (Closes used to jump the queue when it was full: a close that
+        # overtook its open left that encoder, its x264 threads and buffers open for good.)
+        self._jobs: deque = deque()
+        self._droppable = 0
+        self._max_jobs = cfg.queue_size
+        self._cond = threading.Condition()
         self._clips: dict[str, object] = {}
         self._retention_interval = retention_interval_s
         self._last_retention = 0.0
@@ -223,18 +228,24 @@ class EvidenceWriter:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def open_clips(self) -> int:
+        """Clips being written (an encoder each)."""
+        return len(self._clips)
+
     def submit(self, job, force: bool = False) -> bool:
-        """Queue ``job``; when the queue is full, drop it and count the drop (a close is kept)."""
-        try:
-            self._queue.put_nowait(job)
-            return True
-        except queue.Full:
-            if force:
-                self._overflow.append(job)
-                return True
+        """Queue ``job`` behind every earlier one; when ``queue_size`` droppable jobs wait,
+        drop it and count the drop, unless ``force`` (a clip's close is never dropped)."""
+        with self._cond:
+            full = not force and self._droppable >= self._max_jobs
+            if not full:
+                self._jobs.append((job, not force))
+                self._droppable += not force
+                self._cond.notify()
+        if full:
             self.dropped += 1
             self._on_drop(EVIDENCE_SINK)
-            return False
+        return not full
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued (within ``timeout``), close open clips, stop the thread."""
@@ -263,12 +274,14 @@ class EvidenceWriter:
             self._maybe_retention()
 
     def _next(self):
-        if self._overflow:
-            return self._overflow.popleft()
-        try:
-            return self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return None
+        with self._cond:
+            if not self._jobs:
+                self._cond.wait(0.2)
+            if not self._jobs:
+                return None
+            job, droppable = self._jobs.popleft()
+            self._droppable -= droppable
+            return job
 
     def _do(self, job) -> None:
         if isinstance(job, SnapshotJob):
@@ -300,7 +313,7 @@ class EvidenceWriter:
     def _finish_clip(self, key: str) -> None:
         enc = self._clips.pop(key, None)
         if enc is not None:
-            enc.close()
+            enc.close()  # releases the encoder even when finishing the file fails
             self.written += 1
             self._last_retention = 0.0  # a new file: check the quota now
 
@@ -405,9 +418,11 @@ class ClipEncoder:
 
     def close(self) -> None:
         if self._av is not None:
-            for packet in self._stream.encode():
-                self._av.mux(packet)
-            self._av.close()
+            try:
+                for packet in self._stream.encode():
+                    self._av.mux(packet)
+            finally:
+                self._av.close()  # the codec's threads and buffers go with the container
         elif self._cv is not None:
             self._cv.release()
         else:
