@@ -1,11 +1,14 @@
-"""Contact sheet: ExDark val photos, raw beside enhanced, with the detector's boxes drawn.
+"""Contact sheet: ExDark val photos, raw beside enhanced beside the daemon's merged views,
+with the detector's boxes drawn.
 
     python tests/bench/exdark_contact_sheet.py --detector yolo11n.onnx --enhancer denoiser.onnx \
         --out docs/img/exdark_contact_sheet.jpg
 
 Picks ``--rows`` labelled photos of ``exdark_dev/val`` spread over brightness (evenly spaced in
 the order of their mean grey level), runs the detector (``--conf``, default 0.25, as the daemon)
-on the raw photo and on the enhancer's output, and draws per row: raw | enhanced. Detections of
+on the raw photo, on the enhancer's output, and on the default low-light views merged as the
+daemon merges them (`lowlight.views`, drawn on the enhanced picture, as snapshots show it), and
+draws per row: raw | enhanced | views merged. Detections of
 ExDark's 12 classes are drawn in green (class and score), the labelled boxes thin in white.
 Each panel says its mean grey level and how many detections match a labelled box (IoU >= 0.5,
 same class).
@@ -20,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from daemon.config import LowLightConfig
+from daemon.pipeline.views import in_frame, merge, picture
 from engines.enhancer import Enhancer
 from engines.evaluation import EXDARK_COCO_IDS, box_iou, read_labelled_set
 from engines.yolo import Detector
@@ -64,12 +69,23 @@ def draw(image: np.ndarray, det, im, label: str) -> np.ndarray:
     return out
 
 
-def row(raw: np.ndarray, enhanced: np.ndarray, det_raw, det_enh, im) -> np.ndarray:
+def row(raw: np.ndarray, enhanced: np.ndarray, det_raw, det_enh, det_views, im) -> np.ndarray:
     n = len(im.boxes)
     grey = lambda x: cv2.cvtColor(x, cv2.COLOR_BGR2GRAY).mean()  # noqa: E731
+    gap = np.zeros((PANEL_H, 6, 3), np.uint8)
     a = draw(raw, det_raw, im, f"raw  grey {grey(raw):.0f}  matched {hits(det_raw, im)}/{n}  {im.stem}")
     b = draw(enhanced, det_enh, im, f"enhanced  grey {grey(enhanced):.0f}  matched {hits(det_enh, im)}/{n}")
-    return np.hstack([a, np.zeros((PANEL_H, 6, 3), np.uint8), b])
+    c = draw(enhanced, det_views, im, f"{'+'.join(VIEWS)} merged  matched {hits(det_views, im)}/{n}")
+    return np.hstack([a, gap, b, gap, c])
+
+
+VIEWS = LowLightConfig().views
+
+
+def merged_views(det, raw: np.ndarray, enhanced: np.ndarray):
+    """What the daemon detects on a low-light frame: every default view, boxes merged."""
+    found = det([picture(v, raw, enhanced) for v in VIEWS])
+    return merge([in_frame(v, d, raw.shape[1]) for v, d in zip(VIEWS, found)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             raw = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
             enhanced = enh([raw])[0]
             d_raw, d_enh = det([raw, enhanced]) if raw.shape == enhanced.shape else (det([raw])[0], det([enhanced])[0])
-            rows.append(row(raw, enhanced, d_raw, d_enh, im))
-            print(f"{im.stem}: raw {hits(d_raw, im)}/{len(im.boxes)}, enhanced {hits(d_enh, im)}/{len(im.boxes)}")
+            d_views = merged_views(det, raw, enhanced)
+            rows.append(row(raw, enhanced, d_raw, d_enh, d_views, im))
+            print(f"{im.stem}: raw {hits(d_raw, im)}/{len(im.boxes)}, enhanced {hits(d_enh, im)}/"
+                  f"{len(im.boxes)}, views {hits(d_views, im)}/{len(im.boxes)}")
     width = max(r.shape[1] for r in rows)
     sheet = np.vstack([np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0))) for r in rows])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
