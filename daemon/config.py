@@ -145,7 +145,8 @@ class CameraConfig(_Section):
     )
     fps: float = Field(10.0, gt=0, le=120, description="Most frames per second to process.")
     enhance: Literal["auto", "always", "never"] = Field(
-        "auto", description="auto: the low-light gate decides; always/never override it."
+        "auto", description="auto: the low-light gate decides which frames get the lowlight "
+        "views; always: every frame does (each view is a detector pass); never: none."
     )
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout to open the stream.")
