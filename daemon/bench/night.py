@@ -9,8 +9,8 @@ photo sets, each photo processed five ways:
   ``duskwatch run`` takes: :class:`daemon.pipeline.process.Pipeline` with a
   :class:`daemon.pipeline.gate.LowLightGate` per photo (each photo is a camera's first frame) in
   ``auto`` mode, the :class:`engines.enhancer.Enhancer` and :class:`engines.yolo.Detector`; a
-  photo the gate picks is detected on the config's ``lowlight.views`` (raw, enhanced, CLAHE) and
-  their boxes merged (:mod:`daemon.pipeline.views`);
+  photo the gate picks is detected on the config's ``lowlight.views`` (raw, enhanced, CLAHE,
+  mirror) and their boxes merged (:mod:`daemon.pipeline.views`);
 * ``gamma``: gamma 0.5 (``255 * (x / 255) ** 0.5``), a cheap baseline;
 * ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one;
 * ``mirror``: the photo flipped left to right (boxes flipped back): no light added, only a second
@@ -18,7 +18,8 @@ photo sets, each photo processed five ways:
 
 Every method runs through the same Pipeline, one photo per call: ``raw`` and ``gamma`` with the
 gate in ``never`` mode, ``always``, ``clahe`` and ``mirror`` in ``always`` mode with that single
-view; so the methods differ only in the pictures the detector sees. Default sets (``--data-root``, normally ``../shared/data``):
+view; so the methods differ only in the pictures the detector sees. Default sets
+(``--data-root``, normally ``../shared/data``):
 ``exdark_val`` (real night photos), well-lit ``coco128``, and ``coco128`` darkened by the
 degradation model at each ``--exposures`` value (made once by ``duskwatch degrade`` in a
 subprocess, since the daemon never imports the export tools, and cached under ``--cache-dir``).
@@ -230,15 +231,17 @@ class SetRun:
     labelled: Any
     grey: np.ndarray
     stats: list[Any]
-    matches: dict[str, list[Any]] = field(default_factory=dict)
-    enhanced: dict[str, np.ndarray] = field(default_factory=dict)
     results: dict[str, list[PhotoResult]] = field(default_factory=dict)
+    matches: dict[str, list[Any]] = field(default_factory=dict)  # of results, matched once
     _fused: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)
 
     def add(self, method: str, results: Sequence[PhotoResult]) -> None:
         self.results[method] = list(results)
         self.matches[method] = match_all(self.labelled, results)
-        self.enhanced[method] = np.array([r.enhanced for r in results])
+
+    def treated(self, method: str) -> int:
+        """Photos that got the low-light views with ``method``."""
+        return sum(r.enhanced for r in self.results[method])
 
     def fused(self, views: tuple[str, ...]) -> list[Any]:
         """Per-photo matches of the pictures ``views`` merged as the pipeline merges them,
@@ -328,11 +331,15 @@ def tune_gate(run: SetRun, base: Any, enhancer_cost: float = ENHANCER_COST,
     raw_bins = {k: v.ap50 for k, v in run.bins("raw").items()}
     bins = {name: (run.grey >= lo) & (run.grey < hi) for name, lo, hi in BINS}
     table, best, best_key = [], base.model_copy(update={"enhance_below": 0.0}), None
+    # the gate's decision does not depend on the views: made once per pair of thresholds
+    decided = {(eb, mh): gate_picks(base.model_copy(update={"enhance_below": eb, "max_highlight": mh}),
+                                    run.stats)
+               for eb in ENHANCE_BELOW_GRID for mh in MAX_HIGHLIGHT_GRID}
     for views in view_sets(run):
         for eb in ENHANCE_BELOW_GRID:
             for mh in MAX_HIGHLIGHT_GRID:
                 cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh, "views": views})
-                picks = gate_picks(cfg, run.stats)
+                picks = decided[eb, mh]
                 scores = {k: mixed_score(run, picks, views, sel).ap50 for k, sel in bins.items()}
                 ok = all(np.isnan(raw_bins[k]) or scores[k] >= raw_bins[k] - 0.005 for k in bins)
                 table.append({"enhance_below": eb, "max_highlight": mh, "views": list(views),
@@ -495,7 +502,7 @@ def build_summary(args, methods, runs, names) -> dict:
         results[det], checks[det] = {}, {}
         for set_name, run_ in sets.items():
             entry = {m: {b: r.to_json() for b, r in run_.bins(m).items()} for m in methods if m in run_.matches}
-            entry["enhanced"] = {m: int(v.sum()) for m, v in run_.enhanced.items()}
+            entry["enhanced"] = {m: run_.treated(m) for m in run_.results}
             entry["images"] = len(run_.labelled)
             entry["by_gate_stats"] = gate_stat_split(run_, methods, lowlight)
             results[det][set_name] = entry
@@ -559,7 +566,8 @@ def _fmt(r: dict) -> str:
 
 
 def print_tuned(t: dict) -> None:
-    print(f"\ngate tuned on {t['on']} with {t['detector']} (raw and always-enhanced results):", file=sys.stderr)
+    print(f"\ngate tuned on {t['on']} with {t['detector']} (each view's results, merged as the "
+          "daemon merges them):", file=sys.stderr)
     ok = [row for row in t["grid"] if row["ok"]]
     for row in sorted(t["grid"], key=lambda r: -r["ap50"])[:12]:
         print(f"  enhance_below {row['enhance_below']:5.1f}  max_highlight {row['max_highlight']:6.3f}  "

@@ -24,7 +24,10 @@ from engines.nms import MAX_DET, batched_nms_numpy
 VIEWS = ("raw", "enhanced", "clahe", "mirror")
 
 # Chosen on exdark_dev/train (never on val, where the gate is tuned): raw + enhanced + CLAHE with
-# YOLO11n, AP50 0.473 at 0.5, 0.471 at 0.6, 0.465 at 0.7 (the detector's own NMS IoU).
+# YOLO11n, AP50 0.473 at 0.5, 0.471 at 0.6, 0.465 at 0.7 (the detector's own NMS IoU). Measured
+# on 29 Nov with a one-off script merging bench night's single-view results at each IoU (not
+# kept); `bench night --set exdark_train=.../train --tune-on exdark_train` with this constant
+# changed repeats it.
 MERGE_IOU = 0.5
 
 
