@@ -212,13 +212,13 @@ def run_pipeline(method: str, images: Sequence[np.ndarray], detector: Any, enhan
     out = []
     for seq, image in enumerate(progress(images)):
         picture = prep(image) if prep else image
-        gate = LowLightGate(lowlight, GATE_MODE[method])
+        gate = LowLightGate(lowlight, GATE_MODE[method], picture="raw")  # detection only
         now = time.monotonic()
         results = pipeline.process([Frame(CAMERA, picture, seq, now, time.time())], [gate])
         if len(results) != 1:
             raise UserError(f"{method}: the pipeline dropped photo {seq} (an engine failed; see the "
                             "log above)")
-        out.append(PhotoResult(results[0].detections, results[0].enhanced))
+        out.append(PhotoResult(results[0].detections, results[0].lowlight))
     return out
 
 
