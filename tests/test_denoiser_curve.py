@@ -24,10 +24,9 @@ def _randomised(cfg: NetConfig, scale: float = 0.5, seed: int = 0):
     return net
 
 
-@HEADS
-def test_a_fresh_curve_net_is_the_identity(cfg):
+def test_a_fresh_curve_net_is_the_identity():
     torch.manual_seed(0)
-    net = build_net(cfg).eval()
+    net = build_net(CURVE).eval()
     y = torch.rand(2, 3, 32, 48) * 0.3
     with torch.no_grad():
         assert torch.allclose(net(y, y, torch.tensor([0.5])), y, atol=1e-6)
@@ -55,6 +54,17 @@ def test_outputs_stay_in_range_and_keep_highlights_whatever_the_weights(cfg):
         out = EnhancerGraph(net, DiffusionConfig(), 2)(y)
     assert torch.all((out >= 0) & (out <= 1))
     assert out[:, :, 2:6, 2:6].min() > 0.99  # a blown-out area stays white (curve fixes 1)
+
+
+def test_a_fresh_guided_net_lifts_a_dark_frame_by_its_exposure_gain_and_leaves_a_bright_one():
+    torch.manual_seed(0)
+    net = build_net(GUIDED).eval()
+    dark, bright = torch.rand(1, 3, 32, 48) * 0.06, 0.5 + torch.rand(1, 3, 32, 48) * 0.3
+    with torch.no_grad():
+        lifted = EnhancerGraph(net, DiffusionConfig(), 2)(dark)
+        kept = EnhancerGraph(net, DiffusionConfig(), 2)(bright)
+    assert torch.allclose(kept, bright, atol=1e-6)  # mean above 0.45: gain 1, no smoothing yet
+    assert 0.25 < lifted.mean() < 0.45 and torch.all(lifted >= dark)  # ~15x in the shadows, never clipped
 
 
 def _roughness(img: torch.Tensor) -> float:
