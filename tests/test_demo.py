@@ -95,8 +95,16 @@ def get_json(url):
 
 @pytest.mark.slow
 def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
-    """`duskwatch demo` from an empty cache: exports the detector, runs, serves, exits on time."""
+    """`duskwatch demo` from an empty cache: exports the detector (the box's fastest kind),
+    runs, serves, exits on time."""
     import socket
+
+    from daemon.install.engine_choice import choose_engines, probe_box
+    from tests.prereqs import weights_or_internet_missing
+
+    missing = weights_or_internet_missing()
+    if missing:
+        pytest.skip(missing)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,7 +140,10 @@ def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
 
     real = find(YOLO_WEIGHTS)  # the real COCO weights, where this machine has them
     stem = real.stem if real else "yolo11n"
-    assert (tmp_path / "cache" / "engines" / f"{stem}-160.onnx").is_file()
+    best = choose_engines(probe_box())
+    assert (tmp_path / "cache" / "engines" / f"{stem}-160{best.detector_suffix}").is_file()
+    assert (tmp_path / "cache" / "engines" / f"denoiser{best.enhancer_suffix}").is_file()
+    assert f"engines: {best.describe()}" in err  # the choice, logged with its reason
     assert "/snapshot/demo.jpg" in err
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert lines and json.loads(lines[0])["camera"] == "demo"
