@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -137,6 +138,12 @@ class QueuedSink(abc.ABC):
         """Release connections and files (after the thread ended)."""
 
 
+def stamped(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as a sink sends it: with ``sent``, the time of this send (ISO 8601, UTC)."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return {**event, "sent": now}
+
+
 # -- JSON lines ---------------------------------------------------------------------------------
 class EventsJsonlSink(QueuedSink):
     """One event per line, appended to a file rotated at ``max_bytes`` (path.1 ... path.N)."""
@@ -152,7 +159,7 @@ class EventsJsonlSink(QueuedSink):
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._fh.write(json.dumps(stamped(event), separators=(",", ":")) + "\n")
         self._fh.flush()
         if self._fh.tell() >= self.cfg.max_bytes:
             self._rotate()
@@ -211,7 +218,7 @@ class WebhookSink(QueuedSink):
             return False
 
     def _post(self, event: dict[str, Any]) -> None:
-        body = json.dumps(event).encode()
+        body = json.dumps(stamped(event)).encode()
         req = urllib.request.Request(self._url, data=body, method="POST",
                                      headers={"Content-Type": "application/json",
                                               "User-Agent": "duskwatch"})
@@ -309,7 +316,8 @@ class MqttSink(QueuedSink):
             if self._stop.is_set():
                 return False
         topic = f"{self.cfg.topic_prefix}/{event['camera']}/{event['type']}"
-        info = self.client.publish(topic, json.dumps(event), qos=self.cfg.qos, retain=self.cfg.retain)
+        info = self.client.publish(topic, json.dumps(stamped(event)), qos=self.cfg.qos,
+                                   retain=self.cfg.retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             return False
         if self.cfg.qos == 0:
