@@ -410,6 +410,13 @@ class MqttSinkConfig(_EventSink):
     ca_file: str | None = Field(None, description="CA bundle for TLS; the system's by default.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Reconnect delay cap.")
+    discovery: bool = Field(
+        True, description="Publish Home Assistant MQTT discovery messages (retained) so that "
+        "each camera appears in Home Assistant as a device; states go to <topic_prefix>-ha/ "
+        "(deploy/README.md, 'Home Assistant').")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+\s]{1,128}$",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting).")
 
     @model_validator(mode="after")
     def _one_password(self) -> "MqttSinkConfig":
