@@ -7,9 +7,10 @@ The rule follows the measurements in docs/BENCHMARKS.md (same accuracy is the co
   ONNX Runtime's CUDA provider when ONNX Runtime has it; else PyTorch on CUDA (TorchScript
   detector, ``.pt2`` enhancer: the reference H200 box, which has neither);
 - a CPU box: the detector on OpenVINO (``.xml``), which runs bf16 where the CPU has AVX-512 BF16
-  or AMX and ran the pipeline ahead of ONNX Runtime in f32 elsewhere; the enhancer stays on ONNX
-  Runtime, which ran it faster than OpenVINO (docs/BENCHMARKS.md, "Engine choice"); ONNX
-  Runtime for both when OpenVINO is not installed.
+  or AMX (1.7-1.9x ONNX Runtime) and, in f32 elsewhere, is on par with ONNX Runtime alone and
+  costs 1.2-1.3x less CPU per frame in the pipeline; the enhancer stays on ONNX Runtime, which
+  ran it 2.3-2.6x faster than OpenVINO (docs/BENCHMARKS.md, "Engine choice"); ONNX Runtime for
+  both when OpenVINO is not installed.
 
 :func:`probe_box` gathers the facts (cheaply: nothing is imported that the answer does not
 need); :func:`choose_engines` is a pure function of them, so tests feed it any box. Run as
@@ -104,7 +105,8 @@ def _cpu_choice(facts: BoxFacts) -> EngineChoice:
                             "openvino for the faster CPU detector): ONNX Runtime on the CPU")
     precision = ("in bf16 (this CPU has AVX-512 BF16 or AMX), 1.7x ONNX Runtime's speed at the "
                  "same accuracy" if facts.cpu_bf16 else
-                 "in f32 (this CPU has no bf16), ahead of ONNX Runtime in the pipeline")
+                 "in f32 (this CPU has no bf16), on par with ONNX Runtime alone and at less CPU "
+                 "per frame in the pipeline")
     return EngineChoice("openvino", "onnx", f"no GPU: OpenVINO runs the detector {precision}; the "
                         "enhancer stays on ONNX Runtime, which runs it faster than OpenVINO "
                         "(docs/BENCHMARKS.md, 'Engine choice')")
