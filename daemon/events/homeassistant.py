@@ -188,9 +188,10 @@ class HomeAssistantPublisher:
         self.client.on_connect = self._on_connect
         self._lock = threading.Lock()
         self._cameras: list[CameraConfig] = []
-        self._published: dict[str, str] = {}  # topic -> payload, as the broker holds it
+        self._published: dict[str, str | None] = {}  # topic -> payload, as the broker holds it
         self._snapshots: dict[str, str] = {}  # camera -> snapshot path published
         self._connected = threading.Event()
+        self._resend = threading.Event()  # a new connection: say everything again
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="duskwatch-homeassistant",
@@ -229,8 +230,7 @@ class HomeAssistantPublisher:
                         self.sink.host, self.sink.port, reason_code)
             return
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
-        with self._lock:
-            self._published.clear()  # a new connection: say everything again
+        self._resend.set()
         self._connected.set()
         self._wake.set()
 
@@ -253,6 +253,10 @@ class HomeAssistantPublisher:
             return
         with self._lock:
             cameras = list(self._cameras)
+        if self._resend.is_set():  # retained on the broker, but a restarted broker may have lost them
+            self._resend.clear()
+            self._snapshots.clear()
+            self._published = {t: None for t in self._published}  # known (for removal), unsaid
         entities = [e for cam in cameras for e in camera_entities(cam, self.sink, self.version)]
         samples = read_samples(self.registry)
         wanted: dict[str, str] = {e.topic: json.dumps(e.config, sort_keys=True) for e in entities}
