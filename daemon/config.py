@@ -13,6 +13,7 @@ The camera URL is kept as a secret: ``repr`` and validation errors never show it
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -28,6 +29,7 @@ from pydantic import (
 )
 
 from daemon.config_yaml import ConfigFileError, read_mapping
+from daemon.textsafe import shown
 
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 _SPLIT_PASSWORD = (
@@ -122,7 +124,7 @@ def _unique(items: list, what: str) -> None:
     seen: set[str] = set()
     for item in items:
         if item.name in seen:
-            raise ValueError(f"{what} name '{item.name}' is used twice; names must be unique")
+            raise ValueError(f"{what} name {shown(item.name)} is used twice; names must be unique")
         seen.add(item.name)
 
 
@@ -199,7 +201,7 @@ class CameraConfig(_Section):
             return raw  # plain file path
         if parts.scheme not in URL_SCHEMES:
             raise ValueError(
-                f"scheme '{parts.scheme}' is not supported; use one of {', '.join(URL_SCHEMES)}"
+                f"scheme {shown(parts.scheme)} is not supported; use one of {', '.join(URL_SCHEMES)}"
             )
         if parts.scheme != "file" and not parts.hostname:
             raise ValueError(f"has no host; write it as {parts.scheme}://host:port/path")
@@ -233,7 +235,7 @@ class CameraConfig(_Section):
         Never log the result; log :attr:`display_url`.
         """
         url = self.url.get_secret_value()
-        password = resolve_secret(f"camera '{self.name}'", self.password_env,
+        password = resolve_secret(f"camera {shown(self.name)}", self.password_env,
                                   self.password_credential, environ)
         return with_password(url, password) if password is not None else url
 
@@ -269,12 +271,24 @@ class EnginesConfig(_Section):
             return self
         for key in ("detector", "enhancer"):
             p = getattr(self, key)
-            if p is not None and not Path(p).is_file():
+            if p is not None and not _is_file(key, p):
                 raise ValueError(
-                    f"{key}: engine file {p} does not exist; build it with "
-                    f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out {p}`"
+                    f"{key}: engine file {shown(p)} does not exist; build it with "
+                    f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out PATH` "
+                    "and name that path here"
                 )
         return self
+
+
+def _is_file(key: str, path: Path) -> bool:
+    """Whether ``path`` is a file; a path the OS refuses to look at (too long, a name over the
+    file system's limit, ...) is an error naming ``key``, not a traceback."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(f"{key}: engine path {shown(path)} cannot be used ({why}); give the "
+                         "path of an engine file") from None
 
 
 class LowLightConfig(_Section):
@@ -402,6 +416,13 @@ class MqttSinkConfig(_EventSink):
     ca_file: str | None = Field(None, description="CA bundle for TLS; the system's by default.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Reconnect delay cap.")
+    discovery: bool = Field(
+        True, description="Publish Home Assistant MQTT discovery messages (retained) so that "
+        "each camera appears in Home Assistant as a device; states go to <topic_prefix>-ha/ "
+        "(deploy/README.md, 'Home Assistant').")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+\s]{1,128}$",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting).")
 
     @model_validator(mode="after")
     def _one_password(self) -> "MqttSinkConfig":
@@ -535,7 +556,7 @@ class HttpConfig(_Section):
     def _host_port(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"'{v}' is not host:port (for example 0.0.0.0:9872)")
+            raise ValueError(f"{shown(v)} is not host:port (for example 0.0.0.0:9872)")
         return v
 
     @property
@@ -573,12 +594,12 @@ class Config(_Section):
         seen: set[str] = set()
         for cam in self.cameras:
             if cam.name in seen:
-                raise ValueError(f"camera name '{cam.name}' is used twice; names must be unique")
+                raise ValueError(f"camera name {shown(cam.name)} is used twice; names must be unique")
             seen.add(cam.name)
         names = [s.label for s in self.sinks if not isinstance(s, SinkConfig)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"event sink name '{dup[0]}' is used twice; give each sink a "
+            raise ValueError(f"event sink name {shown(dup[0])} is used twice; give each sink a "
                              "unique name (sinks[].name)")
         return self
 
@@ -637,11 +658,19 @@ def _format_loc(loc: tuple, data: Any) -> str:
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("name"), str):
-                out += f" ({node['name']})"
+                out += f" ({_plain_or_shown(node['name'])})"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)  # a key from the file, as the operator wrote it
+            key = _plain_or_shown(key)
+            out += ("." if out else "") + key
             node = node.get(part) if isinstance(node, dict) else None
     return out
+
+
+def _plain_or_shown(name: str) -> str:
+    """A name from the file as written when it is plain (letters, digits, ``_-. :``, at most 48),
+    else quoted, escaped and shortened (:func:`daemon.textsafe.shown`)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_. :-]{1,48}", name) else shown(name, 48)
 
 
 # -- URL helpers ------------------------------------------------------------------------------
@@ -686,7 +715,7 @@ def resolve_secret(what: str, env_var: str | None, credential: str | None,
     if env_var:
         value = env.get(env_var)
         if value is None:
-            raise ConfigError(f"{what}: environment variable {env_var} is not set")
+            raise ConfigError(f"{what}: environment variable {shown(env_var)} is not set")
         return value
     if not credential:
         return None
@@ -694,14 +723,15 @@ def resolve_secret(what: str, env_var: str | None, credential: str | None,
     if not cred_dir:
         raise ConfigError(f"{what}: a credential file is named but $CREDENTIALS_DIRECTORY is not "
                           "set (add LoadCredential= to the systemd unit)")
-    path = Path(cred_dir) / credential
     try:
+        path = Path(cred_dir) / credential
         with open(path, "rb") as fh:
             data = fh.read(65537)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read credential {path.name} ({exc.strerror})") from None
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{what}: cannot read credential {shown(credential)} ({why})") from None
     if len(data) > 65536:
-        raise ConfigError(f"{what}: credential {path.name} is larger than 64 KiB")
+        raise ConfigError(f"{what}: credential {shown(credential)} is larger than 64 KiB")
     return data.decode("utf-8", "replace").strip()
 
 

@@ -35,6 +35,7 @@ from daemon.config import (
     secrets_of,
     sink_secret,
 )
+from daemon.events.homeassistant import HomeAssistant
 from daemon.events.sinks import EventSinkSet, make_event_sink
 from daemon.events.stage import EventStage
 from daemon.metrics import CONTENT_TYPE, Metrics
@@ -138,6 +139,7 @@ class Service:
         self.sink_factory = sink_factory
         self.event_sink_factory = event_sink_factory
         self.events: EventStage | None = None
+        self.home_assistant: HomeAssistant | None = None
         self.metrics = Metrics(registry)
         self.notifier = notifier or Notifier()
         self.secrets_filter = secrets_filter
@@ -193,6 +195,8 @@ class Service:
             self._checkpoint()
             self._add_camera(cam)
         self.scheduler.start()
+        self.home_assistant = HomeAssistant(self.metrics.registry, self._latest_snapshot, version())
+        self.home_assistant.apply(self.cfg.sinks, self.cfg.cameras)
         with self._lock:  # cancel_start() takes this lock too: READY=1 never follows SIGTERM
             self._checkpoint()
             self._ready = True
@@ -232,6 +236,8 @@ class Service:
         _stop_all(sources, max(0.5, deadline - time.monotonic()))
         if self.http is not None:
             self.http.stop()
+        if self.home_assistant is not None:
+            self.home_assistant.stop()  # "offline" on the availability topic
         if loop_ended:
             self._close_pipeline()
         self.notifier.close()
@@ -447,6 +453,8 @@ class Service:
             self.scheduler.replace_event_sinks(self._build_event_sinks(new), new.events)
             log.info("reload: event sinks and events settings replaced")
         self._reload_cameras(old, new)
+        if self.home_assistant is not None:  # removed cameras, zones, lines leave Home Assistant
+            self.home_assistant.apply(new.sinks, new.cameras)
         log.info("reload: done, %d cameras", len(self._cameras))
 
     def _reload_cameras(self, old: Config, new: Config) -> None:
@@ -480,6 +488,15 @@ class Service:
         with self._lock:
             entry.cfg = cam
         log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
+
+    def _latest_snapshot(self, camera: str) -> str | None:
+        """The snapshot file of the camera's newest event that has one (Home Assistant's image)."""
+        if self.events is None:
+            return None
+        for event in self.events.recent.list(camera, None, 20):
+            if event.get("snapshot"):
+                return event["snapshot"]
+        return None
 
     def _build_sinks(self, cfg: Config) -> SinkSet:
         sinks = [self.sink_factory(s, i) for i, s in enumerate(cfg.sinks) if isinstance(s, SinkConfig)]
