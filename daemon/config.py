@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -237,11 +238,37 @@ class CameraConfig(_Section):
         return urlsplit(url).scheme in ("", "file")
 
 
+def _engine_ref(v: Any) -> Any:
+    """An engine is a file (a ``Path``) or a Triton URL (kept as written: ``Path`` would fold
+    its ``//``); the URL's syntax is checked here, the server when the engine is opened."""
+    if isinstance(v, str) and "://" in v:
+        from engines.base import EngineError
+        from engines.triton_backend import parse_url
+
+        try:
+            parse_url(v)
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+    return Path(v) if isinstance(v, str) else v
+
+
+EngineRef = Annotated[Union[Path, str], BeforeValidator(_engine_ref)]
+
+
+def is_engine_url(ref: Any) -> bool:
+    """Whether an ``engines.*`` value names a server model rather than a file."""
+    return isinstance(ref, str) and "://" in ref
+
+
 class EnginesConfig(_Section):
-    detector: Path = Field(description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, "
-                           ".engine/.plan, .torchscript/.pt2).")
-    enhancer: Path | None = Field(
-        None, description="Low-light enhancer engine; without one, no frame is enhanced."
+    detector: EngineRef = Field(
+        description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, .engine/.plan, "
+        ".torchscript/.pt2), or a model on a Triton server: triton://HOST:PORT/MODEL "
+        "(deploy/README.md, 'Many boxes').")
+    enhancer: EngineRef | None = Field(
+        None, description="Low-light enhancer engine (a file or triton://HOST:PORT/MODEL); "
+        "without one, no frame is enhanced."
     )
     temporal_filter: bool = Field(
         True,
@@ -263,7 +290,7 @@ class EnginesConfig(_Section):
             return self
         for key in ("detector", "enhancer"):
             p = getattr(self, key)
-            if p is not None and not Path(p).is_file():
+            if p is not None and not is_engine_url(p) and not Path(p).is_file():
                 raise ValueError(
                     f"{key}: engine file {p} does not exist; build it with "
                     f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out {p}`"
@@ -732,6 +759,7 @@ def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
         if isinstance(sink, WebhookSinkConfig):
             parts = urlsplit(sink.url.get_secret_value())
             out += [v for v in (parts.password, parts.query) if v]
+    out += _engine_tokens(cfg.engines, environ)
     for cam in cfg.cameras:
         try:
             pw = urlsplit(cam.resolved_url(environ)).password
@@ -742,3 +770,21 @@ def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
+
+
+def _engine_tokens(ecfg: EnginesConfig, environ: dict[str, str] | None) -> list[str]:
+    """The tokens a Triton engine URL sends (``token_env``/``token_credential``)."""
+    from engines.base import EngineError
+    from engines.triton_backend import parse_url
+
+    out = []
+    for ref in (ecfg.detector, ecfg.enhancer):
+        if not is_engine_url(ref):
+            continue
+        try:
+            headers = parse_url(ref).headers(environ) or {}
+        except EngineError:
+            continue
+        for value in headers.values():
+            out += [value, value.removeprefix("Bearer ")]
+    return out

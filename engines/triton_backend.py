@@ -94,8 +94,9 @@ class TritonTarget:
 def parse_url(url: str) -> TritonTarget:
     """``triton://HOST:PORT/MODEL?options`` -> :class:`TritonTarget`; a clear error otherwise."""
     parts = urlsplit(url)
+    base = url.split("?")[0]  # messages never repeat the query: unknown options may be secrets
     if parts.scheme not in SCHEMES:
-        raise EngineError(f"{url}: not a Triton URL; write triton://HOST:PORT/MODEL "
+        raise EngineError(f"{base}: not a Triton URL; write triton://HOST:PORT/MODEL "
                           f"(schemes {', '.join(sorted(SCHEMES))})")
     protocol, tls = SCHEMES[parts.scheme]
     if parts.username or parts.password:
@@ -108,13 +109,13 @@ def parse_url(url: str) -> TritonTarget:
         port = None
     model = parts.path.strip("/")
     if not parts.hostname or port is None or not model or "/" in model:
-        raise EngineError(f"{url}: write a Triton model as {parts.scheme}://HOST:PORT/MODEL "
+        raise EngineError(f"{base}: write a Triton model as {parts.scheme}://HOST:PORT/MODEL "
                           "(one model name, the server's gRPC or HTTP port)")
-    opts = _query_options(url, parts.query)
+    opts = _query_options(base, parts.query)
     return TritonTarget(
         url=url, protocol=protocol, address=f"{parts.hostname}:{port}", model=model,
-        version=opts.get("version", ""), tls=tls or _flag(url, opts.get("tls", "0")),
-        ca=opts.get("ca"), timeout_s=_timeout(url, opts.get("timeout")),
+        version=opts.get("version", ""), tls=tls or _flag(base, opts.get("tls", "0")),
+        ca=opts.get("ca"), timeout_s=_timeout(base, opts.get("timeout")),
         header=opts.get("header", "authorization").lower(), token_env=opts.get("token_env"),
         token_credential=opts.get("token_credential"))
 
@@ -123,10 +124,11 @@ def _query_options(url: str, query: str) -> dict[str, str]:
     raw = parse_qs(query, keep_blank_values=True)
     unknown = sorted(set(raw) - _OPTIONS)
     if "token" in unknown or "password" in unknown:
-        raise EngineError(f"{url.split('?')[0]}: never put a token in the URL (it is logged); use "
+        raise EngineError(f"{url}: never put a token in the URL (it is logged); use "
                           "?token_env=NAME (an environment variable) or ?token_credential=NAME")
     if unknown:
-        raise EngineError(f"{url}: unknown option(s) {unknown}; known: {sorted(_OPTIONS)}")
+        raise EngineError(f"{url}: unknown option(s) {unknown} (values not shown); known: "
+                          f"{sorted(_OPTIONS)}")
     return {k: v[-1] for k, v in raw.items()}
 
 
@@ -135,7 +137,7 @@ def _flag(url: str, text: str) -> bool:
         return True
     if text.lower() in ("0", "false", "no", "off", ""):
         return False
-    raise EngineError(f"{url}: tls={text!r}; use tls=1 or tls=0")
+    raise EngineError(f"{url}: tls must be 1 or 0")
 
 
 def _timeout(url: str, text: str | None) -> float:
@@ -146,7 +148,7 @@ def _timeout(url: str, text: str | None) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value <= 600:
-        raise EngineError(f"{url}: timeout={text!r}; give the deadline of a call in seconds "
+        raise EngineError(f"{url}: timeout={text[:20]!r}; give the deadline of a call in seconds "
                           "(0 < timeout <= 600)")
     return value
 

@@ -512,8 +512,23 @@ class Service:
         """Ready once warmed; names the engines *running* (a reload never swaps them) and how
         the last reload went (``config_reload``: none, ok, or failed with the reason)."""
         names = self._engine_names or {"detector": None, "enhancer": None}
-        return self._ready, {"ready": self._ready, **names,
-                             "config_reload": dict(self._reload_status)}
+        inference = self._inference_status()
+        ready = self._ready and all(v == "available" for v in inference.values())
+        info = {"ready": ready, **names, "config_reload": dict(self._reload_status)}
+        if inference:
+            info["inference"] = inference
+        return ready, info
+
+    def _inference_status(self) -> dict[str, str]:
+        """``{role: "available" | "unavailable: reason"}`` of the engines that run on a server
+        (a Triton URL); local engines are always available and are not listed. Not ready while
+        one is unavailable: a load balancer sends its cameras elsewhere until it is back."""
+        out = {}
+        for role, wrapper in (("detector", self.detector), ("enhancer", self.enhancer)):
+            status = getattr(getattr(wrapper, "engine", None), "status", None)
+            if callable(status):
+                out[role] = status()
+        return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while the scheduler loop and every camera reader have a fresh heartbeat."""
