@@ -264,7 +264,8 @@ class TritonEngine(Engine):
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self.last_error: str | None = None
-        self.wire = {"calls": 0, "frames": 0, "bytes_sent": 0, "bytes_received": 0}
+        self.wire = {"calls": 0, "failed_calls": 0, "frames": 0, "bytes_sent": 0,
+                     "bytes_received": 0}
         self.device = f"triton:{self.target.address}"
         meta, cfg = self._describe()
         self.provider = f"triton/{meta.get('platform') or cfg.get('backend') or '?'}"
@@ -338,6 +339,7 @@ class TritonEngine(Engine):
 
     def _failed(self, exc: BaseException) -> EngineError:
         reason = _reason(exc)
+        self.wire["failed_calls"] += 1
         first = self.last_error is None
         self.last_error = reason
         self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_INITIAL_S, self._backoff_s * 2))
