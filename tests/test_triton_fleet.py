@@ -126,6 +126,12 @@ def test_three_boxes_share_one_triton(triton_server, rtsp_server, mosquitto, tmp
         while time.monotonic() < end and not want <= topics.seen:
             time.sleep(0.3)
         assert want <= topics.seen, sorted(topics.seen)
+        # the fleet dashboard's every query has data from this real fleet
+        from tests.test_deploy_fleet import fleet_queries
+
+        for where, expr in fleet_queries():
+            q = expr.replace("$__rate_interval", "20s").replace("$box", ".*")
+            assert prom.query(q), f"{where}: no data for {q}"
         status, body = daemons["box2"].get("/readyz")
         assert status == 200 and json.loads(body)["inference"] == {"detector": "available"}
     finally:
