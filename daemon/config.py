@@ -261,6 +261,16 @@ def is_engine_url(ref: Any) -> bool:
     return isinstance(ref, str) and "://" in ref
 
 
+def engine_name(ref: Any) -> str:
+    """A short name for logs, /readyz and metric labels: the file's name, or ``MODEL@HOST:PORT``
+    for a Triton URL (never its options)."""
+    if is_engine_url(ref):
+        from engines.triton_backend import parse_url
+
+        return parse_url(ref).name
+    return Path(ref).name
+
+
 class EnginesConfig(_Section):
     detector: EngineRef = Field(
         description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, .engine/.plan, "

@@ -224,3 +224,26 @@ def test_detect_command_takes_a_triton_url(triton_server, capsys, tmp_path):
     assert main(["detect", "--engine", triton_server.url("yolo"), "--conf", "0.05", str(img)]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(line["detections"]) > 5
+
+
+def test_bench_pipeline_reports_the_wire(triton_server, footage, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "bench", "pipeline", "--source", str(footage["h264"]),
+         "--engine", triton_server.url("yolo", timeout="30"), "--seconds", "2", "--warmup", "1",
+         "--fps", "10", "--no-ultralytics", "--no-budget"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = json.loads(proc.stdout.strip().splitlines()[-1])["pipeline"]
+    assert ours["detector"]["backend"] == "triton" and ours["frames_processed"] > 0
+    wire = ours["wire"]
+    assert wire["failed_calls"] == 0 and wire["images"] > 0
+    # 640x360 frames letterboxed to 96x160 (rect inference at 160) travel as uint8 bytes
+    assert wire["bytes_per_image"] == 3 * 96 * 160 + 84 * (96 * 160 // 64 + 96 * 160 // 256
+                                                          + 96 * 160 // 1024) * 4
+    assert wire["bytes_sent_per_frame"] == pytest.approx(3 * 96 * 160, rel=0.25)

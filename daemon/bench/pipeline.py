@@ -397,8 +397,8 @@ def run(args: argparse.Namespace) -> int:
     for src in args.source:
         if "://" not in src and not Path(src).is_file():
             raise UserError(f"--source {src}: no such file", exit_code=2)
-    summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
-                               "enhancer": Path(args.enhancer).name if args.enhancer else None,
+    summary: dict[str, Any] = {"bench": "pipeline", "engine": _name(args.engine),
+                               "enhancer": _name(args.enhancer) if args.enhancer else None,
                                "device": args.device, "load_average": _load_average()}
     try:
         rounds = [_round(args, paths, r) for r in range(args.rounds)]
@@ -426,6 +426,12 @@ def run(args: argparse.Namespace) -> int:
     summary["load_average_end"] = _load_average()
     print(json.dumps(summary))
     return 0
+
+
+def _name(ref: str) -> str:
+    from daemon.config import engine_name
+
+    return engine_name(ref) if "://" in ref else Path(ref).name
 
 
 def _round(args: argparse.Namespace, paths: list[str], index: int) -> dict[str, Any]:

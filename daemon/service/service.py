@@ -26,12 +26,14 @@ from urllib.parse import unquote
 from prometheus_client import CollectorRegistry
 
 from engines.about import version
+from engines.base import EngineError
 
 from daemon.config import (
     CameraConfig,
     Config,
     ConfigError,
     SinkConfig,
+    engine_name,
     secrets_of,
     sink_secret,
 )
@@ -286,19 +288,19 @@ class Service:
         if self.detector is None:
             self.detector = self.detector_factory(ecfg, self.cfg.scheduler.max_batch)
             self.enhancer = self.enhancer_factory(ecfg)
-        self._engine_names = {"detector": Path(ecfg.detector).name,
-                              "enhancer": Path(ecfg.enhancer).name if ecfg.enhancer else None}
+        self._engine_names = {"detector": engine_name(ecfg.detector),
+                              "enhancer": engine_name(ecfg.enhancer) if ecfg.enhancer else None}
         self._checkpoint()
         if self.enhancer is None:
             log.info("no enhancer configured: low-light frames are detected as they are")
         self.notifier.status("warming up engines")
-        self.detector.warmup(self.cfg.scheduler.max_batch)
+        _warm(self.detector, lambda d: d.warmup(self.cfg.scheduler.max_batch))
         if self.enhancer is not None:
-            self.enhancer.warmup()
+            _warm(self.enhancer, lambda e: e.warmup())
         self.metrics.set_classes(self.detector.names.values())
         self.metrics.set_build_info(
             version(), self.detector.backend,
-            Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
+            engine_name(ecfg.detector), engine_name(ecfg.enhancer) if ecfg.enhancer else "")
         self._report_placement()
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
 
@@ -649,6 +651,19 @@ def _state_of(source: CameraSource) -> CameraState | None:
         return source.state
     except Exception:  # noqa: BLE001
         return None
+
+
+def _warm(wrapper: Any, warmup: Callable[[Any], None]) -> None:
+    """Warm an engine. One on an inference server (it has ``status``: Triton) that fails its
+    warm-up does not stop the start: it is unavailable (/readyz says so, its frames count as
+    failed) until the server answers, as if the server had gone away a moment later."""
+    try:
+        warmup(wrapper)
+    except EngineError as exc:
+        if not callable(getattr(getattr(wrapper, "engine", None), "status", None)):
+            raise
+        log.warning("warm-up on the inference server failed (%s); starting anyway: frames fail "
+                    "until it answers", exc)
 
 
 class _StartupPings:
