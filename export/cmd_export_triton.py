@@ -32,6 +32,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="what frames travel as (uint8: a quarter of the bytes, same results)")
     p.add_argument("--outputs", choices=["fp32", "fp16"], default="fp32",
                    help="what results travel back as (fp16: half the bytes, scores rounded)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu server (Python backend): cpu, or cuda:N for ONNX Runtime's CUDA "
+                   "provider inside it (onnxruntime-gpu in the server's environment)")
     p.add_argument("--threads", type=int, default=0,
                    help="cpu server: intra-op threads per instance (0: the runtime's default)")
 
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     runtime = args.runtime or "onnxruntime"
     opts = RepoOptions(server=args.server, runtime=runtime, max_batch=args.max_batch,
                        instances=args.instances, queue_delay_us=args.queue_delay_us,
-                       wire=args.wire, outputs=args.outputs, threads=args.threads)
+                       wire=args.wire, outputs=args.outputs, threads=args.threads,
+                       device=args.device)
     for config in write_repository(args.out, models, opts):
         name = config.parent.name
         print(f"{config}  ->  engines.{models[name][0]}: triton://TRITON_HOST:8001/{name}")

@@ -8,7 +8,9 @@ openvino). It imports nothing from duskwatch.
 Triton's dynamic batcher hands :meth:`TritonPythonModel.execute` several requests at once; their
 inputs are joined into one batch, run once, and split back. A model exported with a fixed batch
 of one (the shared int8 COCO weights) runs image by image instead. The config's parameters pick
-the runtime (``runtime``: onnxruntime or openvino) and its threads (``threads``).
+the runtime (``runtime``: onnxruntime or openvino), its threads (``threads``) and, for ONNX
+Runtime, the device (``device``: ``cuda:N`` uses its CUDA provider when the server's environment
+has onnxruntime-gpu, and fails to load otherwise: a GPU asked for is never dropped silently).
 """
 
 import json
@@ -29,7 +31,8 @@ class TritonPythonModel:
         if params.get("runtime", "onnxruntime") == "openvino":
             self.run, self.one_at_a_time = _openvino(path, self.outputs, threads)
         else:
-            self.run, self.one_at_a_time = _onnxruntime(path, self.outputs, threads)
+            self.run, self.one_at_a_time = _onnxruntime(path, self.outputs, threads,
+                                                        params.get("device") or "cpu")
 
     def execute(self, requests):
         feeds = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.inputs}
@@ -57,14 +60,22 @@ class TritonPythonModel:
         return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
 
 
-def _onnxruntime(path, outputs, threads):
+def _onnxruntime(path, outputs, threads, device):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+    session = ort.InferenceSession(path, sess_options=opts, providers=providers)
+    if device.startswith("cuda") and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise RuntimeError(f"device {device} asked for, but ONNX Runtime runs this model on "
+                           f"{session.get_providers()}: install onnxruntime-gpu in the server's "
+                           "environment, or export the repository with --device cpu")
     first = session.get_inputs()[0].shape[0]
 
     def run(feed):

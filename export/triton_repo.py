@@ -52,6 +52,7 @@ class RepoOptions:
     wire: str = "uint8"  # uint8 | float32
     outputs: str = "fp32"  # fp32 | fp16
     threads: int = 0  # intra-op threads of each CPU instance (0: the runtime's default)
+    device: str = "cpu"  # Python backend: cuda:N runs ONNX Runtime's CUDA provider inside it
 
     def check(self) -> None:
         if self.runtime not in RUNTIMES.get(self.server, ()):
@@ -166,7 +167,7 @@ def model_config(name: str, layout: dict, meta: dict, opts: RepoOptions) -> str:
                      '{ name: "tensorrt" parameters { key: "precision_mode" value: "FP16" } } ] } }')
     params = {"duskwatch": json.dumps(meta, sort_keys=True, default=str)}
     if opts.server == "cpu":
-        params.update(runtime=opts.runtime, threads=str(opts.threads))
+        params.update(runtime=opts.runtime, threads=str(opts.threads), device=opts.device)
     for key, value in params.items():
         lines.append(f'parameters {{ key: "{key}" value: {{ string_value: {_quote(value)} }} }}')
     return "\n".join(lines) + "\n"
