@@ -32,6 +32,11 @@ class EngineError(RuntimeError):
     """An engine could not be opened or was fed the wrong thing; the message says what to do."""
 
 
+class EngineUnavailable(EngineError):
+    """The engine is fine but where it runs cannot be reached now (an inference server that is
+    down): a transient failure, unlike a wrong file or a wrong config."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Name, shape (``None`` for a dynamic dimension) and numpy dtype of one engine tensor."""

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from engines.base import Engine, EngineError, TensorSpec
+from engines.base import Engine, EngineError, EngineUnavailable, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,8 @@ class TritonEngine(Engine):
         try:
             return client.metadata(), client.config()
         except Exception as exc:  # noqa: BLE001 - tritonclient raises several types
-            raise EngineError(f"{self.target}: cannot read model '{self.target.model}' from the "
+            error = EngineUnavailable if _unreachable(exc) else EngineError
+            raise error(f"{self.target}: cannot read model '{self.target.model}' from the "
                               f"Triton server at {self.target.address} ({_reason(exc)}); is the "
                               "server up and the model loaded (GET /v2/models/MODEL/ready)?") from exc
 
@@ -409,6 +410,15 @@ def parse_parameters(target: TritonTarget, cfg: Mapping[str, Any]) -> dict[str, 
 
 def _decode(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32) if arr.dtype == np.float16 else arr
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection that failed or timed out (the server is down or slow), not an answer."""
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    text = _reason(exc)
+    return any(w in text for w in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "Connection refused",
+                                   "failed to connect"))
 
 
 def _reason(exc: BaseException) -> str:

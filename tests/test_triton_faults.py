@@ -139,3 +139,33 @@ def test_server_killed_then_restarted(daemon, caplog):
     resumed_s = time.monotonic() - back
     assert resumed_s <= triton_backend.BACKOFF_MAX_S + 6, resumed_s
     assert svc.readiness()[0] is True
+
+
+def test_a_box_started_while_the_server_is_down_exits_1_for_systemd_to_retry(tmp_path, closed_port):
+    """Not a config error (exit 2, which the unit's RestartPreventExitStatus= never restarts):
+    the server may come up later, so the start fails with 1 and systemd tries again."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import free_port
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    cfg = {"cameras": [{"name": "gate", "url": "rtsp://127.0.0.1:1/x"}],
+           "engines": {"detector": f"triton://127.0.0.1:{closed_port}/yolo?timeout=1"},
+           "http": {"listen": f"127.0.0.1:{free_port()}"}, "sinks": []}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, PYTHONPATH=str(root))
+    for cmd in (["run", "--config", str(path)], ["check-config", str(path)]):
+        proc = subprocess.run([sys.executable, "-m", "daemon.cli", *cmd], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, (cmd, proc.returncode, proc.stderr[-2000:])
+        assert "yolo" in proc.stderr and str(closed_port) in proc.stderr, proc.stderr[-2000:]
+    cfg["engines"]["detector"] = "triton://127.0.0.1/yolo"  # no port: a config error
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", str(path)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "engines.detector" in proc.stderr, proc.stderr[-2000:]
