@@ -39,7 +39,7 @@ def daemon(own_triton):
     from daemon.service.systemd import Notifier
 
     cfg = make_config(cameras=("a", "b"),
-                      engines={"detector": own_triton.url("yolo", timeout="1"), "conf": 0.05})
+                      engines={"detector": own_triton.url("yolo", timeout="3"), "conf": 0.05})
     sources: dict[str, FakeSource] = {}
 
     def factory(cam, events):
@@ -76,13 +76,14 @@ def processing(svc, timeout: float = RESUME_S) -> bool:
     return bool(wait_for(lambda: frames(svc, "processed") >= start + 4, timeout=timeout))
 
 
-def check_outage(svc, caplog, words: str) -> None:
-    """During an outage: frames failed, cameras up, not ready with the reason, few calls."""
+def check_outage(svc, caplog, words: str, ready_words: tuple[str, ...] = ()) -> None:
+    """During an outage: frames failed, cameras up, not ready with the reason (``words``, or
+    one of ``ready_words`` for the latest try), the log naming it."""
     failed0 = frames(svc, "failed")
     assert wait_for(lambda: frames(svc, "failed") >= failed0 + 10, timeout=20), "no failed frames"
     ok, info = svc.readiness()
     assert ok is False and info["inference"]["detector"].startswith("unavailable"), info
-    assert words in info["inference"]["detector"], info
+    assert any(w in info["inference"]["detector"] for w in ready_words or (words,)), info
     r = svc.metrics.registry
     assert all(r.get_sample_value("duskwatch_camera_up", {"camera": c}) == 1 for c in ("a", "b"))
     assert svc.health()[0], svc.health()[1]  # the daemon itself stays healthy
@@ -119,7 +120,9 @@ def test_slow_server_hits_the_deadline(daemon, caplog):
     assert processing(svc)
     srv.freeze()
     try:
-        check_outage(svc, caplog, "DEADLINE_EXCEEDED")
+        # the first call runs out of time; a later try on a fresh connection may instead fail
+        # to finish gRPC's handshake with the stopped process (UNAVAILABLE)
+        check_outage(svc, caplog, "DEADLINE_EXCEEDED", ("DEADLINE_EXCEEDED", "UNAVAILABLE"))
     finally:
         srv.thaw()
     assert processing(svc), "detection did not resume after the server thawed"

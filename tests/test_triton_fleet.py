@@ -21,6 +21,7 @@ import yaml
 
 from tests.conftest import PROMETHEUS, Prometheus, _wait_prometheus_ready, free_port
 from tests.test_daemon_e2e import Daemon
+from tests.wait import wait_for
 
 pytestmark = [pytest.mark.triton, pytest.mark.rtsp, pytest.mark.prometheus,
               pytest.mark.timeout(240)]
@@ -50,7 +51,7 @@ def fleet_prometheus(work: Path, boxes: dict[str, int], triton_metrics: str) -> 
             {"job_name": "duskwatch", "scrape_timeout": "1s", "static_configs": [
                 {"targets": [f"127.0.0.1:{port}"], "labels": {"box": box}}
                 for box, port in boxes.items()]},
-            {"job_name": "triton", "scrape_timeout": "1s",
+            {"job_name": "triton", "scrape_interval": "2s", "scrape_timeout": "2s",
              "static_configs": [{"targets": [triton_metrics]}]},
         ],
     }
@@ -130,8 +131,8 @@ def test_three_boxes_share_one_triton(triton_server, rtsp_server, mosquitto, tmp
         from tests.test_deploy_fleet import fleet_queries
 
         for where, expr in fleet_queries():
-            q = expr.replace("$__rate_interval", "20s").replace("$box", ".*")
-            assert prom.query(q), f"{where}: no data for {q}"
+            q = expr.replace("$__rate_interval", "30s").replace("$box", ".*")
+            assert wait_for(lambda: prom.query(q), timeout=20), f"{where}: no data for {q}"
         status, body = daemons["box2"].get("/readyz")
         assert status == 200 and json.loads(body)["inference"] == {"detector": "available"}
     finally:
