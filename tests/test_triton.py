@@ -70,6 +70,16 @@ def test_token_from_environment_or_credential(tmp_path):
     assert parse_url("triton://h:1/m").headers({}) is None
 
 
+def test_a_triton_token_is_among_the_secrets_the_logs_mask():
+    from daemon.config import engine_name, parse_config, secrets_of
+
+    cfg = parse_config({"cameras": [{"name": "gate", "url": "rtsp://127.0.0.1:8554/gate"}],
+                        "engines": {"detector": "triton://10.0.0.2:8001/yolo?token_env=TT"},
+                        "sinks": []})
+    assert "s3cr3t-tok" in secrets_of(cfg, {"TT": "s3cr3t-tok"})
+    assert engine_name(cfg.engines.detector) == "yolo@10.0.0.2:8001"
+
+
 def test_open_engine_takes_only_triton_urls():
     with pytest.raises(EngineError, match="triton://HOST:PORT/MODEL"):
         open_engine("grpc://host:8001/yolo")
