@@ -47,7 +47,7 @@ def daemon(own_triton):
         return sources[cam.name]
 
     svc = Service(cfg, source_factory=factory, enhancer_factory=lambda e: None,
-                  notifier=Notifier(environ={}), serve_http=False)
+                  notifier=Notifier(environ={}), serve_http=True)
     svc.start()
     stop = threading.Event()
 
@@ -83,12 +83,28 @@ def check_outage(svc, caplog, words: str, ready_words: tuple[str, ...] = ()) -> 
     assert wait_for(lambda: frames(svc, "failed") >= failed0 + 10, timeout=20), "no failed frames"
     ok, info = svc.readiness()
     assert ok is False and info["inference"]["detector"].startswith("unavailable"), info
+    status, body = readyz(svc)
+    assert status == 503 and body["inference"]["detector"].startswith("unavailable"), body
     assert any(w in info["inference"]["detector"] for w in ready_words or (words,)), info
     r = svc.metrics.registry
     assert all(r.get_sample_value("duskwatch_camera_up", {"camera": c}) == 1 for c in ("a", "b"))
     assert svc.health()[0], svc.health()[1]  # the daemon itself stays healthy
     assert any("Triton" in rec.getMessage() and words in rec.getMessage()
                for rec in caplog.records), "the log names the reason"
+
+
+def readyz(svc) -> tuple[int, dict]:
+    """GET /readyz from the service's own HTTP server."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    host, port = svc.http.address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def check_backoff(svc) -> None:
@@ -111,7 +127,7 @@ def test_server_answering_errors(daemon, caplog):
     finally:
         srv.load("yolo")
     assert processing(svc), "detection did not resume after the model came back"
-    assert svc.readiness()[0] is True
+    assert svc.readiness()[0] is True and readyz(svc)[0] == 200
 
 
 def test_slow_server_hits_the_deadline(daemon, caplog):

@@ -150,10 +150,13 @@ class TritonServer:
             self.proc.wait(10)
 
     def freeze(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        """SIGSTOP the server process (not its Python-backend stubs): connections are accepted
+        and nothing answers, as from an overloaded server. Stopping the stubs too makes the
+        2.51 Python backend crash on SIGCONT (a boost interprocess lock error, then SIGSEGV)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGCONT)
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def restart(self, timeout: float = 60.0) -> "TritonServer":
         self.kill()
