@@ -80,6 +80,62 @@ def test_a_triton_token_is_among_the_secrets_the_logs_mask():
     assert engine_name(cfg.engines.detector) == "yolo@10.0.0.2:8001"
 
 
+class _FlakyClient:
+    """A client at the engine's seam: a model's metadata, then ``fails`` failed calls."""
+
+    def __init__(self, fails: int):
+        self.fails, self.calls = fails, 0
+
+    def metadata(self):
+        return {"platform": "python",
+                "inputs": [{"name": "x", "datatype": "UINT8", "shape": [-1, 3]}],
+                "outputs": [{"name": "y", "datatype": "FP16", "shape": [-1, 3]}]}
+
+    def config(self):
+        return {"max_batch_size": 4, "parameters": {"duskwatch": {"string_value": json.dumps(
+            {"kind": "test", "wire": {"input_scale": 255, "outputs": "fp16"}})}}}
+
+    def infer(self, arrays, outputs):
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise ConnectionRefusedError("refused")
+        return {"y": (arrays["x"].astype(np.float32) / 255).astype(np.float16)}
+
+    def close(self):
+        pass
+
+
+def test_backoff_is_capped_and_one_success_ends_the_outage():
+    now = [0.0]
+    clients: list[_FlakyClient] = []
+    shared = _FlakyClient(fails=6)
+
+    def factory(target, headers):  # a fresh connection after each failure, same server
+        clients.append(shared)
+        return shared
+
+    eng = TritonEngine("triton://h:1/m", client_factory=factory, clock=lambda: now[0])
+    assert eng.inputs[0].dtype == np.float32 and eng.outputs[0].dtype == np.float32
+    assert eng.batch_limits == (1, 4) and eng.metadata["kind"] == "test"
+    feed = {"x": np.array([[0.0, 0.5, 1.0]], np.float32)}
+    waits = []
+    while shared.calls < 6:
+        with pytest.raises(EngineError, match="Triton call failed"):
+            eng.infer(feed)
+        assert not eng.available and "unavailable: ConnectionRefusedError" in eng.status()
+        calls = shared.calls
+        with pytest.raises(EngineError, match="inference unavailable"):  # no call: waiting
+            eng.infer(feed)
+        assert shared.calls == calls
+        waits.append(eng._retry_at - now[0])
+        now[0] = eng._retry_at
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0]
+    y = eng.infer(feed)["y"]  # uint8 on the wire, fp16 back, float32 to the caller
+    assert y.dtype == np.float32 and np.allclose(y, [[0, 128 / 255, 1]], atol=1e-3)
+    assert eng.available and eng.status() == "available"
+    assert len(clients) == 7 and eng.wire["failed_calls"] == 6 and eng.wire["calls"] == 1
+
+
 def test_open_engine_takes_only_triton_urls():
     with pytest.raises(EngineError, match="triton://HOST:PORT/MODEL"):
         open_engine("grpc://host:8001/yolo")
