@@ -32,6 +32,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="what frames travel as (uint8: a quarter of the bytes, same results)")
     p.add_argument("--outputs", choices=["fp32", "fp16"], default="fp32",
                    help="what results travel back as (fp16: half the bytes, scores rounded)")
+    p.add_argument("--candidates", type=int, default=0,
+                   help="detector: send back only the K best anchors of each image (e.g. 1000; "
+                   "the same detections while an image has at most K above the threshold; "
+                   "0: every anchor)")
     p.add_argument("--device", default="cpu",
                    help="cpu server (Python backend): cpu, or cuda:N for ONNX Runtime's CUDA "
                    "provider inside it (onnxruntime-gpu in the server's environment)")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     opts = RepoOptions(server=args.server, runtime=runtime, max_batch=args.max_batch,
                        instances=args.instances, queue_delay_us=args.queue_delay_us,
                        wire=args.wire, outputs=args.outputs, threads=args.threads,
-                       device=args.device)
+                       device=args.device, candidates=args.candidates)
     for config in write_repository(args.out, models, opts):
         name = config.parent.name
         print(f"{config}  ->  engines.{models[name][0]}: triton://TRITON_HOST:8001/{name}")

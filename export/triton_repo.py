@@ -52,12 +52,16 @@ class RepoOptions:
     wire: str = "uint8"  # uint8 | float32
     outputs: str = "fp32"  # fp32 | fp16
     threads: int = 0  # intra-op threads of each CPU instance (0: the runtime's default)
+    candidates: int = 0  # detector: send only the K best anchors of each image (0: all)
     device: str = "cpu"  # Python backend: cuda:N runs ONNX Runtime's CUDA provider inside it
 
     def check(self) -> None:
         if self.runtime not in RUNTIMES.get(self.server, ()):
             raise ExportError(f"--runtime {self.runtime} does not run on a {self.server} server; "
                               f"use one of {RUNTIMES.get(self.server)}", exit_code=2)
+        if self.candidates and not 100 <= self.candidates <= 30000:
+            raise ExportError(f"--candidates {self.candidates}: use 100..30000 (or 0: every "
+                              "anchor)", exit_code=2)
         if not 1 <= self.max_batch <= 256 or not 1 <= self.instances <= 64:
             raise ExportError(f"--max-batch {self.max_batch} / --instances {self.instances}: use "
                               "1..256 and 1..64", exit_code=2)
@@ -88,7 +92,8 @@ def write_model(repo: Path, name: str, kind: str, src: Path, opts: RepoOptions) 
         shutil.rmtree(folder)
     version.mkdir(parents=True)
     wrap_onnx(src, version / "model.onnx", wire_uint8=layout["uint8"],
-              outputs_fp16=opts.outputs == "fp16")
+              outputs_fp16=opts.outputs == "fp16",
+              candidates=opts.candidates if kind == "detector" else 0)
     if opts.server == "cpu":
         shutil.copyfile(Path(__file__).with_name("triton_model.py"), version / "model.py")
     config = folder / "config.pbtxt"
@@ -121,6 +126,8 @@ def _layout(eng: Engine, opts: RepoOptions) -> dict[str, Any]:
     out_dtype = (lambda s: np.dtype(np.float16) if opts.outputs == "fp16" and
                  s.dtype == np.float32 else s.dtype)
     outs = [_tensor(s, batched, out_dtype(s)) for s in eng.outputs]
+    if opts.candidates and eng.metadata.get("kind", "detector") in ("detector", "detect"):
+        outs[0]["dims"][-1] = -1  # the K best anchors, or all of them when there are fewer
     spatial_dynamic = eng.inputs[0].shape[2] is None and eng.inputs[0].shape[3] is None
     return {"inputs": ins, "outputs": outs, "max_batch": opts.max_batch if batched else 0,
             "uint8": uint8, "rect": spatial_dynamic}
@@ -138,7 +145,8 @@ def _metadata(eng: Engine, kind: str, layout: dict, opts: RepoOptions) -> dict[s
     if kind == "detector" and layout["rect"]:
         meta.setdefault("rect", True)
     meta["wire"] = {"input_scale": INPUT_SCALE if layout["uint8"] else 0,
-                    "outputs": opts.outputs}
+                    "outputs": opts.outputs,
+                    "candidates": opts.candidates if kind == "detector" else 0}
     meta["source"] = Path(eng.path).name
     return meta
 
@@ -185,10 +193,12 @@ def _quote(text: str) -> str:
 
 
 # -- the wire encoding, folded into the graph --------------------------------------------------
-def wrap_onnx(src: Path, dst: Path, wire_uint8: bool, outputs_fp16: bool) -> Path:
-    """Copy ``src`` to ``dst``, with a uint8 input (Cast + Mul 1/255 in front) and float16
-    outputs (a Cast behind) when asked; names stay as they were."""
-    if not wire_uint8 and not outputs_fp16:
+def wrap_onnx(src: Path, dst: Path, wire_uint8: bool, outputs_fp16: bool,
+              candidates: int = 0) -> Path:
+    """Copy ``src`` to ``dst``, with a uint8 input (Cast + Mul 1/255 in front), only the
+    ``candidates`` best anchors of a YOLO head (:func:`_keep_candidates`) and float16 outputs
+    (a Cast behind) when asked; names stay as they were."""
+    if not wire_uint8 and not outputs_fp16 and not candidates:
         shutil.copyfile(src, dst)
         return dst
     import onnx
@@ -196,6 +206,8 @@ def wrap_onnx(src: Path, dst: Path, wire_uint8: bool, outputs_fp16: bool) -> Pat
 
     model = onnx.load(str(src))
     g = model.graph
+    if candidates:
+        _keep_candidates(model, candidates)
     nodes = []
     if wire_uint8:
         for inp in g.input:
@@ -228,3 +240,52 @@ def _rename_uses(graph, old: str, new: str) -> None:
         for attr in node.attribute:  # subgraphs (If/Loop) read outer names too
             if attr.g is not None and attr.g.node:
                 _rename_uses(attr.g, old, new)
+
+
+def _keep_candidates(model, k: int) -> None:
+    """Behind the YOLO head ``(N, 4 + nc, A)``: keep the ``k`` anchors with the highest class
+    score (all of them when ``A <= k``), in score order: ``(N, 4 + nc, min(k, A))``.
+
+    NMS on the client then gives the same detections as on the whole head whenever an image has
+    at most ``k`` anchors above the confidence threshold (the client drops the rest anyway);
+    the return trip shrinks from ``A`` columns (5040 at 384x640) to ``k``."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    out = g.output[0]
+    width = out.type.tensor_type.shape.dim[1].dim_value
+    if not width:
+        raise ExportError(f"{out.name}: the head's width (4 + classes) is not static; "
+                          "--candidates needs it")
+    full = f"{out.name}__all"
+    for node in g.node:
+        node.output[:] = [full if o == out.name else o for o in node.output]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset < 13:
+        raise ExportError(f"opset {opset}: --candidates needs ONNX opset 13 or newer; re-export")
+
+    def const(name, values):
+        g.initializer.append(numpy_helper.from_array(np.array(values, np.int64), name))
+        return name
+
+    p = f"{out.name}__cand"
+    const(f"{p}_start", [4]), const(f"{p}_end", [2 ** 62]), const(f"{p}_axis1", [1])
+    const(f"{p}_dim2", [2]), const(f"{p}_k", [k]), const(f"{p}_expand", [1, width, 1])
+    reduce = (helper.make_node("ReduceMax", [f"{p}_cls", f"{p}_axis1"], [f"{p}_score"], keepdims=0)
+              if opset >= 18 else
+              helper.make_node("ReduceMax", [f"{p}_cls"], [f"{p}_score"], axes=[1], keepdims=0))
+    g.node.extend([
+        helper.make_node("Slice", [full, f"{p}_start", f"{p}_end", f"{p}_axis1"], [f"{p}_cls"]),
+        reduce,
+        helper.make_node("Shape", [full], [f"{p}_shape"]),
+        helper.make_node("Gather", [f"{p}_shape", f"{p}_dim2"], [f"{p}_anchors"], axis=0),
+        helper.make_node("Min", [f"{p}_anchors", f"{p}_k"], [f"{p}_kk"]),
+        helper.make_node("TopK", [f"{p}_score", f"{p}_kk"], [f"{p}_top", f"{p}_idx"], axis=-1,
+                         largest=1, sorted=1),
+        helper.make_node("Unsqueeze", [f"{p}_idx", f"{p}_axis1"], [f"{p}_idx3"]),
+        helper.make_node("Expand", [f"{p}_idx3", f"{p}_expand"], [f"{p}_gather"]),
+        helper.make_node("GatherElements", [full, f"{p}_gather"], [out.name], axis=2),
+    ])
+    out.type.tensor_type.shape.dim[2].Clear()
+    out.type.tensor_type.shape.dim[2].dim_param = "candidates"

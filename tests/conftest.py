@@ -657,7 +657,8 @@ COCO_INT8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" 
 def triton_repo(tmp_path_factory) -> Path:
     """A CPU model repository: ``yolo`` (random-weight YOLO11n, 160 px, dynamic batch: plumbing),
     ``yolo_fp16`` (the same with fp16 outputs), ``enhancer`` (a tiny K=2 denoiser) and, when the
-    shared weights are here, ``coco`` (the real int8 YOLO11n: what is detected)."""
+    shared weights are here, ``coco`` (the real int8 YOLO11n: what is detected) and
+    ``coco_top1000`` (the same sending back only its 1000 best anchors)."""
     from tests.triton_server import triton_missing
 
     if (why := triton_missing()) is not None:
@@ -673,9 +674,11 @@ def triton_repo(tmp_path_factory) -> Path:
     yolo = exported("onnx", imgsz=160, batch=8, dynamic=True)
     cpu = RepoOptions(server="cpu", threads=1)
     models = {"yolo": ("detector", yolo), "enhancer": ("enhancer", enh)}
-    if COCO_INT8.is_file():
-        models["coco"] = ("detector", COCO_INT8)
     write_repository(repo, models, cpu)
+    if COCO_INT8.is_file():
+        write_repository(repo, {"coco": ("detector", COCO_INT8)}, cpu)
+        write_repository(repo, {"coco_top1000": ("detector", COCO_INT8)},
+                         RepoOptions(server="cpu", threads=1, candidates=1000))
     write_repository(repo, {"yolo_fp16": ("detector", yolo)},
                      RepoOptions(server="cpu", threads=1, outputs="fp16"))
     return repo

@@ -188,6 +188,13 @@ def test_export_triton_command_writes_a_cpu_repository(tmp_path, capsys):
     rc = main(["export", "triton", "--out", str(tmp_path / "r2"), "--detector", str(src),
                "--server", "cpu", "--runtime", "tensorrt"])
     assert rc == 2
+    assert main(["export", "triton", "--out", str(tmp_path / "r3"), "--detector", str(src),
+                 "--candidates", "10"]) == 2
+    assert main(["export", "triton", "--out", str(tmp_path / "r4"), "--detector", str(src),
+                 "--candidates", "300"]) == 0
+    cfg = (tmp_path / "r4" / "yolo" / "config.pbtxt").read_text()
+    assert 'output [ { name: "output0" data_type: TYPE_FP32 dims: [84, -1] } ]' in cfg
+    assert '\\"candidates\\": 300' in cfg
 
 
 # -- against the server --------------------------------------------------------------------------
@@ -236,6 +243,24 @@ def test_real_weights_find_the_same_people(triton_server):
         want, got = local([frame, frame[:, ::-1].copy()]), remote([frame, frame[:, ::-1].copy()])
     assert sum(n == "person" for n in want[0].names) >= 10
     _same(want, got)
+
+
+@pytest.mark.skipif(not (COCO_INT8.is_file() and VTEST.is_file()),
+                    reason="needs ../shared/data (weights/yolo11n_coco_int8_640.onnx, video/vtest.avi)")
+def test_the_best_anchors_only_give_the_same_detections_for_an_eighth_of_the_bytes(triton_server):
+    """--candidates 1000: the server sends back its 1000 best anchors of 8400; on a busy real
+    frame (about 500 anchors above 0.01) every threshold gives what the whole head gives."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(VTEST))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 100)
+    frame = cap.read()[1]
+    for conf in (0.01, 0.25):
+        with Detector(triton_server.url("coco", timeout="30"), conf=conf) as every, \
+                Detector(triton_server.url("coco_top1000", timeout="30"), conf=conf) as best:
+            _same(every([frame]), best([frame]), box_atol=0)
+            assert every.engine.wire["bytes_received"] == 84 * 8400 * 4
+            assert best.engine.wire["bytes_received"] == 84 * 1000 * 4
 
 
 def test_fp16_outputs_keep_the_boxes(triton_server):
