@@ -48,6 +48,8 @@ def start_triton(work: Path, engine: Path, threads: int):
     write_repository(repo, {"yolo": ("detector", engine)}, RepoOptions(**base))
     write_repository(repo, {"yolo_fp16": ("detector", engine)}, RepoOptions(**base, outputs="fp16"))
     write_repository(repo, {"yolo_f32": ("detector", engine)}, RepoOptions(**base, wire="float32"))
+    write_repository(repo, {"yolo_top1000": ("detector", engine)},
+                     RepoOptions(**base, candidates=1000))
     # a copy only the overhead measurement calls, so that its statistics are its own
     write_repository(repo, {"yolo_calls": ("detector", engine)}, RepoOptions(**base))
     return TritonServer(repo, work).start(120)
@@ -123,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--warmup", type=float, default=4)
-    ap.add_argument("--daemons", default="1,2,4")
+    ap.add_argument("--daemons", default="1,2,4", help="'' for none")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the server")
     ap.add_argument("--calls", type=int, default=30, help="calls of the overhead measurement")
     ap.add_argument("--only-overhead", action="store_true")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    ns = [int(n) for n in args.daemons.split(",")]
-    rtsp, urls = start_rtsp(args.work, max(4, *ns))
+    ns = [int(n) for n in args.daemons.split(",") if n]
+    rtsp, urls = start_rtsp(args.work, max([4, *ns]))
     triton = start_triton(args.work, args.engine, args.threads)
     results: dict = {"load_average_start": load()}
     try:
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         engines = {"local": str(args.engine), "triton": triton.url("yolo", timeout="30"),
                    "triton_fp16": triton.url("yolo_fp16", timeout="30"),
-                   "triton_f32wire": triton.url("yolo_f32", timeout="30")}
+                   "triton_f32wire": triton.url("yolo_f32", timeout="30"),
+                   "triton_top1000": triton.url("yolo_top1000", timeout="30")}
         for name, engine in engines.items():  # one process, 2 streams
             results[f"2streams/{name}"] = row = summary(bench(urls[:2], engine, args.seconds, args.warmup))
             print(json.dumps({f"2streams/{name}": row, "load": load()}), flush=True)
