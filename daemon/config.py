@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -245,11 +246,47 @@ class CameraConfig(_Section):
         return urlsplit(url).scheme in ("", "file")
 
 
+def _engine_ref(v: Any) -> Any:
+    """An engine is a file (a ``Path``) or a Triton URL (kept as written: ``Path`` would fold
+    its ``//``); the URL's syntax is checked here, the server when the engine is opened."""
+    if isinstance(v, str) and "://" in v:
+        from engines.base import EngineError
+        from engines.triton_backend import parse_url
+
+        try:
+            parse_url(v)
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+    return Path(v) if isinstance(v, str) else v
+
+
+EngineRef = Annotated[Union[Path, str], BeforeValidator(_engine_ref)]
+
+
+def is_engine_url(ref: Any) -> bool:
+    """Whether an ``engines.*`` value names a server model rather than a file."""
+    return isinstance(ref, str) and "://" in ref
+
+
+def engine_name(ref: Any) -> str:
+    """A short name for logs, /readyz and metric labels: the file's name, or ``MODEL@HOST:PORT``
+    for a Triton URL (never its options)."""
+    if is_engine_url(ref):
+        from engines.triton_backend import parse_url
+
+        return parse_url(ref).name
+    return Path(ref).name
+
+
 class EnginesConfig(_Section):
-    detector: Path = Field(description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, "
-                           ".engine/.plan, .torchscript/.pt2).")
-    enhancer: Path | None = Field(
-        None, description="Low-light enhancer engine; without one, no frame is enhanced."
+    detector: EngineRef = Field(
+        description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, .engine/.plan, "
+        ".torchscript/.pt2), or a model on a Triton server: triton://HOST:PORT/MODEL "
+        "(deploy/README.md, 'Many boxes').")
+    enhancer: EngineRef | None = Field(
+        None, description="Low-light enhancer engine (a file or triton://HOST:PORT/MODEL); "
+        "without one, no frame is enhanced."
     )
     temporal_filter: bool = Field(
         True,
@@ -271,7 +308,7 @@ class EnginesConfig(_Section):
             return self
         for key in ("detector", "enhancer"):
             p = getattr(self, key)
-            if p is not None and not _is_file(key, p):
+            if p is not None and not is_engine_url(p) and not _is_file(key, p):
                 raise ValueError(
                     f"{key}: engine file {shown(p)} does not exist; build it with "
                     f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out PATH` "
@@ -768,6 +805,7 @@ def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
         if isinstance(sink, WebhookSinkConfig):
             parts = urlsplit(sink.url.get_secret_value())
             out += [v for v in (parts.password, parts.query) if v]
+    out += _engine_tokens(cfg.engines, environ)
     for cam in cfg.cameras:
         try:
             pw = urlsplit(cam.resolved_url(environ)).password
@@ -778,3 +816,21 @@ def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
+
+
+def _engine_tokens(ecfg: EnginesConfig, environ: dict[str, str] | None) -> list[str]:
+    """The tokens a Triton engine URL sends (``token_env``/``token_credential``)."""
+    from engines.base import EngineError
+    from engines.triton_backend import parse_url
+
+    out = []
+    for ref in (ecfg.detector, ecfg.enhancer):
+        if not is_engine_url(ref):
+            continue
+        try:
+            headers = parse_url(ref).headers(environ) or {}
+        except EngineError:
+            continue
+        for value in headers.values():
+            out += [value, value.removeprefix("Bearer ")]
+    return out

@@ -37,7 +37,8 @@ HELP = "run the daemon pipeline on N streams for a set time (JSON summary), besi
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", required=True, metavar="FILE_OR_URL",
                    help="video file or rtsp:// URL; repeat for N streams")
-    p.add_argument("--engine", required=True, help="detector engine (.onnx, .engine, ...)")
+    p.add_argument("--engine", required=True,
+                   help="detector engine (.onnx, .engine, ...) or triton://HOST:PORT/MODEL")
     p.add_argument("--enhancer", default=None, help="enhancer engine (optional)")
     p.add_argument("--enhance", choices=["auto", "always", "never"], default="auto",
                    help="the cameras' enhance setting (always: every frame is enhanced)")
@@ -178,17 +179,17 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
     try:
         _progress(f"pipeline: {len(args.source)} streams, warm-up {args.warmup:g} s")
         time.sleep(args.warmup)
-        before = _counts(svc)
+        before, wire0 = _counts(svc), _wire(svc.detector)
         rec.on = True
         t0, cpu0 = time.perf_counter(), time.process_time()
         time.sleep(args.seconds)
         rec.on = False
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        after = _counts(svc)
+        after, wire1 = _counts(svc), _wire(svc.detector)
     finally:
         svc.stop()
     processed = after["processed"] - before["processed"]
-    return {
+    out = {
         "streams": len(args.source),
         "detector": placement,
         "seconds": round(elapsed, 2),
@@ -205,6 +206,29 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         "frame_age": percentiles(rec.samples.get("frame_age", [])),
         "mean_batch": round(processed / max(1, len(rec.samples.get("detect", []))), 2),
     }
+    if wire0 is not None:
+        out["wire"] = wire_summary(wire0, wire1, processed, elapsed)
+    return out
+
+
+def _wire(detector: Any) -> dict[str, int] | None:
+    """The detector engine's traffic counters (engines on a server: Triton), or None."""
+    wire = getattr(getattr(detector, "engine", None), "wire", None)
+    return dict(wire) if isinstance(wire, dict) else None
+
+
+def wire_summary(before: dict[str, int], after: dict[str, int], processed: int,
+                 seconds: float) -> dict[str, Any]:
+    """What went over the network during the timed window, per processed frame and per image
+    sent (a frame the gate picks is sent as several views)."""
+    d = {k: after[k] - before[k] for k in after}
+    per = max(1, processed)
+    return {"calls": d["calls"], "failed_calls": d["failed_calls"], "images": d["frames"],
+            "bytes_sent_per_frame": round(d["bytes_sent"] / per),
+            "bytes_received_per_frame": round(d["bytes_received"] / per),
+            "bytes_per_image": round((d["bytes_sent"] + d["bytes_received"]) / max(1, d["frames"])),
+            "megabytes_per_second": round((d["bytes_sent"] + d["bytes_received"]) / 1e6 /
+                                          max(seconds, 1e-9), 2)}
 
 
 def _placement(detector: Any) -> dict[str, str] | None:
@@ -373,8 +397,8 @@ def run(args: argparse.Namespace) -> int:
     for src in args.source:
         if "://" not in src and not Path(src).is_file():
             raise UserError(f"--source {src}: no such file", exit_code=2)
-    summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
-                               "enhancer": Path(args.enhancer).name if args.enhancer else None,
+    summary: dict[str, Any] = {"bench": "pipeline", "engine": _name(args.engine),
+                               "enhancer": _name(args.enhancer) if args.enhancer else None,
                                "device": args.device, "load_average": _load_average()}
     try:
         rounds = [_round(args, paths, r) for r in range(args.rounds)]
@@ -402,6 +426,12 @@ def run(args: argparse.Namespace) -> int:
     summary["load_average_end"] = _load_average()
     print(json.dumps(summary))
     return 0
+
+
+def _name(ref: str) -> str:
+    from daemon.config import engine_name
+
+    return engine_name(ref) if "://" in ref else Path(ref).name
 
 
 def _round(args: argparse.Namespace, paths: list[str], index: int) -> dict[str, Any]:

@@ -25,11 +25,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError
     from daemon.service.validation import validate
+    from engines.base import EngineUnavailable
 
     try:
         validated = validate(args.path, open_engines=not args.no_engines)
     except ConfigError as exc:
         raise UserError(str(exc), exit_code=2) from None
+    except EngineUnavailable as exc:  # the config may be right: the server is down
+        raise UserError(f"cannot check the engines now: {exc}", exit_code=1) from None
     warnings = list(validated.warnings)
     if not args.no_engines:
         warnings += engine_kind_warnings(validated.cfg)

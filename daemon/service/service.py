@@ -26,12 +26,14 @@ from urllib.parse import unquote
 from prometheus_client import CollectorRegistry
 
 from engines.about import version
+from engines.base import EngineError
 
 from daemon.config import (
     CameraConfig,
     Config,
     ConfigError,
     SinkConfig,
+    engine_name,
     secrets_of,
     sink_secret,
 )
@@ -292,19 +294,19 @@ class Service:
         if self.detector is None:
             self.detector = self.detector_factory(ecfg, self.cfg.scheduler.max_batch)
             self.enhancer = self.enhancer_factory(ecfg)
-        self._engine_names = {"detector": Path(ecfg.detector).name,
-                              "enhancer": Path(ecfg.enhancer).name if ecfg.enhancer else None}
+        self._engine_names = {"detector": engine_name(ecfg.detector),
+                              "enhancer": engine_name(ecfg.enhancer) if ecfg.enhancer else None}
         self._checkpoint()
         if self.enhancer is None:
             log.info("no enhancer configured: low-light frames are detected as they are")
         self.notifier.status("warming up engines")
-        self.detector.warmup(self.cfg.scheduler.max_batch)
+        _warm(self.detector, lambda d: d.warmup(self.cfg.scheduler.max_batch))
         if self.enhancer is not None:
-            self.enhancer.warmup()
+            _warm(self.enhancer, lambda e: e.warmup())
         self.metrics.set_classes(self.detector.names.values())
         self.metrics.set_build_info(
             version(), self.detector.backend,
-            Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
+            engine_name(ecfg.detector), engine_name(ecfg.enhancer) if ecfg.enhancer else "")
         self._report_placement()
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
 
@@ -529,8 +531,23 @@ class Service:
         """Ready once warmed; names the engines *running* (a reload never swaps them) and how
         the last reload went (``config_reload``: none, ok, or failed with the reason)."""
         names = self._engine_names or {"detector": None, "enhancer": None}
-        return self._ready, {"ready": self._ready, **names,
-                             "config_reload": dict(self._reload_status)}
+        inference = self._inference_status()
+        ready = self._ready and all(v == "available" for v in inference.values())
+        info = {"ready": ready, **names, "config_reload": dict(self._reload_status)}
+        if inference:
+            info["inference"] = inference
+        return ready, info
+
+    def _inference_status(self) -> dict[str, str]:
+        """``{role: "available" | "unavailable: reason"}`` of the engines that run on a server
+        (a Triton URL); local engines are always available and are not listed. Not ready while
+        one is unavailable: a load balancer sends its cameras elsewhere until it is back."""
+        out = {}
+        for role, wrapper in (("detector", self.detector), ("enhancer", self.enhancer)):
+            status = getattr(getattr(wrapper, "engine", None), "status", None)
+            if callable(status):
+                out[role] = status()
+        return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while the scheduler loop and every camera reader have a fresh heartbeat."""
@@ -651,6 +668,19 @@ def _state_of(source: CameraSource) -> CameraState | None:
         return source.state
     except Exception:  # noqa: BLE001
         return None
+
+
+def _warm(wrapper: Any, warmup: Callable[[Any], None]) -> None:
+    """Warm an engine. One on an inference server (it has ``status``: Triton) that fails its
+    warm-up does not stop the start: it is unavailable (/readyz says so, its frames count as
+    failed) until the server answers, as if the server had gone away a moment later."""
+    try:
+        warmup(wrapper)
+    except EngineError as exc:
+        if not callable(getattr(getattr(wrapper, "engine", None), "status", None)):
+            raise
+        log.warning("warm-up on the inference server failed (%s); starting anyway: frames fail "
+                    "until it answers", exc)
 
 
 class _StartupPings:

@@ -125,10 +125,12 @@ def _open_engines(out: Validated, detector_factory: DetectorFactory | None,
 
 
 def _opening(key: str, open_one: Callable[[], Any]) -> Any:
+    from engines.base import EngineUnavailable
+
     try:
         return open_one()
-    except ConfigError:
-        raise
+    except (ConfigError, EngineUnavailable):  # an unreachable server is not a bad config: the
+        raise  # service exits 1 and systemd starts it again (deploy/README.md, "Many boxes")
     except Exception as exc:  # noqa: BLE001 - any runtime's failure becomes one readable line
         text = one_line(str(exc))
         raise ConfigError(f"{key}: cannot open the engine: {type(exc).__name__}: {text}") from None
