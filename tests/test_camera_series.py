@@ -19,7 +19,7 @@ from daemon.service.service import Service
 from daemon.service.systemd import Notifier
 from tests.wait import wait_for
 
-pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(300)]
 
 CYCLES = 50
 
