@@ -76,6 +76,10 @@ class Metrics:
         self.frame_age = Gauge(
             "duskwatch_frame_age_seconds", "Seconds from the capture of the camera's last "
             "processed frame to its results reaching the sinks.", ["camera"], registry=r)
+        self.decoder_kills = Counter(
+            "duskwatch_decoder_kills", "Decoder processes killed because no frame came for "
+            "read_timeout_s (cameras with decoder: process); the camera reconnects with a new one.",
+            ["camera"], registry=r)
         self.camera_state = Gauge(
             "duskwatch_camera_state", "1 for the camera's current source state, 0 for the others.",
             ["camera", "state"], registry=r)
@@ -233,6 +237,7 @@ class Metrics:
                 self.frames.labels(camera, outcome)
             self.frames_enhanced.labels(camera)
             self.reconnects.labels(camera)
+            self.decoder_kills.labels(camera)
             if new:
                 self.lowlight.labels(camera).set(0)
                 self.frame_age.labels(camera).set(0)
@@ -277,6 +282,7 @@ class Metrics:
             (self.detections, [(camera, c) for c in self._classes]),
             (self.camera_up, [(camera,)]),
             (self.reconnects, [(camera,)]),
+            (self.decoder_kills, [(camera,)]),
             (self.lowlight, [(camera,)]),
             (self.frame_age, [(camera,)]),
             (self.camera_state, [(camera, s.value) for s in CameraState]),
@@ -315,6 +321,11 @@ class Metrics:
         with self._lock:
             if camera in self._cameras:
                 self.reconnects.labels(camera).inc()
+
+    def count_decoder_kill(self, camera: str) -> None:
+        with self._lock:
+            if camera in self._cameras:
+                self.decoder_kills.labels(camera).inc()
 
     def count_detection(self, camera: str, cls: str) -> None:
         with self._lock:

@@ -100,6 +100,10 @@ class _CameraEvents:
         if self._current():
             self._svc.metrics.count_reconnect(self._camera)
 
+    def on_decoder_killed(self, camera: str) -> None:
+        if self._current():
+            self._svc.metrics.count_decoder_kill(self._camera)
+
 
 @dataclass(frozen=True)
 class _Camera:
