@@ -51,17 +51,20 @@ def _decode(conn, url: str, transport: str | None, open_s: float, read_s: float,
     try:
         container = av.open(url, options=options, timeout=(open_s, read_s))
         stream = container.streams.video[0]
+        stream.thread_count = threads  # as decode_threads: 1 (default) decodes on one thread
         if threads != 1:
             stream.thread_type = "AUTO"
-            stream.thread_count = threads
         rate = stream.average_rate or stream.guessed_rate
         conn.send_bytes(b"O" + struct.pack("!d", float(rate) if rate else 0.0))
         cpu = time.thread_time()
         for frame in container.decode(stream):
-            image = frame.to_ndarray(format="bgr24")
-            now = time.thread_time()
+            image = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
             h, w = image.shape[:2]
-            conn.send_bytes(b"F" + _FRAME_HEAD.pack(h, w, now - cpu) + image.tobytes())
+            msg = bytearray(1 + _FRAME_HEAD.size + image.nbytes)  # one copy of the pixels
+            msg[1 + _FRAME_HEAD.size:] = memoryview(image).cast("B")
+            now = time.thread_time()
+            msg[0:1 + _FRAME_HEAD.size] = b"F" + _FRAME_HEAD.pack(h, w, now - cpu)
+            conn.send_bytes(msg)
             cpu = now
         conn.send_bytes(b"X")
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
@@ -145,7 +148,7 @@ class ChildCapture:
             self.error = msg[1:].decode(errors="replace")
         return False
 
-    def _receive(self, timeout: float) -> bytes | None:
+    def _receive(self, timeout: float) -> bytearray | None:
         """The child's next message, or None: not complete within ``timeout`` (``_wedged``),
         the child gone, or :meth:`kill`."""
         deadline = time.monotonic() + timeout
@@ -161,10 +164,12 @@ class ChildCapture:
             size = struct.unpack("!Q", big)[0]
         return self._read_exactly(size, deadline)
 
-    def _read_exactly(self, n: int, deadline: float) -> bytes | None:
-        buf = bytearray()
+    def _read_exactly(self, n: int, deadline: float) -> bytearray | None:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
         fd = self._conn.fileno()
-        while len(buf) < n and not self._killed:
+        while got < n and not self._killed:
             left = deadline - time.monotonic()
             if left <= 0:
                 self._wedged = self.process.is_alive()
@@ -172,11 +177,11 @@ class ChildCapture:
             ready, _, _ = select.select([fd], [], [], min(POLL_SLICE_S, left))
             if not ready:
                 continue
-            chunk = os.read(fd, n - len(buf))
-            if not chunk:  # the child is gone
+            k = os.readv(fd, [view[got:]])
+            if not k:  # the child is gone
                 return None
-            buf += chunk
-        return bytes(buf) if len(buf) == n else None
+            got += k
+        return buf if got == n else None
 
 
 def child_capture_factory(on_kill: Callable[[], None]) -> Callable[[str, Any], ChildCapture]:
