@@ -74,15 +74,16 @@ def _whole_pass(root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def encode_clips(out: Path, args: argparse.Namespace, after_clip=None) -> float:
-    """Clips per second, encoding ``args.clips`` clips; ``after_clip()`` runs after each."""
+def encode_clips(out: Path, args: argparse.Namespace, after_clip=None) -> tuple[float, float]:
+    """(clips per second, CPU seconds of the whole process per clip) encoding ``args.clips``
+    clips; ``after_clip()`` runs after each."""
     from daemon.events.evidence import ClipEncoder, RingFrame
 
     h = args.width * 9 // 16 // 2 * 2
     rng = np.random.default_rng(0)
     frames = [RingFrame(float(i), rng.integers(0, 255, (h, args.width, 3), np.uint8), 1.0,
                         [((10.0, 10.0, 80.0, 80.0), "person #1")]) for i in range(8)]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for c in range(args.clips):
         enc = ClipEncoder(out / f"clip{c}.mp4", 10)
         for i in range(args.frames):
@@ -90,10 +91,10 @@ def encode_clips(out: Path, args: argparse.Namespace, after_clip=None) -> float:
         enc.close()
         if after_clip is not None:
             after_clip()
-    return args.clips / (time.perf_counter() - t0)
+    return args.clips / (time.perf_counter() - t0), (time.process_time() - cpu0) / args.clips
 
 
-def _with_retention_thread(root: Path, out: Path, args: argparse.Namespace) -> tuple[float, int]:
+def _with_retention_thread(root: Path, out: Path, args: argparse.Namespace):
     from daemon.config import EvidenceConfig
     from daemon.events.retention import Retention
 
@@ -101,10 +102,10 @@ def _with_retention_thread(root: Path, out: Path, args: argparse.Namespace) -> t
     r = Retention(lambda: cfg, budget_s=args.budget_ms / 1000)  # the writer's settings
     r.start()
     try:
-        rate = encode_clips(out, args, after_clip=r.poke)  # as the writer pokes it
+        measured = encode_clips(out, args, after_clip=r.poke)  # as the writer pokes it
     finally:
         r.close(5.0)
-    return rate, r.cycles
+    return measured, r.cycles
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,23 +117,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"tree: {args.files} files in {time.perf_counter() - t0:.1f} s", flush=True)
         cycle = retention_cycle(root, args.budget_ms / 1000)
         print(f"retention: {cycle}", flush=True)
-        rates: dict[str, list[float]] = {"no_retention": [], "retention_thread": [],
-                                         "retention_after_each_clip": []}
+        runs: dict[str, list[tuple[float, float]]] = {
+            "no_retention": [], "retention_thread": [], "retention_after_each_clip": []}
         cycles = 0
+        encode_clips(out, argparse.Namespace(**{**vars(args), "clips": 1}))  # codec warm-up
         for _ in range(args.rounds):  # interleaved, so a busy spell of the machine hits all
-            rates["no_retention"].append(encode_clips(out, args))
-            rate, n = _with_retention_thread(root, out, args)
-            rates["retention_thread"].append(rate)
+            runs["no_retention"].append(encode_clips(out, args))
+            measured, n = _with_retention_thread(root, out, args)
+            runs["retention_thread"].append(measured)
             cycles += n
-            rates["retention_after_each_clip"].append(
+            runs["retention_after_each_clip"].append(
                 encode_clips(out, args, after_clip=lambda: _whole_pass(root)))
-            print(f"clips/s: { {k: round(v[-1], 2) for k, v in rates.items()} }", flush=True)
+            print(f"(clips/s, CPU s per clip): "
+                  f"{ {k: tuple(round(x, 3) for x in v[-1]) for k, v in runs.items()} }", flush=True)
         summary = {
             "bench": "evidence", "files": args.files, "budget_ms": args.budget_ms,
             "retention": cycle,
             "clip": {"clips": args.clips, "frames": args.frames, "width": args.width},
             "rounds": args.rounds,
-            "clips_per_s_median": {k: round(float(np.median(v)), 2) for k, v in rates.items()},
+            "clips_per_s_median": {k: round(float(np.median([r for r, _ in v])), 3)
+                                   for k, v in runs.items()},
+            "cpu_s_per_clip_median": {k: round(float(np.median([c for _, c in v])), 3)
+                                      for k, v in runs.items()},
             "retention_cycles_during_encoding": cycles,
         }
     print(json.dumps(summary))
