@@ -63,7 +63,7 @@ class Metrics:
         self.stage = Histogram(
             "duskwatch_stage_duration_seconds", "Time spent per stage: decode (CPU time of the "
             "camera reader per frame: demux, decode, colour conversion; not the wait for the next "
-            "frame), enhance and detect (per engine call), end_to_end (capture to results, per frame).",
+            "frame; with decoder: process, the child's CPU for the frame plus the reader's), enhance and detect (per engine call), end_to_end (capture to results, per frame).",
             ["stage"], buckets=STAGE_BUCKETS, registry=r)
         self.camera_up = Gauge(
             "duskwatch_camera_up", "1 while the camera is streaming, else 0.", ["camera"], registry=r)
