@@ -173,6 +173,11 @@ class CameraConfig(_Section):
         "per core) holds back as many frames as it has threads. Raise it only for a single "
         "high-resolution camera that one core cannot decode in real time.",
     )
+    decoder: Literal["thread", "process"] = Field(
+        "thread", description="Where the stream is decoded: thread (OpenCV in the daemon's "
+        "process; a decoder wedged in FFmpeg can only be abandoned) or process (PyAV in a child "
+        "process per camera, killed and restarted when no frame comes for read_timeout_s). "
+        "docs/BENCHMARKS.md, 'Decoder', has the cost of each.")
     loop: bool = Field(False, description="Loop file sources at their end (demo, benchmarks).")
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="Object tracking: which classes, when a "

@@ -217,7 +217,7 @@ class CameraEvents:
         tr.counted = True
         tr.cls = tr.names.most_common(1)[0][0]
         if tr.cls in self.classes:
-            self.metrics.tracks.labels(self.camera, tr.cls).inc()
+            self.metrics.event_inc(self.metrics.tracks, self.camera, tr.cls)
         for line in self.lines:  # sides are known from now on; a crossing needs a change
             side = line.side(anchor(tr.box))
             if side:
@@ -260,17 +260,18 @@ class CameraEvents:
                 continue
             direction = "in" if side > 0 else "out"
             if tr.cls in self.classes:
-                self.metrics.line_crossings.labels(self.camera, line.name, direction, tr.cls).inc()
+                self.metrics.event_inc(self.metrics.line_crossings, self.camera, line.name,
+                                      direction, tr.cls)
             events.append(self._event("crossed", tr, line=line.name, direction=direction))
         return events
 
     # helpers ----------------------------------------------------------------------------------
     def _inc(self, counter, zone: str, cls: str) -> None:
         if cls in self.classes:
-            counter.labels(self.camera, zone, cls).inc()
+            self.metrics.event_inc(counter, self.camera, zone, cls)
 
     def _event(self, type_: str, tr: TrackState, **extra: Any) -> Event:
-        self.metrics.events.labels(self.camera, type_).inc()
+        self.metrics.event_inc(self.metrics.events, self.camera, type_)
         ev = tr.evidence
         label = f"{tr.cls} #{tr.id} {tr.best_score:.2f}"
         evidence = BestFrame(ev.image, ev.box, label, ev.raw) if ev is not None else None
@@ -282,10 +283,10 @@ class CameraEvents:
         objects = Counter(tr.cls for tr in self.tracks.values() if tr.counted)
         in_zone = Counter((z, tr.cls) for tr in self.tracks.values() if tr.counted for z in tr.zones)
         for cls in self.classes:
-            self.metrics.objects.labels(self.camera, cls).set(objects.get(cls, 0))
+            self.metrics.event_set(self.metrics.objects, objects.get(cls, 0), self.camera, cls)
             for zone in self.cam.zones:
-                self.metrics.zone_objects.labels(self.camera, zone.name, cls).set(
-                    in_zone.get((zone.name, cls), 0))
+                self.metrics.event_set(self.metrics.zone_objects, in_zone.get((zone.name, cls), 0),
+                                       self.camera, zone.name, cls)
 
     def shapes(self) -> list[tuple[str, np.ndarray, bool]]:
         """The zones (closed) and lines (open) in pixels, for drawing on snapshots and clips."""
