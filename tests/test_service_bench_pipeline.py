@@ -80,3 +80,27 @@ def test_bench_pipeline_compares_the_decoders(footage, tmp_path):
         assert d["frames_processed"] > 0 and d["cpu_ms_per_frame"] > 0, (name, d)
     assert decoders["thread"]["decoder_cpu_seconds"] == 0
     assert decoders["process"]["decoder_cpu_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_bench_pipeline_day_and_night_side_by_side(footage, tmp_path):
+    """--day-night: the same streams with enhance never (day) and always (night: every frame gets
+    the views and the enhanced picture), alternating per round; night / day is their quotient."""
+    from tests.yolo_exports import exported
+
+    engine = exported("onnx", imgsz=160, batch=8, dynamic=True)
+    enhancer = tmp_path / "k2.onnx"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "daemon.cli", "export", "denoiser", "--steps", "2",
+                    "--out", str(enhancer)], cwd=tmp_path, env=env, check=True, capture_output=True)
+    clip = str(footage["h264"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "bench", "pipeline", "--source", clip,
+         "--engine", str(engine), "--enhancer", str(enhancer), "--seconds", "3", "--warmup", "2",
+         "--fps", "10", "--device", "cpu", "--day-night"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dn = json.loads(proc.stdout.strip().splitlines()[-1])["day_night"]
+    assert dn["day"]["frames_processed"] > 0 and dn["night"]["frames_processed"] > 0
+    assert dn["night"]["enhanced"] > 0  # the night frames got the picture
+    assert dn["night_over_day"] == pytest.approx(dn["night"]["fps"] / dn["day"]["fps"], rel=0.02)

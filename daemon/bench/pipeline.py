@@ -60,6 +60,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat pipeline and ultralytics runs this many times, alternating their "
                    "order; figures are totals over the rounds (a shared machine's load drifts)")
+    p.add_argument("--day-night", action="store_true",
+                   help="the same streams by day (enhance: never) and at night (enhance: always: the "
+                        "low-light views, and the enhanced picture with --enhancer), alternating per "
+                        "round; reports night / day frames/s (no ultralytics)")
     p.add_argument("--decoder", choices=["thread", "process", "both"], default="thread",
                    help="cameras[].decoder: thread (OpenCV in this process), process (PyAV in a "
                    "child process per camera; its CPU time is counted in decoder_cpu_seconds), or "
@@ -209,6 +213,7 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         "dropped": int(after["dropped"] - before["dropped"]),
         "failed": int(after["failed"] - before["failed"]),
         "enhanced": int(after["enhanced"] - before["enhanced"]),
+        "views_shed": int(after["views_shed"] - before["views_shed"]),
         "stages": {k: percentiles(rec.samples.get(k, []))
                    for k in ("decode", "enhance", "detect", "end_to_end")},
         "frame_age": percentiles(rec.samples.get("frame_age", [])),
@@ -255,17 +260,35 @@ def _children_cpu() -> float:
     return total
 
 
+def alternate(args: argparse.Namespace, key: str, values: tuple[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """The pipeline with ``args.<key>`` set to each of ``values``, alternating which goes first
+    per round (a shared machine's load drifts): the results per value."""
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in values}
+    for r in range(args.rounds):
+        for value in (values if r % 2 == 0 else values[::-1]):
+            res = bench_daemon(argparse.Namespace(**{**vars(args), key: value}))
+            runs[value].append(res)
+            _progress(f"round {r + 1}: {key} {value}: {res['fps']} frames/s, "
+                      f"{res['cpu_ms_per_frame']} CPU ms per frame")
+    return runs
+
+
+def compare_day_night(args: argparse.Namespace) -> dict[str, Any]:
+    """``--day-night``: the same streams as daylight (``enhance: never``: one detector pass a
+    frame) and as night (``enhance: always``: every frame gets the low-light views and, with an
+    enhancer, the enhanced picture people see), alternating per round; night / day frames/s."""
+    runs = alternate(args, "enhance", ("never", "always"))
+    out: dict[str, Any] = {name: _aggregate(runs[mode]) for name, mode in (("day", "never"), ("night", "always"))}
+    out["night"]["views_shed"] = sum(x.get("views_shed", 0) for x in runs["always"])
+    out["night"]["enhanced"] = sum(x["enhanced"] for x in runs["always"])
+    out["night_over_day"] = _ratio(out["night"]["fps"], out["day"]["fps"])
+    return out
+
+
 def compare_decoders(args: argparse.Namespace) -> dict[str, Any]:
     """``--decoder both``: the pipeline with each decoder, alternating which goes first per
     round; per decoder the totals over the rounds."""
-    runs: dict[str, list[dict[str, Any]]] = {"thread": [], "process": []}
-    for r in range(args.rounds):
-        order = ["thread", "process"] if r % 2 == 0 else ["process", "thread"]
-        for decoder in order:
-            res = bench_daemon(argparse.Namespace(**{**vars(args), "decoder": decoder}))
-            runs[decoder].append(res)
-            _progress(f"round {r + 1}: decoder {decoder}: {res['fps']} frames/s, "
-                      f"{res['cpu_ms_per_frame']} CPU ms per frame")
+    runs = alternate(args, "decoder", ("thread", "process"))
     out = {}
     for decoder, results in runs.items():
         frames = sum(x["frames_processed"] for x in results)
@@ -310,7 +333,8 @@ def bench_budget(args: argparse.Namespace, decode_ms: float | None, batch: int) 
 
 def _counts(svc) -> dict[str, Any]:
     r = svc.metrics.registry
-    out: dict[str, Any] = {"processed": 0.0, "dropped": 0.0, "failed": 0.0, "enhanced": 0.0, "per": {}}
+    out: dict[str, Any] = {"processed": 0.0, "dropped": 0.0, "failed": 0.0, "enhanced": 0.0,
+                           "views_shed": 0.0, "per": {}}
     for cam in svc.camera_names():
         for outcome in ("processed", "dropped", "failed"):
             v = r.get_sample_value("duskwatch_frames_total", {"camera": cam, "outcome": outcome}) or 0.0
@@ -318,6 +342,7 @@ def _counts(svc) -> dict[str, Any]:
             if outcome == "processed":
                 out["per"][cam] = v
         out["enhanced"] += r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": cam}) or 0.0
+        out["views_shed"] += r.get_sample_value("duskwatch_views_shed_total", {"camera": cam}) or 0.0
     return out
 
 
@@ -446,8 +471,12 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"bench": "pipeline", "engine": _name(args.engine),
                                "enhancer": _name(args.enhancer) if args.enhancer else None,
                                "device": args.device, "load_average": _load_average()}
-    if args.decoder == "both":
-        summary["decoders"] = compare_decoders(args)
+    if args.decoder == "both" or args.day_night:
+        if args.decoder == "both":
+            summary["decoders"] = compare_decoders(args)
+        else:
+            summary["day_night"] = compare_day_night(args)
+            _progress(f"night / day frames/s: {summary['day_night']['night_over_day']}")
         summary["load_average_end"] = _load_average()
         print(json.dumps(summary))
         return 0
