@@ -45,6 +45,13 @@ LOGIN_HOW = ("send the configured credentials: a browser asks for the basic-auth
              "password; scripts send 'Authorization: Bearer <token>' or basic auth")
 
 
+LOGIN_PAGE = ("<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-"
+              "width'><title>duskwatch: log in</title><body style='font-family:sans-serif'>"
+              "<h1>duskwatch: authentication required</h1><p>" + LOGIN_HOW + ". With a "
+              "bearer token only, a browser cannot log in: ask for a basic-auth user "
+              "(<code>http.auth.basic_user</code>).</p></body>").encode()
+
+
 def json_body(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
@@ -76,9 +83,13 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         self.on_refused()
-        body = json_body({"error": "authentication required", "how": LOGIN_HOW})
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode())]
+        accept = next((v for k, v in scope["headers"] if k == b"accept"), b"")
+        if b"text/html" in accept:  # a browser: a page that says how to log in
+            body, ctype = LOGIN_PAGE, b"text/html; charset=utf-8"
+        else:
+            body = json_body({"error": "authentication required", "how": LOGIN_HOW})
+            ctype = b"application/json"
+        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
         # one WWW-Authenticate per scheme, spelled as RFC 9110 does (clients may read it so)
         headers += [(b"WWW-Authenticate", c.encode()) for c in self.auth.challenge()]
         await send({"type": "http.response.start", "status": 401, "headers": headers})

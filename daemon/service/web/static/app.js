@@ -7,6 +7,9 @@ const POLL_MS = 2000;
 const PAGE_SIZE = 20;
 const EVENT_TYPES = ["appeared", "entered", "exited", "crossed", "loitered", "gone"];
 const $ = (id) => document.getElementById(id);
+// Absolute URLs: a page opened as http://user:password@host/ resolves relative ones with the
+// credentials in them, which browsers refuse to fetch; the login itself is kept by the browser.
+const at = (path) => location.origin + path;
 
 const state = {
   offset: 0, total: 0, events: [], seen: new Set(), first: true,
@@ -14,7 +17,7 @@ const state = {
 };
 
 async function getJSON(url) {
-  const r = await fetch(url, { cache: "no-store" });
+  const r = await fetch(at(url), { cache: "no-store" });
   if (r.status === 401) { $("login").hidden = false; throw new Error("authentication required"); }
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return r.json();
@@ -78,7 +81,7 @@ function renderCamera(card, name, cam) {
   if (cam.width && cam.height) frame.style.aspectRatio = `${cam.width} / ${cam.height}`;
   frame.querySelector("svg")?.remove();
   frame.append(shapesSvg(cam));
-  frame.querySelector("img").src = `/snapshot/${encodeURIComponent(name)}.jpg?t=${Date.now()}`;
+  frame.querySelector("img").src = at(`/snapshot/${encodeURIComponent(name)}.jpg?t=${Date.now()}`);
   const fps = processedRate(name, cam);
   const st = cam.state || "unknown";
   card.querySelector(".facts").replaceChildren(
@@ -126,7 +129,7 @@ function where(ev) {
 }
 
 function eventRow(ev, index) {
-  const thumb = ev.snapshot_url ? el("img", { src: ev.snapshot_url, alt: "", loading: "lazy" })
+  const thumb = ev.snapshot_url ? el("img", { src: at(ev.snapshot_url), alt: "", loading: "lazy" })
                                 : el("img", { alt: "" });
   const row = el("li", { class: "event", tabindex: "0", "data-id": ev.id },
     thumb,
@@ -161,7 +164,7 @@ async function pollEvents() {
 // -- one event -----------------------------------------------------------------------------------
 function showPicture(ev) {
   const raw = state.picture === "raw" && (ev.pictures || []).includes("raw");
-  $("detail-snapshot").src = ev.snapshot_url ? ev.snapshot_url + (raw ? "?picture=raw" : "") : "";
+  $("detail-snapshot").src = ev.snapshot_url ? at(ev.snapshot_url + (raw ? "?picture=raw" : "")) : "";
   for (const b of $("picture-toggle").querySelectorAll("button")) {
     b.setAttribute("aria-pressed", String(b.dataset.picture === (raw ? "raw" : "enhanced")));
   }
@@ -179,7 +182,7 @@ function openEvent(index) {
   const video = $("detail-clip");
   $("detail-noclip").hidden = Boolean(ev.clip_url);
   video.hidden = !ev.clip_url;
-  if (ev.clip_url) { video.src = ev.clip_url; video.play().catch(() => {}); } else video.removeAttribute("src");
+  if (ev.clip_url) { video.src = at(ev.clip_url); video.play().catch(() => {}); } else video.removeAttribute("src");
   const facts = [["time", new Date(ev.epoch * 1000).toLocaleString()], ["camera", ev.camera],
                  ["class", ev.class], ["track id", ev.track_id], ["where", where(ev) || "—"],
                  ["score", ev.best_score], ["enhanced", ev.enhanced ? "yes" : "no"]];
