@@ -91,7 +91,9 @@ def test_page_shows_the_camera_new_events_plays_clips_and_filters(
         assert wait_for(lambda: js(browser, """
             const img = document.querySelector('[data-camera="street"] img');
             return img && img.complete && img.naturalWidth === 640;"""), 60)
-        facts = browser.find_element("css selector", '[data-camera="street"] .facts').text
+        # (read and clicked through JS: the page re-renders its lists on every poll)
+        facts = js(browser, "return document.querySelector('[data-camera=\"street\"] .facts')"
+                            ".textContent")
         assert "street" in facts and "streaming" in facts and "daylight" in facts
         assert js(browser, "return document.querySelectorAll("
                            "'[data-camera=\"street\"] svg polygon').length") == 1
@@ -107,7 +109,7 @@ def test_page_shows_the_camera_new_events_plays_clips_and_filters(
         browser.find_element("id", "filters").find_element("name", "type") \
             .send_keys(event["type"])
         assert wait_for(lambda: event["id"] in event_ids_on_page(browser), 20)
-        browser.find_element("css selector", f'[data-id="{event["id"]}"]').click()
+        js(browser, "document.querySelector(`[data-id=\"${arguments[0]}\"]`).click()", event["id"])
         assert wait_for(lambda: js(browser, "return document.getElementById('detail').open"), 10)
         assert wait_for(lambda: js(browser, """
             const v = document.getElementById('detail-clip');
