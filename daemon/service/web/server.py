@@ -56,7 +56,7 @@ class ConnectionGuard:
     def admit(self, proto: Any) -> bool:
         """Room for ``proto``: True, possibly after evicting the longest-idle connection."""
         if len(self.open) >= self.max:
-            idle = [(since, id(p), p) for p, since in self.open.items() if not p.in_request]
+            idle = [(since, id(p), p) for p, since in self.open.items() if not p.busy]
             if not idle:
                 self.on_close("evicted")
                 return False
@@ -78,7 +78,12 @@ def guarded_protocol(guard: ConnectionGuard) -> type:
     """uvicorn's h11 protocol with ``guard``'s bounds (see the module docstring)."""
 
     class GuardedH11Protocol(H11Protocol):
-        in_request = False
+        in_request = False  # a request head is arriving (set on its first byte)
+
+        @property
+        def busy(self) -> bool:
+            """Receiving a request, or answering one (pipelined ones included)."""
+            return self.in_request or (self.cycle is not None and not self.cycle.response_complete)
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
