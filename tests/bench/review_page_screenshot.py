@@ -1,6 +1,7 @@
 """Run `duskwatch demo` and screenshot the review page at / in headless Chromium.
 
-    python tests/bench/review_page_screenshot.py docs/img/review_page.png [--phone PATH]
+    python tests/bench/review_page_screenshot.py docs/img/review_page.jpg \
+        [--event-out docs/img/review_event.jpg] [--phone docs/img/review_phone.jpg] \
         [--cache-dir /tmp/democache] [--seconds 90]
 
 Starts the demo (real detector from shared/data, its day-to-night footage), lets it run until it
@@ -57,15 +58,35 @@ def browser(width: int, height: int, mobile: bool = False):
     return webdriver.Chrome(options=opts, service=Service("/usr/bin/chromedriver"))
 
 
-def shoot(out: str, width: int, height: int, mobile: bool, open_event: str | None) -> None:
+def save(png: bytes, out: str, shrink: int) -> None:
+    """The screenshot at CSS pixel size (a phone's is taken at 2 device pixels per CSS pixel),
+    as JPEG (q85) or PNG by ``out``'s suffix."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if shrink > 1:
+        img = cv2.resize(img, (img.shape[1] // shrink, img.shape[0] // shrink),
+                         interpolation=cv2.INTER_AREA)
+    cv2.imwrite(out, img, [int(cv2.IMWRITE_JPEG_QUALITY), 85])
+
+
+def shoot(out: str, width: int, height: int, mobile: bool, open_event: bool) -> None:
     d = browser(width, height, mobile)
     try:
         d.get(BASE + "/")
         time.sleep(6)  # two polls: snapshot loaded, processed frames/s measured
-        if open_event:
-            d.execute_script(f"document.querySelector('[data-id=\"{open_event}\"]').click()")
+        if open_event:  # list the type of an event whose clip is written, open the first such
+            ready = [e for e in events() if clip_ready(e)]
+            d.execute_script("const f = document.querySelector('#filters [name=type]');"
+                             "f.value = arguments[0]; f.dispatchEvent(new Event('input'))",
+                             ready[0]["type"])
+            time.sleep(3)
+            d.execute_script("const ready = new Set(arguments[0]);"
+                             "openEvent(state.events.findIndex(e => ready.has(e.id)))",
+                             [e["id"] for e in ready])
             time.sleep(3)  # the clip plays a little
-        d.save_screenshot(out)
+        save(d.get_screenshot_as_png(), out, 2 if mobile else 1)
         print(out, d.execute_script("return document.getElementById('page').textContent"),
               file=sys.stderr)
     finally:
@@ -87,18 +108,18 @@ def main() -> int:
         with_clip = None
         while time.monotonic() < end and demo.poll() is None:
             found = events()
-            with_clip = next((e for e in found if clip_ready(e)), None)
+            with_clip = next((e for e in found[:20] if clip_ready(e)), None)
             if with_clip and len(found) >= 8:
                 break
             time.sleep(2)
         if with_clip is None:
             print("no event with a clip in time", file=sys.stderr)
             return 1
-        shoot(args.out, 1280, 900, False, None)
+        shoot(args.out, 1280, 900, False, False)
         if args.event_out:
-            shoot(args.event_out, 1280, 900, False, with_clip["id"])
+            shoot(args.event_out, 1280, 900, False, True)
         if args.phone:
-            shoot(args.phone, 390, 844, True, None)
+            shoot(args.phone, 390, 844, True, False)
         print(json.dumps({"events": len(events()), "opened": with_clip["id"]}))
     finally:
         demo.terminate()

@@ -54,13 +54,15 @@ function shapesSvg(cam) {
   for (const z of cam.zones || []) {
     const p = pts(z);
     svg.append(svgEl("polygon", { points: p.map((q) => q.join(",")).join(" ") }));
-    const label = svgEl("text", { x: p[0][0] + 4, y: p[0][1] + 16 }); label.textContent = z.name;
+    const label = svgEl("text", { x: p[0][0] + h / 60, y: p[0][1] + h / 16, "font-size": h / 18 });
+    label.textContent = z.name;
     svg.append(label);
   }
   for (const ln of cam.lines || []) {
     const p = pts(ln);
     svg.append(svgEl("polyline", { points: p.map((q) => q.join(",")).join(" ") }));
-    const label = svgEl("text", { x: p[0][0] + 4, y: p[0][1] - 6 }); label.textContent = ln.name;
+    const label = svgEl("text", { x: p[0][0] + h / 60, y: p[0][1] - h / 60, "font-size": h / 18 });
+    label.textContent = ln.name;
     svg.append(label);
   }
   return svg;
