@@ -304,9 +304,22 @@ def test_a_reader_that_stops_reading_is_cut_off(site):
     try:
         assert wait_for(lambda: svc.metrics.registry.get_sample_value(
             "duskwatch_http_connections_closed_total", {"reason": "slow"}) > before, 15)
+        assert _read_to_the_end(s) < 8 << 20  # the socket is closed, the answer cut short
     finally:
         s.close()
         big.unlink()
+
+
+def _read_to_the_end(s: socket.socket) -> int:
+    """Bytes read until the server's close (EOF or reset); raises on a 5 s silence."""
+    s.settimeout(5)
+    n = 0
+    try:
+        while chunk := s.recv(1 << 16):
+            n += len(chunk)
+    except ConnectionResetError:
+        pass
+    return n
 
 
 def test_the_server_stops_within_its_deadline_with_clients_attached(tmp_path):

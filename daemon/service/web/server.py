@@ -66,9 +66,11 @@ class ConnectionGuard:
         return True
 
     def close(self, proto: Any, reason: str) -> None:
+        """Close at once (abort: ``close`` would wait to flush to a client that stopped
+        reading, holding the socket)."""
         if self.open.pop(proto, None) is not None:
             self.on_close(reason)
-        proto.transport.close()
+        proto.transport.abort()
 
     def forget(self, proto: Any) -> None:
         self.open.pop(proto, None)
