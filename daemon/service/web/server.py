@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 import threading
 import time
 from typing import Any, Callable
@@ -66,10 +67,17 @@ class ConnectionGuard:
         return True
 
     def close(self, proto: Any, reason: str) -> None:
-        """Close at once (abort: ``close`` would wait to flush to a client that stopped
-        reading, holding the socket)."""
+        """Close at once: abort (``close`` would wait to flush to a client that stopped
+        reading), and for a slow client with a reset (SO_LINGER 0), else the kernel would go on
+        sending it what its socket buffer holds (megabytes) at the pace it reads."""
         if self.open.pop(proto, None) is not None:
             self.on_close(reason)
+        sock = proto.transport.get_extra_info("socket")
+        if reason == "slow" and sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
         proto.transport.abort()
 
     def forget(self, proto: Any) -> None:
