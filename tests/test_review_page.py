@@ -118,6 +118,11 @@ def test_page_shows_the_camera_new_events_plays_clips_and_filters(
             browser, "const v = document.getElementById('detail-clip');"
                      "return [v.src, v.readyState, v.networkState, v.error && v.error.message]")
         assert js(browser, "return document.getElementById('detail-snapshot').naturalWidth") > 0
+        assert js(browser, "return document.getElementById('picture-toggle').hidden") is True
+        # next: the next older event of the list opens in the same view
+        if not js(browser, "return document.getElementById('next').disabled"):
+            js(browser, "document.getElementById('next').click()")
+            assert wait_for(lambda: js(browser, "return state.openId") != event["id"], 10)
         js(browser, "document.getElementById('detail').close()")
         # a filter narrows the list: only that type is listed, fewer than all
         shown = _listed_types(browser)
@@ -125,8 +130,39 @@ def test_page_shows_the_camera_new_events_plays_clips_and_filters(
         everything = json.loads(_get(base + "/events?offset=0&limit=1"))["total"]
         assert json.loads(_get(base + f"/events?type={event['type']}&offset=0&limit=1"))[
             "total"] < everything
+        # a night event whose record lists two pictures: the toggle shows the raw one
+        night = _night_record(svc, event, tmp_path)
+        js(browser, "const f = document.querySelector('#filters [name=type]');"
+                    "f.value = ''; f.dispatchEvent(new Event('input'))")
+        assert wait_for(lambda: night["id"] in event_ids_on_page(browser), 20)
+        js(browser, "document.querySelector(`[data-id=\"${arguments[0]}\"]`).click()", night["id"])
+        assert wait_for(lambda: js(
+            browser, "return !document.getElementById('picture-toggle').hidden"), 10)
+        js(browser, "document.querySelector('#picture-toggle [data-picture=raw]').click()")
+        assert wait_for(lambda: js(browser, """
+            const img = document.getElementById('detail-snapshot');
+            return img.src.endsWith('?picture=raw') && img.complete && img.naturalWidth === 64;"""),
+            10)
     finally:
         svc.stop()
+
+
+def _night_record(svc, event: dict, tmp_path) -> dict:
+    """A record as the evidence writer makes for a night event (``pictures``, and the raw
+    snapshot's path in ``snapshot_raw``), its raw picture a 64-pixel-wide JPEG beside the
+    enhanced one, added to the recent events the service serves."""
+    import cv2
+    import numpy as np
+    from pathlib import Path
+
+    raw = Path(event["snapshot"]).with_name("0000000000000c0d-raw.jpg")
+    cv2.imwrite(str(raw), np.full((48, 64, 3), 40, np.uint8))
+    night = dict(event, id="0000000000000c0d", epoch=event["epoch"] + 0.001,
+                 snapshot_url="/events/0000000000000c0d/snapshot.jpg",
+                 clip_url="/events/0000000000000c0d/clip.mp4",
+                 snapshot_raw=str(raw), pictures=["enhanced", "raw"])
+    svc.events.recent.add(night)
+    return night
 
 
 def _clip_ready(svc) -> dict | None:

@@ -177,6 +177,7 @@ function openEvent(index) {
   if (!ev) return;
   state.open = index;
   state.openId = ev.id;
+  state.openEvent = ev;
   state.picture = "enhanced";
   $("detail-title").textContent = `${ev.type} · ${ev.class} #${ev.track_id} · ${ev.camera}`;
   $("picture-toggle").hidden = !((ev.pictures || []).length > 1);
@@ -226,7 +227,7 @@ function init() {
   $("close").addEventListener("click", () => $("detail").close());
   $("detail").addEventListener("close", () => { $("detail-clip").pause(); state.open = -1; });
   for (const b of $("picture-toggle").querySelectorAll("button")) {
-    b.addEventListener("click", () => { state.picture = b.dataset.picture; showPicture(state.events[state.open]); });
+    b.addEventListener("click", () => { state.picture = b.dataset.picture; showPicture(state.openEvent); });
   }
   loop(pollCameras, POLL_MS);
   loop(pollEvents, POLL_MS);
