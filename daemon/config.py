@@ -148,6 +148,12 @@ class CameraConfig(_Section):
         "auto", description="auto: the low-light gate decides which frames get the lowlight "
         "views; always: every frame does (each view is a detector pass); never: none."
     )
+    picture: Literal["enhanced", "raw"] = Field(
+        "enhanced", description="What the live snapshot, event snapshots and clips show while the "
+        "camera is low-light: 'enhanced' (the enhancer's picture, made for people: brighter, "
+        "denoised, temporally filtered; the raw frame is kept beside each event snapshot) or "
+        "'raw' (the frame as decoded). Without an enhancer, or with enhance: never, always raw."
+    )
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout to open the stream.")
     read_timeout_s: float = Field(

@@ -48,6 +48,11 @@ class Metrics:
         self.frames_enhanced = Counter(
             "duskwatch_frames_enhanced", "Frames that went through the low-light enhancer.",
             ["camera"], registry=r)
+        self.views_shed = Counter(
+            "duskwatch_views_shed", "Low-light views (detector passes) a dark frame was not given "
+            "because the scheduler was a whole fps period behind: under overload a camera sheds "
+            "views before it loses frames.",
+            ["camera"], registry=r)
         self.detections = Counter(
             "duskwatch_detections", "Objects detected, by class: each tracked object "
             "counted once (when the tracker first matches it), not every box of every frame.",
@@ -204,6 +209,7 @@ class Metrics:
         for outcome in OUTCOMES:
             self.frames.labels(camera, outcome)
         self.frames_enhanced.labels(camera)
+        self.views_shed.labels(camera)
         self.camera_up.labels(camera).set(0)
         self.reconnects.labels(camera)
         self.lowlight.labels(camera).set(0)
@@ -244,6 +250,7 @@ class Metrics:
         return [
             (self.frames, [(camera, o) for o in OUTCOMES]),
             (self.frames_enhanced, [(camera,)]),
+            (self.views_shed, [(camera,)]),
             (self.detections, [(camera, c) for c in self._classes]),
             (self.camera_up, [(camera,)]),
             (self.reconnects, [(camera,)]),
@@ -275,6 +282,10 @@ class Metrics:
     def count_enhanced(self, camera: str) -> None:
         if camera in self._cameras:
             self.frames_enhanced.labels(camera).inc()
+
+    def count_views_shed(self, camera: str, n: int) -> None:
+        if n > 0 and camera in self._cameras:
+            self.views_shed.labels(camera).inc(n)
 
     def count_reconnect(self, camera: str) -> None:
         if camera in self._cameras:

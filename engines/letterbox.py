@@ -57,23 +57,53 @@ def rect_size(shapes: Iterable[tuple[int, int]], imgsz: tuple[int, int],
     return min(max(hs), imgsz[0]), min(max(ws), imgsz[1])
 
 
+def val_size(shapes: Iterable[tuple[int, int]], imgsz: int, stride: int, pad: float = 0.5) -> tuple[int, int]:
+    """The input (height, width) ultralytics' validator gives a batch of images ("rect" batches
+    with half a stride of padding, ``YOLODataset(rect=True, pad=0.5)``): every image scaled so
+    its long side is ``imgsz``, the canvas ``ceil(side * imgsz / stride + pad) * stride``, so a
+    640 x 427 photo is seen in a 448 x 672 canvas. Used where our AP must be comparable to
+    ultralytics' ``val`` (``duskwatch bench night``); live detection uses :func:`rect_size`."""
+    ratios = [h / w for h, w in shapes] or [1.0]
+    lo, hi = min(ratios), max(ratios)
+    shape = (hi, 1.0) if hi < 1 else (1.0, 1.0 / lo) if lo > 1 else (1.0, 1.0)
+    return tuple(int(math.ceil(v * imgsz / stride + pad) * stride) for v in shape)  # type: ignore[return-value]
+
+
+def plan_val(orig_hw: tuple[int, int], imgsz: int, canvas: tuple[int, int]) -> Letterbox:
+    """Ultralytics' validation geometry: long side scaled to ``imgsz``, centred in ``canvas``."""
+    h, w = int(orig_hw[0]), int(orig_hw[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image has an empty side ({h}x{w})")
+    gain = imgsz / max(h, w)
+    nh, nw = (h, w) if gain == 1 else (min(math.ceil(h * gain), imgsz), min(math.ceil(w * gain), imgsz))
+    dh, dw = (canvas[0] - nh) / 2, (canvas[1] - nw) / 2
+    return Letterbox((h, w), (nh, nw), nw / w, int(round(dw - 0.1)), int(round(dh - 0.1)))
+
+
 def letterbox_cpu(images: Sequence[np.ndarray], imgsz: tuple[int, int],
-                  batch: int | None = None) -> tuple[np.ndarray, list[Letterbox]]:
+                  batch: int | None = None, val_stride: int | None = None) -> tuple[np.ndarray, list[Letterbox]]:
     """BGR uint8 HxWx3 images -> float32 RGB NCHW in [0, 1] and one :class:`Letterbox` each.
 
-    ``batch`` pads the result with grey images up to a static engine batch size.
+    ``batch`` pads the result with grey images up to a static engine batch size. ``val_stride``:
+    ultralytics' validation geometry instead (:func:`val_size`, :func:`plan_val`; images are
+    scaled down with ``INTER_AREA`` as its loader does), ``imgsz`` is then the long side.
     """
     import cv2
 
     n = max(len(images), batch or 0)
-    canvas = np.full((n, imgsz[0], imgsz[1], 3), PAD_VALUE, dtype=np.uint8)
+    if val_stride:
+        canvas_hw = val_size([im.shape[:2] for im in images], imgsz[0], val_stride)
+    else:
+        canvas_hw = imgsz
+    canvas = np.full((n, canvas_hw[0], canvas_hw[1], 3), PAD_VALUE, dtype=np.uint8)
     boxes = []
     for i, img in enumerate(images):
-        lb = plan(img.shape[:2], imgsz)
+        lb = plan_val(img.shape[:2], imgsz[0], canvas_hw) if val_stride else plan(img.shape[:2], imgsz)
         resized = img
         if lb.resized_hw != lb.orig_hw:
+            shrink = val_stride and lb.resized_hw[0] < lb.orig_hw[0]
             resized = cv2.resize(img, (lb.resized_hw[1], lb.resized_hw[0]),
-                                 interpolation=cv2.INTER_LINEAR)
+                                 interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         canvas[i, lb.top:lb.top + lb.resized_hw[0], lb.left:lb.left + lb.resized_hw[1]] = resized
         boxes.append(lb)
     chw = canvas[..., ::-1].transpose(0, 3, 1, 2)  # BGR->RGB, NHWC->NCHW

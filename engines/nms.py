@@ -7,6 +7,11 @@ class when its probability exceeds ``conf``; NMS is greedy IoU suppression withi
 (Neubeck & Van Gool 2006), done for all classes at once by offsetting each class's boxes so
 that boxes of different classes never overlap (the trick torchvision's ``batched_nms`` uses).
 
+With ``multi_label`` every class above ``conf`` of an anchor is a candidate of its own (one
+anchor can give a "dog" and a "cat" box): what mAP is defined over, and what ultralytics'
+validator does (``non_max_suppression(..., multi_label=True)``). Live detection keeps the best
+class per anchor, one box per object.
+
 Two implementations: numpy (CPU) and torch (``torchvision.ops.batched_nms``, for outputs that
 are already on a GPU).
 """
@@ -69,8 +74,24 @@ def batched_nms_numpy(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray
     return nms_numpy(shifted, scores, iou)
 
 
-def decode_numpy(pred: np.ndarray, conf: float, iou: float, max_det: int = MAX_DET
-                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _candidates(cls_prob: np.ndarray, conf: float, multi_label: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(anchor index, score, class id)`` of every candidate above ``conf``, best first (at most
+    :data:`MAX_NMS`): the best class per anchor, or each class above ``conf`` (``multi_label``)."""
+    if multi_label:
+        class_ids, anchors = np.nonzero(cls_prob > conf)
+        scores = cls_prob[class_ids, anchors]
+    else:
+        best = cls_prob.max(0)
+        anchors = np.flatnonzero(best > conf)  # the class is looked up only where it can matter
+        scores, class_ids = best[anchors], None
+    order = np.argsort(-scores, kind="stable")[:MAX_NMS]
+    anchors, scores = anchors[order], scores[order]
+    class_ids = cls_prob[:, anchors].argmax(0) if class_ids is None else class_ids[order]
+    return anchors, scores, class_ids
+
+
+def decode_numpy(pred: np.ndarray, conf: float, iou: float, max_det: int = MAX_DET,
+                 multi_label: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(B, 4 + nc, A)`` head output -> per image ``(boxes xyxy, scores, class ids)`` after NMS.
 
     Boxes stay in model-input pixels; map them back with
@@ -78,20 +99,15 @@ def decode_numpy(pred: np.ndarray, conf: float, iou: float, max_det: int = MAX_D
     """
     results = []
     for p in np.asarray(pred, dtype=np.float32):
-        cls_prob = p[4:]  # (nc, A)
-        scores = cls_prob.max(0)
-        keep = np.flatnonzero(scores > conf)  # the class is looked up only where it can matter
-        order = np.argsort(-scores[keep], kind="stable")[:MAX_NMS]
-        keep, scores = keep[order], scores[keep][order]
-        class_ids = cls_prob[:, keep].argmax(0)
-        boxes = xywh_to_xyxy(p[:4, keep].T)
+        anchors, scores, class_ids = _candidates(p[4:], conf, multi_label)
+        boxes = xywh_to_xyxy(p[:4, anchors].T)
         kept = batched_nms_numpy(boxes, scores, class_ids, iou)[:max_det]
         results.append((boxes[kept], scores[kept], class_ids[kept].astype(np.int32)))
     return results
 
 
-def decode_torch(pred: Any, conf: float, iou: float, max_det: int = MAX_DET
-                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def decode_torch(pred: Any, conf: float, iou: float, max_det: int = MAX_DET,
+                 multi_label: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`decode_numpy` for a torch tensor (on any device); NMS by torchvision.
 
     Only the kept detections leave the device.
@@ -101,12 +117,18 @@ def decode_torch(pred: Any, conf: float, iou: float, max_det: int = MAX_DET
 
     results = []
     for p in pred.float():
-        scores, class_ids = p[4:].max(0)
-        keep = torch.nonzero(scores > conf).flatten()
-        keep = keep[torch.argsort(scores[keep], descending=True, stable=True)[:MAX_NMS]]
-        cx, cy, w, h = p[:4, keep]
+        if multi_label:
+            class_ids, anchors = torch.nonzero(p[4:] > conf, as_tuple=True)
+            scores = p[4:][class_ids, anchors]
+        else:
+            scores, class_ids = p[4:].max(0)
+            anchors = torch.nonzero(scores > conf).flatten()
+            scores, class_ids = scores[anchors], class_ids[anchors]
+        order = torch.argsort(scores, descending=True, stable=True)[:MAX_NMS]
+        anchors, scores, class_ids = anchors[order], scores[order], class_ids[order]
+        cx, cy, w, h = p[:4, anchors]
         boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-        kept = batched_nms(boxes, scores[keep], class_ids[keep], iou)[:max_det]
-        results.append((boxes[kept].cpu().numpy(), scores[keep][kept].cpu().numpy(),
-                        class_ids[keep][kept].cpu().numpy().astype(np.int32)))
+        kept = batched_nms(boxes, scores, class_ids, iou)[:max_det]
+        results.append((boxes[kept].cpu().numpy(), scores[kept].cpu().numpy(),
+                        class_ids[kept].cpu().numpy().astype(np.int32)))
     return results

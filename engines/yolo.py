@@ -33,20 +33,34 @@ class Detector:
     """Run a YOLO detection engine on BGR uint8 images of any size."""
 
     def __init__(self, engine: "Engine | str | Path", conf: float = 0.25, iou: float = 0.45,
-                 device: str = "auto", *, torch_pipeline: bool | None = None):
+                 device: str = "auto", *, torch_pipeline: bool | None = None, multi_label: bool = False,
+                 val_geometry: bool = False):
         """``torch_pipeline``: letterbox and NMS with torch on the engine's device; by default
-        when a torch or TensorRT engine runs on CUDA, else OpenCV and numpy on the CPU."""
+        when a torch or TensorRT engine runs on CUDA, else OpenCV and numpy on the CPU.
+        ``multi_label``: a box for every class above ``conf`` (how mAP is measured), instead of
+        the best class per anchor (live detection: one box per object). ``val_geometry``: letterbox
+        as ultralytics' validator does (:func:`engines.letterbox.val_size`), for AP figures that
+        compare with its ``val`` (engines whose input height and width are dynamic, with the CPU
+        pre-processing; other engines keep their one geometry)."""
         self.engine = engine if isinstance(engine, Engine) else open_engine(engine, device=device)
         self._owns_engine = not isinstance(engine, Engine)
         self.conf, self.iou = float(conf), float(iou)
+        self.multi_label = bool(multi_label)
         self.input_name, self.output_name = check_detector(self.engine)
         self.imgsz = input_size(self.engine)
         self.names = class_names(self.engine)
         self.rect_stride = rect_stride(self.engine)
+        # a fixed-size engine has one geometry: val_geometry changes nothing there
+        self.val_stride = self.rect_stride if val_geometry and not self._torch_pipeline_default() else None
         if torch_pipeline is None:
-            torch_pipeline = str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \
-                self.engine.backend in ("torch", "tensorrt")
+            torch_pipeline = self._torch_pipeline_default()
         self._torch_pipeline = bool(torch_pipeline)
+        if self._torch_pipeline:
+            self.val_stride = None
+
+    def _torch_pipeline_default(self) -> bool:
+        return str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \
+            self.engine.backend in ("torch", "tensorrt")
 
     # -- running ---------------------------------------------------------------------------
     @property
@@ -72,16 +86,17 @@ class Detector:
 
     def _detect_chunk(self, images: list[Any]) -> list[Detections]:
         static = self.engine.max_batch
-        size = self.input_size_for(images)
+        size = self.imgsz if self.val_stride else self.input_size_for(images)
         if self._torch_pipeline:
             device = getattr(self.engine, "device", None)
             batch, boxes = letterbox_torch(images, size, static, device)
             pred = self.engine.infer({self.input_name: batch})[self.output_name]
-            decoded = decode_torch(pred, self.conf, self.iou)
+            decoded = decode_torch(pred, self.conf, self.iou, multi_label=self.multi_label)
         else:
-            batch, boxes = letterbox_cpu([_to_numpy(im) for im in images], size, static)
+            batch, boxes = letterbox_cpu([_to_numpy(im) for im in images], size, static,
+                                         val_stride=self.val_stride)
             pred = self.engine.infer({self.input_name: batch})[self.output_name]
-            decoded = decode_numpy(np.asarray(pred), self.conf, self.iou)
+            decoded = decode_numpy(np.asarray(pred), self.conf, self.iou, multi_label=self.multi_label)
         return [self._finish(d, lb) for d, lb in zip(decoded, boxes)]
 
     def _finish(self, decoded: tuple, lb: Letterbox) -> Detections:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from export.training_cli import add_run_arguments, start_torch
+from export.training_cli import add_run_arguments, run_config_kwargs, start_torch
 
 HELP = "distil the diffusion teacher into a K-step student (trajectory distillation)"
 
@@ -30,6 +30,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=["teacher", "identity"], default="teacher",
                    help="identity: the teacher's trunk with a zeroed curve head (starts as the identity)")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the trajectory-matching loss")
+    p.add_argument("--pair-weight", type=float, default=0.0,
+                   help="weight of the K-step graph's own output against the target (end to end through "
+                        "every step; 0: off). With real pairs (--data with low/ and high/) it trains the "
+                        "picture that is exported on what people compare it with")
     det = p.add_argument_group("detection-aware training (a frozen YOLO's loss on enhanced real night photos)")
     det.add_argument("--detector", help="ultralytics YOLO .pt, e.g. ../shared/data/weights/yolo11n_coco_fp32.pt")
     det.add_argument("--det-data", help="labelled night photos to train on (exdark_dev/train; never its val)")
@@ -51,16 +55,14 @@ def run(args: argparse.Namespace) -> int:
     from export.denoiser.distill import DistillConfig, distill
 
     cfg = DistillConfig(
-        teacher=args.teacher, steps=args.steps, data=args.data, out=args.out, iters=args.iters,
-        batch=args.batch, crop=args.crop, lr=args.lr, pool=args.pool, refresh=args.refresh,
-        device=args.device, resume=args.resume, val_every=args.val_every, seed=args.seed,
-        time_limit=args.time_limit, weights_out=args.weights_out, noise=args.noise,
+        teacher=args.teacher, steps=args.steps, iters=args.iters, lr=args.lr, pool=args.pool,
+        refresh=args.refresh, weights_out=args.weights_out, noise=args.noise,
         skip_enc=_levels(args.skip_enc, "--skip-enc"), skip_dec=_levels(args.skip_dec, "--skip-dec"),
-        clean_weight=args.clean_weight, save_every=args.save_every, log_file=args.log_file,
-        progress=args.progress, degradation=args.degradation, init=args.init,
+        clean_weight=args.clean_weight, init=args.init, pair_weight=args.pair_weight,
         distill_weight=args.distill_weight, detector=args.detector, det_data=args.det_data,
         det_weight=args.det_weight, det_batch=args.det_batch, det_crop=args.det_crop, det_val=args.det_val,
         det_val_limit=args.det_val_limit, feat_weight=args.feat_weight, feat_batch=args.feat_batch,
+        **run_config_kwargs(args),
     )
     try:
         out = distill(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from export.training_cli import add_run_arguments, start_torch
+from export.training_cli import add_run_arguments, run_config_kwargs, start_torch
 
 HELP = "train the low-light diffusion teacher on clean photos darkened by the degradation model"
 
@@ -16,9 +16,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="passes over the training photos (default 100)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the provisional CPU teacher used 2e-3 and had one loss spike)")
     p.add_argument("--widths", help="U-Net widths, comma separated (default 16,32,64,96)")
-    p.add_argument("--head", choices=["curve", "residual"], default="curve",
+    p.add_argument("--head", choices=["curve", "guided", "residual"], default="curve",
                    help="curve: bounded local gain curve + denoising blend, smooth, identity at start "
-                        "(default); residual: the first model's unbounded per-block correction")
+                        "(default); guided: the same curve after an edge-aware (guided-filter) denoiser "
+                        "whose strength the network sets (for real captures); residual: the first "
+                        "model's unbounded per-block correction")
+    p.add_argument("--max-gain", type=float, help="largest shadow gain of a curve head (default 8; real LOL "
+                   "pairs need about 30)")
     p.add_argument("--unshuffle", type=int, help="the network's input reduction (default 8 for curve, 4 for residual)")
 
 
@@ -29,12 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from export.denoiser.train import TrainConfig, train_teacher
 
     net = _net_config(args)
-    cfg = TrainConfig(
-        data=args.data, out=args.out, steps=args.steps, epochs=args.epochs, batch=args.batch,
-        crop=args.crop, lr=args.lr, device=args.device, resume=args.resume, val_every=args.val_every,
-        save_every=args.save_every, seed=args.seed, time_limit=args.time_limit, net=net.to_dict(),
-        log_file=args.log_file, progress=args.progress, degradation=args.degradation,
-    )
+    cfg = TrainConfig(steps=args.steps, epochs=args.epochs, lr=args.lr, net=net.to_dict(), **run_config_kwargs(args))
     try:
         out = train_teacher(cfg)
     except (FileNotFoundError, ValueError, FloatingPointError) as exc:
@@ -46,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
 def _net_config(args: argparse.Namespace):
     from export.denoiser.net import NetConfig
 
-    kw = {"head": args.head, "unshuffle": args.unshuffle or (8 if args.head == "curve" else 4),
-          "upsample": "bilinear" if args.head == "curve" else "shuffle"}
+    curve = args.head != "residual"
+    kw = {"head": args.head, "unshuffle": args.unshuffle or (8 if curve else 4),
+          "upsample": "bilinear" if curve else "shuffle"}
+    if args.max_gain:
+        kw["max_gain"] = args.max_gain
     if args.widths:
         kw["widths"] = tuple(int(w) for w in args.widths.split(","))
     return NetConfig(**kw)

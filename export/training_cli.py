@@ -15,7 +15,8 @@ _PART = r"(\d+(?:\.\d+)?)\s*([hms])"
 def add_run_arguments(p: argparse.ArgumentParser, *, seed: int, out_help: str,
                       resume_help: str) -> None:
     """The flags every training run takes: data, output, batch shape, device, resume, schedule."""
-    p.add_argument("--data", required=True, help="folder of clean, well-lit photos")
+    p.add_argument("--data", required=True, help="folder of clean, well-lit photos (darkened by the degradation "
+                   "model), or of real pairs: low/ and high/ sub-folders with files of the same name (LOL)")
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=128, help="training crop size in pixels")
@@ -33,6 +34,19 @@ def add_run_arguments(p: argparse.ArgumentParser, *, seed: int, out_help: str,
                    help="night: lit pools, lamps with glare, colour casts (export.degrade.degrade_night); "
                         "global: one exposure scale for the whole photo (the first model)")
     p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--ssim-weight", type=float, default=0.0,
+                   help="add this weight times (1 - SSIM) to the MSE loss (0: MSE only)")
+    p.add_argument("--max-side", type=int, default=512, help="scale photos so their longest side is at most this")
+    p.add_argument("--val-size", type=int, default=256, help="side of the validation centre crops")
+
+
+def run_config_kwargs(args: argparse.Namespace) -> dict:
+    """The :class:`export.denoiser.common.RunConfig` fields taken from the shared flags."""
+    return dict(data=args.data, out=args.out, batch=args.batch, crop=args.crop, device=args.device,
+                resume=args.resume, val_every=args.val_every, save_every=args.save_every, seed=args.seed,
+                time_limit=args.time_limit, log_file=args.log_file, progress=args.progress,
+                degradation=args.degradation, ssim_weight=args.ssim_weight, max_side=args.max_side,
+                val_size=args.val_size)
 
 
 def parse_duration(text: str) -> float:

@@ -162,3 +162,49 @@ def test_a_full_evidence_queue_never_leaves_a_clip_encoder_open(tmp_path):
     writer.close(timeout=20)
     assert writer.open_clips == 0 and writer.dropped == 1
     assert not list(day.glob("*.part"))
+
+
+def test_a_dark_cameras_event_snapshot_shows_the_enhanced_picture_and_keeps_the_raw_one(tmp_path):
+    """camera.picture: enhanced (the default) -> the event snapshot is the enhancer's picture,
+    brighter than the camera's frame and the same size, with the decoded frame beside it;
+    picture: raw -> the decoded frame only."""
+    import cv2
+
+    from tests.daemon_fakes import FakeEnhancer
+
+    raw = dict(config(tmp_path, [], [])["cameras"][0], name="raw", picture="raw")
+    cfg = config(tmp_path, [], [])
+    cfg["cameras"].append(raw)
+    cfg["engines"]["enhancer"] = "/nonexistent/enh.onnx"
+    cfg["lowlight"] = {"views": ["clahe"]}  # the detector never looks at the enhanced picture
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    sources: dict[str, FakeSource] = {}
+
+    def factory(cam, events):
+        sources[cam.name] = FakeSource(cam, events)
+        return sources[cam.name]
+
+    svc = Service(load_config(path), source_factory=factory, detector_factory=lambda e, b: FakeDetector(),
+                  enhancer_factory=lambda e: FakeEnhancer(), notifier=Notifier(environ={}), serve_http=False)
+    svc.start()
+    try:
+        def snapshots():
+            for s in sources.values():
+                s.push(np.full((120, 160, 3), 20, np.uint8))
+            evs = {e["camera"]: e for e in svc.events_list(type_="appeared")}
+            return evs if set(evs) == {"gate", "raw"} and all(
+                Path(e["snapshot"]).is_file() for e in evs.values()) and Path(
+                evs["gate"].get("snapshot_raw", "/nonexistent")).is_file() else None
+
+        evs = wait_for(snapshots, timeout=20)
+        assert evs, "no event snapshots written"
+        shown = cv2.imread(evs["gate"]["snapshot"])
+        kept = cv2.imread(evs["gate"]["snapshot_raw"])
+        assert shown.shape == kept.shape == (120, 160, 3)
+        assert shown.mean() > kept.mean() + 80  # the enhanced picture; the raw frame beside it
+        assert evs["gate"]["pictures"] == ["enhanced", "raw"]
+        assert evs["raw"]["pictures"] == ["raw"] and "snapshot_raw" not in evs["raw"]
+        assert cv2.imread(evs["raw"]["snapshot"]).mean() < 60
+    finally:
+        svc.stop()

@@ -43,7 +43,7 @@ def value(metrics, name, **labels):
 
 
 def build(names=("a", "b"), fps=10.0, max_batch=8, enhancer=None, mode="auto", detector=None,
-          views=("enhanced",)):
+          views=("enhanced",), picture="enhanced"):
     clock = Clock()
     metrics = Metrics()
     sink = ListSink()
@@ -59,7 +59,7 @@ def build(names=("a", "b"), fps=10.0, max_batch=8, enhancer=None, mode="auto", d
         sources[n] = src
         metrics.add_camera(n)
         sched.add_camera(CameraSlot(n, src, LowLightGate(LowLightConfig(smoothing=1.0, enhance_below=55.0, max_highlight=1.0,
-                                                                views=views), mode), fps))
+                                                                views=views), mode, picture), fps))
     return clock, metrics, sink, sched, sources, det
 
 
@@ -136,7 +136,8 @@ def test_views_without_an_enhancer_leave_enhanced_out():
     src["dark"].push(value=10)
     sched.step()
     assert det.calls == [1]  # CLAHE only: no enhancer configured
-    assert sink.results[0].enhanced
+    # the gate picked it (lowlight), the enhancer did not run (enhanced means it did)
+    assert sink.results[0].lowlight and not sink.results[0].enhanced
     assert value(metrics, "duskwatch_frames_enhanced_total", camera="dark") == 0
     clock, metrics, sink, sched, src, det = build(names=("dark",), views=("enhanced",))
     src["dark"].push(value=10)
@@ -269,3 +270,51 @@ def test_temporal_enhancer_gets_each_frames_camera():
     sched.step()
     assert sorted(enh.streams) == ["a", "b"]  # dark frames only, keyed by camera
     assert all(r.enhanced for r in sink.results if r.camera in ("a", "b"))
+
+
+def test_a_low_light_camera_is_shown_enhanced_even_when_the_detector_does_not_look_at_it():
+    """The enhancer's two jobs apart: views without 'enhanced' still give people the enhanced
+    picture (one enhancer call), while the detector sees only its views; the raw frame is kept."""
+    enh = FakeEnhancer()
+    clock, metrics, sink, sched, src, det = build(names=("dark",), enhancer=enh, views=("clahe",))
+    src["dark"].push(value=10)
+    sched.step()
+    assert enh.calls == [1] and det.calls == [1]
+    r = sink.results[0]
+    assert r.lowlight and r.enhanced
+    assert r.detections.names != ("person",)  # the detector saw CLAHE, not the enhanced picture
+    snap = sched.pipeline.snapshots.get("dark")
+    assert snap.image.mean() == pytest.approx(160) and snap.picture("raw").mean() == pytest.approx(10)
+    assert snap.image.shape == snap.raw.shape
+
+
+def test_picture_raw_keeps_the_decoded_frame_and_skips_the_enhancer_it_does_not_need():
+    enh = FakeEnhancer()
+    clock, metrics, sink, sched, src, det = build(names=("dark",), enhancer=enh, views=("clahe",),
+                                                  picture="raw")
+    src["dark"].push(value=10)
+    sched.step()
+    assert enh.calls == [] and not sink.results[0].enhanced
+    snap = sched.pipeline.snapshots.get("dark")
+    assert snap.image.mean() == pytest.approx(10) and snap.raw is None
+
+
+def test_overload_sheds_views_before_frames_and_counts_them():
+    """A frame taken a whole fps period late, with newer frames skipped, is detected on its
+    first view only; the views not made are counted."""
+    enh = FakeEnhancer()
+    clock, metrics, sink, sched, src, det = build(names=("dark",), enhancer=enh, fps=10.0,
+                                                  views=("clahe", "mirror", "raw"))
+    src["dark"].push(value=10)
+    sched.step()
+    assert det.calls == [3]  # on time: every view
+    clock.t += 0.35  # the scheduler comes back 3.5 periods later; the camera sent 3 frames
+    for _ in range(3):
+        src["dark"].push(value=10)
+    sched.step()
+    assert det.calls == [3, 1]
+    assert value(metrics, "duskwatch_views_shed_total", camera="dark") == 2
+    clock.t += 0.1  # back on time
+    src["dark"].push(value=10)
+    sched.step()
+    assert det.calls == [3, 1, 3]

@@ -132,3 +132,39 @@ def test_detections_json():
     assert len(d) == 1 and len(Detections.empty()) == 0
     assert d.to_json() == [{"box": [1.0, 2.0, 3.0, 4.0], "score": 0.5, "class_id": 7,
                             "class": "truck"}]
+
+
+def test_multi_label_decodes_every_class_above_conf_of_an_anchor():
+    """mAP keeps every class above the floor per box (ultralytics' validator); live detection
+    one box per anchor, its best class."""
+    pred = _head([[50, 50, 20, 10], [200, 100, 40, 40]], [[0.7, 0.4, 0.0], [0.1, 0.0, 0.6]])
+    (_, _, single), = decode_numpy(pred, conf=0.25, iou=0.45)
+    (boxes, scores, multi), = decode_numpy(pred, conf=0.25, iou=0.45, multi_label=True)
+    assert single.tolist() == [0, 2]
+    assert multi.tolist() == [0, 2, 1] and np.allclose(scores, [0.7, 0.6, 0.4])
+    assert np.allclose(boxes[2], boxes[0])  # the same anchor's box, as another class
+
+
+def test_decode_torch_multi_label_matches_numpy():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from engines.nms import decode_torch
+
+    rng = np.random.default_rng(3)
+    n = 120
+    pred = _head(np.concatenate([rng.random((n, 2)) * 300, rng.random((n, 2)) * 50 + 5], 1),
+                 rng.random((n, 6)) ** 3)
+    a = decode_numpy(pred, 0.2, 0.5, multi_label=True)[0]
+    b = decode_torch(torch.from_numpy(pred), 0.2, 0.5, multi_label=True)[0]
+    assert len(a[0]) > len(decode_numpy(pred, 0.2, 0.5)[0][0])
+    for x, y in zip(a, b):
+        assert np.allclose(x, y, atol=1e-4)
+
+
+def test_val_geometry_pads_half_a_stride_like_ultralytics_val():
+    from engines.letterbox import val_size
+
+    # a 640 x 427 photo: ceil(427/640*20 + 0.5) * 32 = 448 high, ceil(20 + 0.5) * 32 = 672 wide
+    assert val_size([(427, 640)], 640, 32) == (448, 672)
+    batch, (lb,) = letterbox_cpu([np.zeros((427, 640, 3), np.uint8)], (640, 640), val_stride=32)
+    assert batch.shape == (1, 3, 448, 672) and (lb.left, lb.top, lb.gain) == (16, 10, 1.0)

@@ -212,13 +212,13 @@ def run_pipeline(method: str, images: Sequence[np.ndarray], detector: Any, enhan
     out = []
     for seq, image in enumerate(progress(images)):
         picture = prep(image) if prep else image
-        gate = LowLightGate(lowlight, GATE_MODE[method])
+        gate = LowLightGate(lowlight, GATE_MODE[method], picture="raw")  # detection only
         now = time.monotonic()
         results = pipeline.process([Frame(CAMERA, picture, seq, now, time.time())], [gate])
         if len(results) != 1:
             raise UserError(f"{method}: the pipeline dropped photo {seq} (an engine failed; see the "
                             "log above)")
-        out.append(PhotoResult(results[0].detections, results[0].enhanced))
+        out.append(PhotoResult(results[0].detections, results[0].lowlight))
     return out
 
 
@@ -407,7 +407,8 @@ def open_engines(args: argparse.Namespace) -> dict:
     from engines.yolo import Detector
 
     try:
-        dets = [(Path(p).stem, Detector(p, conf=args.conf, iou=args.iou, device=args.device)) for p in args.detector]
+        dets = [(Path(p).stem, Detector(p, conf=args.conf, iou=args.iou, device=args.device, multi_label=True,
+                                             val_geometry=True)) for p in args.detector]
         enh = Enhancer(args.enhancer, device=args.device) if args.enhancer else None
     except (EngineError, OSError, ValueError) as exc:
         raise UserError(f"cannot open an engine: {exc}") from None
@@ -508,6 +509,9 @@ def build_summary(args, methods, runs, names) -> dict:
             results[det][set_name] = entry
             if "gated" in entry and "raw" in entry:
                 checks[det][set_name] = gate_check(entry)
+            share = enhancer_share(run_, lowlight)
+            if share is not None:
+                entry["enhancer_share"] = share
     out = {"bench": "night", "detectors": names["detectors"], "enhancer": names["enhancer"],
            "conf": args.conf, "iou": args.iou, "limit": args.limit,
            "lowlight": lowlight.model_dump(), "methods": methods, "bins": [b[0] for b in BINS],
@@ -515,6 +519,32 @@ def build_summary(args, methods, runs, names) -> dict:
     if getattr(args, "tuned", None):
         out["tuned"] = {k: v for k, v in args.tuned.items() if k != "grid"}
     return out
+
+
+def enhancer_share(run_: SetRun, lowlight: Any) -> dict | None:
+    """What the enhancer's picture adds to the gate's rule, apart from looking more than once:
+    AP50 of the rule's views merged, minus the same views with the enhanced picture replaced by
+    the raw frame (the same photos picked, merged offline as the pipeline merges them). When the
+    rule has no enhanced view, what adding one would give instead. ``None`` without the single-view
+    results it needs (the raw and always methods)."""
+    if not {"raw", "always"} <= set(run_.results):
+        return None
+    views = tuple(lowlight.views)
+    if any(VIEW_METHOD[v] not in run_.results for v in views):
+        return None
+    picks = gate_picks(lowlight, run_.stats)
+    if "enhanced" in views:
+        with_e, without = views, tuple(dict.fromkeys("raw" if v == "enhanced" else v for v in views))
+    else:
+        with_e, without = tuple(dict.fromkeys(views + ("enhanced",))), views
+    bins = {name: (run_.grey >= lo) & (run_.grey < hi) for name, lo, hi in BINS}
+    a = {b: mixed_score(run_, picks, with_e, sel).ap50 for b, sel in bins.items()}
+    z = {b: mixed_score(run_, picks, without, sel).ap50 for b, sel in bins.items()}
+    return {"rule_has_enhanced": "enhanced" in views, "with": list(with_e), "without": list(without),
+            "picked": int(picks.sum()),
+            "ap50_with": {b: round(v, 4) for b, v in a.items()},
+            "ap50_without": {b: round(v, 4) for b, v in z.items()},
+            "share": {b: round(a[b] - z[b], 4) for b in a if not (np.isnan(a[b]) or np.isnan(z[b]))}}
 
 
 def gate_stat_split(run_: SetRun, methods: list[str], lowlight: Any) -> dict:
@@ -553,6 +583,15 @@ def print_table(summary: dict) -> None:
                     continue
                 cells = " ".join(f"{_fmt(entry[m][b]):>17s}" for b in bins)
                 print(f"{m:8s} {cells}  {entry['enhanced'].get(m, 0):>8d}")
+    for det, sets in summary["results"].items():
+        for set_name, entry in sets.items():
+            sh = entry.get("enhancer_share")
+            if sh:
+                what = "share of the enhanced view in" if sh["rule_has_enhanced"] else "an enhanced view would add to"
+                print(f"{det} on {set_name}: {what} {'+'.join(sh['with'])}: "
+                      f"AP50 {sh['ap50_with']['all']:.4f} with vs {sh['ap50_without']['all']:.4f} without "
+                      f"({sh['share'].get('all', float('nan')):+.4f}; darkest bin "
+                      f"{sh['share'].get('grey<25', float('nan')):+.4f})")
     for det, sets in summary.get("gate_checks", {}).items():
         bad = [s for s, c in sets.items() if not c["never_worse"]]
         print(f"\n{det}: gated >= raw - 0.005 on every set and bin: "

@@ -34,6 +34,7 @@ class BestFrame:
     image: np.ndarray
     box: tuple[float, float, float, float]
     label: str
+    raw: np.ndarray | None = None  # the decoded frame, when ``image`` is the enhanced picture
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Event:
     dwell_s: float | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     snapshot: str | None = None  # path of the JPEG, once the stage assigned one
+    snapshot_raw: str | None = None  # the decoded frame's JPEG, when the snapshot is enhanced
     clip: str | None = None  # path of the clip this event is part of
     evidence: BestFrame | None = field(default=None, repr=False)
 
@@ -73,6 +75,9 @@ class Event:
         if self.dwell_s is not None:
             out["dwell_s"] = round(self.dwell_s, 2)
         out["snapshot"] = self.snapshot
+        out["pictures"] = ["enhanced", "raw"] if self.snapshot_raw else ["raw"] if self.snapshot else []
+        if self.snapshot_raw:
+            out["snapshot_raw"] = self.snapshot_raw
         out["clip"] = self.clip
         out["snapshot_url"] = f"/events/{self.id}/snapshot.jpg" if self.snapshot else None
         out["clip_url"] = f"/events/{self.id}/clip.mp4" if self.clip else None
@@ -143,8 +148,9 @@ class CameraEvents:
 
     # per frame --------------------------------------------------------------------------------
     def observe(self, dets: Detections, t: float, wall: float, image: np.ndarray,
-                enhanced: bool) -> list[Event]:
-        """One processed frame (captured at monotonic ``t``, ``wall`` epoch seconds)."""
+                enhanced: bool, raw: np.ndarray | None = None) -> list[Event]:
+        """One processed frame (captured at monotonic ``t``, ``wall`` epoch seconds): ``image``
+        is the picture people see, ``raw`` the decoded frame when that picture is another."""
         size = (int(image.shape[1]), int(image.shape[0]))
         if size != self._size:
             self._size = size
@@ -153,7 +159,7 @@ class CameraEvents:
         for match in self._tracker.update(dets, t):
             box = tuple(float(v) for v in dets.boxes[match.index])
             score, name = float(dets.scores[match.index]), dets.names[match.index]
-            tr = self._touch(match.track_id, t, wall, box, score, name, image, enhanced)
+            tr = self._touch(match.track_id, t, wall, box, score, name, image, enhanced, raw)
             if not tr.counted and self._counts(tr):
                 events += self._start_counting(tr)
             if tr.counted:
@@ -178,7 +184,7 @@ class CameraEvents:
         return events
 
     # steps ------------------------------------------------------------------------------------
-    def _touch(self, tid, t, wall, box, score, name, image, enhanced) -> TrackState:
+    def _touch(self, tid, t, wall, box, score, name, image, enhanced, raw=None) -> TrackState:
         tr = self.tracks.get(tid)
         if tr is None:
             tr = TrackState(tid, t, wall, t, wall, box)
@@ -189,7 +195,7 @@ class CameraEvents:
         tr.names[name] += score
         if score > tr.best_score:
             tr.best_score = score
-            tr.evidence = BestFrame(image, box, "")
+            tr.evidence = BestFrame(image, box, "", raw)
         return tr
 
     def _counts(self, tr: TrackState) -> bool:
@@ -256,7 +262,7 @@ class CameraEvents:
         self.metrics.events.labels(self.camera, type_).inc()
         ev = tr.evidence
         label = f"{tr.cls} #{tr.id} {tr.best_score:.2f}"
-        evidence = BestFrame(ev.image, ev.box, label) if ev is not None else None
+        evidence = BestFrame(ev.image, ev.box, label, ev.raw) if ev is not None else None
         return Event(type_, self.camera, tr.cls, tr.id, tr.last_wall, tr.first_wall, tr.last_wall,
                      tr.best_score, tr.box, tr.enhanced, evidence=evidence, **extra)
 

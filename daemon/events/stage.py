@@ -131,7 +131,8 @@ class EventStage:
         if state is None:
             return []
         t = frame.captured_monotonic
-        events = state.observe(result.detections, t, frame.captured_wall, image, result.enhanced)
+        raw = None if image is frame.image else frame.image
+        events = state.observe(result.detections, t, frame.captured_wall, image, result.enhanced, raw)
         for ev in events:
             self._emit(ev, t, state)
         self.evidence.push_frame(frame.camera, t, image, state.tracked_boxes(t))
@@ -152,6 +153,11 @@ class EventStage:
                 ev.snapshot = str(path)
                 self.evidence.write_snapshot(path, ev.evidence.image, ev.evidence.box,
                                              ev.evidence.label, shapes)
+                if ev.evidence.raw is not None:  # the decoded frame too, for ?picture=raw
+                    raw_path = path.with_name(f"{path.stem}.raw{path.suffix}")
+                    ev.snapshot_raw = str(raw_path)
+                    self.evidence.write_snapshot(raw_path, ev.evidence.raw, ev.evidence.box,
+                                                 ev.evidence.label, shapes)
         clip = self.evidence.clip_for(ev.camera, ev.type, ev.id, t, ev.wall, shapes)
         ev.clip = str(clip) if clip is not None else None
         payload = ev.to_dict()

@@ -35,17 +35,21 @@ class Frame:
     captured_monotonic: float  # time.monotonic() when the frame left the decoder
     captured_wall: float  # time.time() at the same moment
     decode_seconds: float = 0.0  # CPU time the reader spent on this frame (not the wait for it)
+    behind: bool = False  # the scheduler took it a whole fps period late: views are shed, not frames
 
 
 @dataclass(frozen=True)
 class Result:
-    """One processed frame: its detections, and whether the enhancer ran on it."""
+    """One processed frame: its detections, whether the gate picked it for the low-light views
+    (``lowlight``) and whether the enhancer's output was used, for a view or for the picture
+    people see (``enhanced``)."""
 
     camera: str
     seq: int
     captured_wall: float
     enhanced: bool
     detections: Detections = field(default_factory=Detections.empty)
+    lowlight: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         when = datetime.fromtimestamp(self.captured_wall, tz=timezone.utc)
@@ -54,6 +58,7 @@ class Result:
             "time": when.isoformat(timespec="milliseconds"),
             "epoch": round(self.captured_wall, 3),
             "seq": self.seq,
+            "lowlight": self.lowlight,
             "enhanced": self.enhanced,
             "detections": self.detections.to_json(),
         }

@@ -72,16 +72,19 @@ class LowLightGate:
     it is tracked in every mode so the metric tells the truth about the scene.
     """
 
-    def __init__(self, cfg: LowLightConfig, mode: str = "auto"):
+    def __init__(self, cfg: LowLightConfig, mode: str = "auto", picture: str = "enhanced"):
         self.cfg = cfg
         self.mode = _check_mode(mode)
+        self.picture = _check_picture(picture)
         self.luma: float | None = None  # smoothed statistics; None before the first frame
         self.highlight: float | None = None
         self.lowlight = False
 
-    def reconfigure(self, cfg: LowLightConfig, mode: str) -> None:
+    def reconfigure(self, cfg: LowLightConfig, mode: str, picture: str | None = None) -> None:
         """Apply new thresholds/mode (config reload) keeping the smoothed statistics."""
         self.cfg, self.mode = cfg, _check_mode(mode)
+        if picture is not None:
+            self.picture = _check_picture(picture)
         if self.luma is not None:
             self.lowlight = self._next_state(self.luma)
 
@@ -107,10 +110,23 @@ class LowLightGate:
             return False
         return self.luma < self.cfg.enhance_below and (self.highlight or 0.0) <= self.cfg.max_highlight
 
+    @property
+    def wants_picture(self) -> bool:
+        """Whether people should see this camera's frames enhanced now: a low-light camera
+        whose ``picture`` is ``enhanced`` (not in ``never`` mode). Apart from the detector's
+        views: a frame can be shown enhanced without being detected on the enhanced picture."""
+        return self.picture == "enhanced" and self.mode != "never" and (self.lowlight or self.mode == "always")
+
     def _next_state(self, luma: float) -> bool:
         if self.lowlight:
             return luma <= self.cfg.exit_above
         return luma < self.cfg.enter_below
+
+
+def _check_picture(picture: str) -> str:
+    if picture not in ("enhanced", "raw"):
+        raise ValueError(f"picture '{picture}' is not one of enhanced, raw")
+    return picture
 
 
 def _check_mode(mode: str) -> str:

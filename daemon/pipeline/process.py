@@ -1,5 +1,14 @@
 """One batch through the engines: gate -> views (enhancer, CLAHE, mirror; where they help) ->
-detector -> merged results.
+detector -> merged results; and, apart from what the detector sees, the picture people see.
+
+The enhancer serves two jobs, measured apart (docs/DENOISER.md): the *picture* of a low-light
+camera (live snapshot, event snapshots, clips: ``camera.picture: enhanced``, the default) and,
+where ``lowlight.views`` names it, one of the pictures the detector looks at. A frame that needs
+it for either goes through it once, in one call for the batch.
+
+Under overload (the scheduler took a frame a whole fps period late: ``Frame.behind``) a dark
+frame sheds its views down to the first before the camera loses frames
+(``duskwatch_views_shed_total``).
 
 :class:`Pipeline` knows nothing about cameras' timing (the scheduler decides which frames form
 a batch) and runs only on the scheduler thread: the engines, the sinks and the per-camera state
@@ -21,7 +30,7 @@ from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
 from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
-from daemon.pipeline.views import in_frame, merge, picture, shown
+from daemon.pipeline.views import in_frame, merge, picture
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
@@ -64,15 +73,16 @@ class Pipeline:
         for f in frames:
             self.metrics.stage.labels("decode").observe(f.decode_seconds)
         views = [self._views(f, g) for f, g in zip(frames, gates)]
+        shown = [g.wants_picture and self.enhancer is not None for g in gates]
         ok = [True] * len(frames)
-        enhanced = self._enhance(frames, views, ok)
+        enhanced = self._enhance(frames, ["enhanced" in v or s for v, s in zip(views, shown)], ok)
         live = [i for i in range(len(frames)) if ok[i]]
         pictures = {i: self._pictures(frames[i].image, views[i], enhanced.get(i)) for i in live}
         dets = self._detect(frames, pictures, live)
         if dets is None:
             return []
-        return [self._finish(frames[i], pictures[i].get(shown(views[i]), frames[i].image),
-                             views[i] != ("raw",), d) for i, d in zip(live, dets)]
+        return [self._finish(frames[i], enhanced.get(i) if shown[i] else None, views[i] != ("raw",),
+                             i in enhanced, d) for i, d in zip(live, dets)]
 
     def tick(self) -> None:
         """Between batches, with or without frames: tracks of cameras that stopped sending
@@ -108,13 +118,16 @@ class Pipeline:
         self.snapshots.put_gate(frame.camera, GateView(gate.lowlight, gate.luma, taken))
         if not want:
             return ("raw",)
-        views = tuple(v for v in gate.cfg.views if v != "enhanced" or self.enhancer is not None)
-        return views or ("raw",)
+        views = tuple(v for v in gate.cfg.views if v != "enhanced" or self.enhancer is not None) or ("raw",)
+        if frame.behind and len(views) > 1:  # overloaded: fewer detector passes, not fewer frames
+            self.metrics.count_views_shed(frame.camera, len(views) - 1)
+            views = views[:1]
+        return views
 
-    def _enhance(self, frames, views, ok) -> dict[int, np.ndarray]:
-        """The enhancer's output for the frames whose views want it, in one call; a failure
-        drops those frames (counted) and the rest of the batch goes on."""
-        idx = [i for i, v in enumerate(views) if "enhanced" in v]
+    def _enhance(self, frames, wanted: Sequence[bool], ok) -> dict[int, np.ndarray]:
+        """The enhancer's output for the frames that want it (a view or the picture), in one
+        call; a failure drops those frames (counted) and the rest of the batch goes on."""
+        idx = [i for i, w in enumerate(wanted) if w]
         if not idx or self.enhancer is None:
             return {}
         t0 = self.clock()
@@ -160,8 +173,12 @@ class Pipeline:
             found[i].append(in_frame(view, d, frames[i].image.shape[1]))
         return [merge(found[i]) for i in live]
 
-    def _finish(self, frame: Frame, image: np.ndarray, enhanced: bool, dets: Detections) -> Result:
-        result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets)
+    def _finish(self, frame: Frame, picture: np.ndarray | None, lowlight: bool, enhanced: bool,
+                dets: Detections) -> Result:
+        """``picture``: what people see instead of the decoded frame (the enhancer's output),
+        or None: the frame itself."""
+        result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets, lowlight)
+        image = frame.image if picture is None else picture
         age = max(0.0, self.clock() - frame.captured_monotonic)
         m = self.metrics
         m.stage.labels("end_to_end").observe(age)
@@ -175,7 +192,7 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - events must never stop detection
                 self._errors.error("events", "events of camera %s failed: %s: %s",
                                    frame.camera, type(exc).__name__, exc)
-        self.snapshots.put(Snapshot(frame.camera, image, result))
+        self.snapshots.put(Snapshot(frame.camera, image, result, None if picture is None else frame.image))
         self.sinks.write(result)
         return result
 

@@ -15,6 +15,7 @@ scheduler never took (a gap in the source's ``seq``) is counted as ``dropped``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -98,14 +99,15 @@ class Scheduler:
 
         self.submit(remove)
 
-    def update_camera(self, name: str, fps: float, lowlight: LowLightConfig, mode: str) -> None:
+    def update_camera(self, name: str, fps: float, lowlight: LowLightConfig, mode: str,
+                      picture: str | None = None) -> None:
         """New fps budget and gate settings for a camera, keeping its gate's history."""
 
         def update() -> None:
             slot = self._slots.get(name)
             if slot is not None:
                 slot.fps = fps
-                slot.gate.reconfigure(lowlight, mode)
+                slot.gate.reconfigure(lowlight, mode, picture)
 
         self.submit(update)
 
@@ -244,8 +246,11 @@ class Scheduler:
             return None
         if frame is None:
             return None
-        if self.count_seq_gaps and slot.last_seq >= 0 and frame.seq > slot.last_seq + 1:
+        skipped = slot.last_seq >= 0 and frame.seq > slot.last_seq + 1
+        if self.count_seq_gaps and skipped:
             self.metrics.count_frames(slot.name, "dropped", frame.seq - slot.last_seq - 1)
+        if skipped and now - slot.next_due > slot.period:  # frames waited and we are a period late
+            frame = dataclasses.replace(frame, behind=True)
         slot.last_seq = frame.seq
         # Budget: one frame per period; a frame that arrives early waits in the source's slot.
         # After an idle spell the next frame is due half a period later at the earliest.

@@ -17,11 +17,18 @@ from daemon.pipeline.frames import Result
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The latest processed frame of one camera (the enhanced picture when it was enhanced)."""
+    """The latest processed frame of one camera: the picture people see (enhanced for a
+    low-light camera whose ``picture`` is enhanced) and, when that is not the decoded frame,
+    the decoded frame too (``raw``)."""
 
     camera: str
     image: np.ndarray
     result: Result
+    raw: np.ndarray | None = None
+
+    def picture(self, which: str = "shown") -> np.ndarray:
+        """``shown`` (the default picture) or ``raw`` (the decoded frame)."""
+        return self.raw if which == "raw" and self.raw is not None else self.image
 
 
 @dataclass(frozen=True)

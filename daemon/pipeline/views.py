@@ -81,12 +81,3 @@ def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX
     names = [n for d in dets for n in d.names]
     keep = batched_nms_numpy(boxes, scores, class_ids, iou)[:max_det]
     return Detections(boxes[keep], scores[keep], class_ids[keep], tuple(names[i] for i in keep))
-
-
-def shown(views: Sequence[str]) -> str:
-    """Which picture snapshots, clips and events show: the most processed one that is in the
-    frame's own geometry ('raw' is the decoded frame, also when it is not a view)."""
-    for name in ("enhanced", "clahe"):  # never the mirror: boxes are drawn in frame pixels
-        if name in views:
-            return name
-    return "raw"

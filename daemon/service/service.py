@@ -61,7 +61,7 @@ class StartCancelled(Exception):
     """SIGTERM arrived while the service was starting: it stops instead of becoming ready."""
 
 # Fields of a camera whose change needs a new connection; the others are applied in place.
-_IN_PLACE_FIELDS = {"fps", "enhance", "tracking", "zones", "lines"}
+_IN_PLACE_FIELDS = {"fps", "enhance", "picture", "tracking", "zones", "lines"}
 _EVENT_FIELDS = ("tracking", "zones", "lines", "fps")
 
 
@@ -322,7 +322,7 @@ class Service:
             token = self._next_token
         self.metrics.add_camera(cam.name)
         source = self.source_factory(cam, _CameraEvents(self, cam.name, token))
-        gate = LowLightGate(self.cfg.lowlight, cam.enhance)
+        gate = LowLightGate(self.cfg.lowlight, cam.enhance, cam.picture)
         slot = CameraSlot(cam.name, source, gate, cam.fps)
         with self._lock:
             self._cameras[cam.name] = _Camera(cam, source, slot)
@@ -472,7 +472,7 @@ class Service:
             entry = self._cameras[cam.name]
         if entry.cfg == cam and not lowlight_changed:
             return
-        self.scheduler.update_camera(cam.name, cam.fps, self.cfg.lowlight, cam.enhance)
+        self.scheduler.update_camera(cam.name, cam.fps, self.cfg.lowlight, cam.enhance, cam.picture)
         if any(getattr(entry.cfg, f) != getattr(cam, f) for f in _EVENT_FIELDS):
             self.scheduler.configure_events(cam)
             log.info("camera %s: tracking, zones and lines updated (%d zones, %d lines)",

@@ -34,6 +34,7 @@ class RunConfig:
     log_file: str | None = None  # append progress lines here (for long background runs)
     degradation: str = "global"  # "night" (export.degrade.degrade_night) or "global" (degrade)
     progress: bool = True  # tqdm bar
+    ssim_weight: float = 0.0  # loss = MSE + ssim_weight * (1 - SSIM): structure, not only mean error
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: float = 0.02) -> float:
@@ -48,6 +49,42 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: floa
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     for pe, p in zip(ema.parameters(), net.parameters()):
         pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def ssim_torch(a: "torch.Tensor", b: "torch.Tensor", sigma: float = 1.5, radius: int = 5) -> "torch.Tensor":
+    """Mean SSIM of two ``[N,C,H,W]`` batches in [0, 1] (Wang et al. 2004: Gaussian window
+    sigma 1.5, C1 = 0.01^2, C2 = 0.03^2, valid region only), differentiable; the same definition
+    as :func:`ssim`, for use in a loss."""
+    from torch.nn import functional as F
+
+    x = torch.arange(-radius, radius + 1, dtype=a.dtype, device=a.device)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    c = a.shape[1]
+    kh, kw = g.view(1, 1, -1, 1).expand(c, 1, -1, 1), g.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+
+    def blur(v):
+        return F.conv2d(F.conv2d(v, kh, groups=c), kw, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a ** 2
+    var_b = blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.mean()
+
+
+def image_loss(pred: "torch.Tensor", target: "torch.Tensor", ssim_weight: float = 0.0) -> "torch.Tensor":
+    """``MSE + ssim_weight * (1 - SSIM)``: the MSE optimum is the posterior mean (what the
+    deterministic sampler needs); the SSIM term asks for local structure and contrast as well
+    (Zhao et al. 2017, "Loss Functions for Image Restoration with Neural Networks")."""
+    from torch.nn import functional as F
+
+    loss = F.mse_loss(pred, target)
+    if ssim_weight > 0:
+        loss = loss + ssim_weight * (1.0 - ssim_torch(pred, target))
+    return loss
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

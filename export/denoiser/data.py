@@ -1,8 +1,15 @@
-"""Training and validation pairs: clean photos darkened by :mod:`export.degrade`.
+"""Training and validation pairs: clean photos darkened by :mod:`export.degrade`, or real
+low/normal-light pairs.
+
+A folder with ``low/`` and ``high/`` sub-folders (LOL, Wei et al. 2018: the same scene shot at a
+short and a normal exposure, files of the same name) is a *paired* set: the target of each dark
+capture is its normal-light shot and nothing is synthesised. Any other folder holds clean photos
+that :mod:`export.degrade` darkens.
 
 The split is by file name (a CRC32 hash), so it is stable across machines and runs; validation
-pairs are fixed (centre crop, degradation seeded by the name), training pairs are random crops
-with flips and 90-degree turns, each degraded with a fresh parameter draw.
+pairs are fixed (centre crop; for clean photos the degradation is seeded by the name), training
+pairs are random crops with flips and 90-degree turns (a clean photo degraded with a fresh
+parameter draw each time; a real pair cropped and turned as one).
 """
 
 from __future__ import annotations
@@ -22,7 +29,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 @dataclass
 class Photo:
     name: str
-    rgb: np.ndarray  # float32 HxWx3 in [0, 1]
+    rgb: np.ndarray  # float32 HxWx3 in [0, 1]: the clean photo, or a real pair's normal-light shot
+    low: np.ndarray | None = None  # a real pair's dark capture (same size), else None
+
+    def __post_init__(self):
+        # a real pair kept as one HxWx6 array (dark capture, then the normal shot): cropped and
+        # turned as one without a copy of the whole photo per crop
+        self.pair = None if self.low is None else np.concatenate([self.low, self.rgb], axis=2)
+
+
+def is_paired(folder: str | Path) -> bool:
+    """A real low/normal-light set: ``low/`` and ``high/`` sub-folders with files of the same name."""
+    return (Path(folder) / "low").is_dir() and (Path(folder) / "high").is_dir()
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -49,9 +67,26 @@ def is_val(name: str, val_fraction: float) -> bool:
     return (zlib.crc32(name.encode()) % 1000) < val_fraction * 1000
 
 
+def load_pair(high: Path, low_dir: Path, max_side: int) -> Photo:
+    low_path = low_dir / high.name
+    if not low_path.is_file():
+        raise FileNotFoundError(f"{high}: no dark capture {low_path} of the same name; every high/ file needs one in low/")
+    photo, dark = load_photo(high, max_side), load_photo(low_path, max_side)
+    if dark.rgb.shape != photo.rgb.shape:
+        raise ValueError(f"{low_path}: {dark.rgb.shape[1]}x{dark.rgb.shape[0]} but its pair {high} is "
+                         f"{photo.rgb.shape[1]}x{photo.rgb.shape[0]}; a pair must be the same size")
+    return Photo(photo.name, photo.rgb, dark.rgb)
+
+
+def load_photos(folder: str | Path, max_side: int) -> list[Photo]:
+    if is_paired(folder):
+        return [load_pair(p, Path(folder) / "low", max_side) for p in list_images(Path(folder) / "high")]
+    return [load_photo(p, max_side) for p in list_images(folder)]
+
+
 def load_split(folder: str | Path, val_fraction: float = 0.1, max_side: int = 512) -> tuple[list[Photo], list[Photo]]:
-    """``(train, val)`` photos, downscaled so the longest side is at most ``max_side``."""
-    photos = [load_photo(p, max_side) for p in list_images(folder)]
+    """``(train, val)`` photos (or real pairs), downscaled so the longest side is at most ``max_side``."""
+    photos = load_photos(folder, max_side)
     train = [p for p in photos if not is_val(p.name, val_fraction)]
     val = [p for p in photos if is_val(p.name, val_fraction)]
     if not train or not val:
@@ -85,12 +120,17 @@ def training_batch(photos: list[Photo], batch: int, crop: int, rng: np.random.Ge
                    degradation: str = "global") -> tuple[np.ndarray, np.ndarray]:
     """``(y, x0)``: degraded crops and their targets, float32 ``[B,3,crop,crop]``;
     ``degradation``: ``night`` (:func:`export.degrade.degrade_night`, lit pools, lamps, casts)
-    or ``global`` (:func:`export.degrade.degrade`, one exposure scale for the whole photo)."""
+    or ``global`` (:func:`export.degrade.degrade`, one exposure scale for the whole photo).
+    A real pair is cropped and turned as one, and its dark capture is ``y``."""
     fn = degrader(degradation)
     ys, xs = [], []
     for _ in range(batch):
-        clean = random_crop(photos[int(rng.integers(len(photos)))].rgb, crop, rng)
-        dark, target, _ = fn(clean, int(rng.integers(2**31)))
+        photo = photos[int(rng.integers(len(photos)))]
+        if photo.low is not None:
+            both = random_crop(photo.pair, crop, rng)
+            dark, target = both[..., :3], both[..., 3:]
+        else:
+            dark, target, _ = fn(random_crop(photo.rgb, crop, rng), int(rng.integers(2**31)))
         ys.append(dark)
         xs.append(target)
     return _chw(ys), _chw(xs)
@@ -101,16 +141,23 @@ def validation_pairs(photos: list[Photo], size: int = 256, degradation: str = "g
     fn = degrader(degradation)
     ys, xs = [], []
     for p in photos:
-        h, w = p.rgb.shape[:2]
-        s = min(size, h, w) // 32 * 32
-        top, left = (h - s) // 2, (w - s) // 2
-        clean = np.ascontiguousarray(p.rgb[top : top + s, left : left + s])
-        if s != size:
-            clean = cv2.resize(clean, (size, size), interpolation=cv2.INTER_LINEAR)
-        dark, target, _ = fn(clean, zlib.crc32(p.name.encode()))
+        clean = _centre(p.rgb, size)
+        if p.low is not None:
+            dark, target = _centre(p.low, size), clean
+        else:
+            dark, target, _ = fn(clean, zlib.crc32(p.name.encode()))
         ys.append(dark)
         xs.append(target)
     return _chw(ys), _chw(xs)
+
+
+def _centre(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The centre square (a multiple of 32, at most ``size``), resized to ``size`` if smaller."""
+    h, w = rgb.shape[:2]
+    s = min(size, h, w) // 32 * 32
+    top, left = (h - s) // 2, (w - s) // 2
+    out = np.ascontiguousarray(rgb[top : top + s, left : left + s])
+    return out if s == size else cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def _chw(images: list[np.ndarray]) -> np.ndarray:

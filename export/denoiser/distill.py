@@ -56,6 +56,7 @@ class DistillConfig(common.RunConfig):
     det_val_limit: int | None = 100
     feat_weight: float = 0.0  # detector-feature distance between enhanced night crops and their targets
     feat_batch: int = 4
+    pair_weight: float = 0.0  # the K-step graph's own output against the target (end to end, both steps)
 
 
 def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
@@ -78,8 +79,8 @@ def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
 def zero_head(net):
     """Make a curve-head network the identity (its head's weights zeroed) and keep the trunk:
     a student that starts by doing no harm, with the teacher's features to learn from."""
-    if net.cfg.head != "curve":
-        raise ValueError("--init identity needs a teacher with the curve head (train it with --head curve)")
+    if not net.cfg.curve:
+        raise ValueError("--init identity needs a teacher with a curve head (train it with --head curve or guided)")
     with torch.no_grad():
         net.head.weight.zero_()
         net.head.bias.zero_()
@@ -122,7 +123,7 @@ def make_pool(teacher, diff, K, photos, cfg: DistillConfig, rng, device) -> dict
     return {"y": y, "states": states}
 
 
-def student_loss(student, pool: dict, etas_k: list[float], batch: int, rng) -> torch.Tensor:
+def student_loss(student, pool: dict, etas_k: list[float], batch: int, rng, ssim_weight: float = 0.0) -> torch.Tensor:
     n, K = pool["y"].shape[0], len(etas_k) - 1
     idx = torch.from_numpy(rng.integers(0, n, batch))
     seg = torch.from_numpy(rng.integers(0, K, batch))
@@ -132,7 +133,7 @@ def student_loss(student, pool: dict, etas_k: list[float], batch: int, rng) -> t
     eta_t, eta_s = e[seg].view(-1, 1, 1, 1), e[seg + 1].view(-1, 1, 1, 1)
     y, x_t, x_s = pool["y"][idx], pool["states"][seg, idx], pool["states"][seg + 1, idx]
     target = diffusion.x0_for_target(x_s, x_t, y, eta_t, eta_s)
-    return F.mse_loss(student(x_t, y, eta_t.view(-1)), target)
+    return common.image_loss(student(x_t, y, eta_t.view(-1)), target, ssim_weight)
 
 
 class StudentTask:
@@ -191,7 +192,12 @@ class StudentTask:
     def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         loss = torch.zeros((), device=self.device)
         if self.cfg.distill_weight > 0:
-            loss = self.cfg.distill_weight * student_loss(self.net, self.pool_at(step), self.etas_k, self.cfg.batch, rng)
+            loss = self.cfg.distill_weight * student_loss(self.net, self.pool_at(step), self.etas_k, self.cfg.batch,
+                                                          rng, self.cfg.ssim_weight)
+        if self.cfg.pair_weight > 0:  # what the exported graph outputs, against the target
+            y, x0 = (torch.from_numpy(a).to(self.device) for a in data.training_batch(
+                self.train_set, self.cfg.batch, self.cfg.crop, rng, self.cfg.degradation))
+            loss = loss + self.cfg.pair_weight * common.image_loss(self.graph(y), x0, self.cfg.ssim_weight)
         if self.det_photos is not None:
             from export.denoiser.detection import detection_batch
 

@@ -71,7 +71,7 @@ def normalize_exposure(y: torch.Tensor, target: float = 0.45, max_gain: float = 
 def bridge_endpoint(net: DenoiserUNet, image: torch.Tensor) -> torch.Tensor:
     """Where the residual-shift bridge ends for ``net``: the pre-gained frame for the residual
     head, the dark frame itself for the curve head (which brightens it by a bounded local curve)."""
-    return normalize_exposure(image) if net.cfg.head == "residual" else image
+    return image if net.cfg.curve else normalize_exposure(image)
 
 
 def denoiser_fn(net: DenoiserUNet):

@@ -42,14 +42,15 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
     return epochs * math.ceil(n_train / cfg.batch)
 
 
-def teacher_loss(net, x0: torch.Tensor, y: torch.Tensor, diff: DiffusionConfig, gen: torch.Generator) -> torch.Tensor:
+def teacher_loss(net, x0: torch.Tensor, y: torch.Tensor, diff: DiffusionConfig, gen: torch.Generator,
+                 ssim_weight: float = 0.0) -> torch.Tensor:
     y = bridge_endpoint(net, y)
     etas = torch.as_tensor(diff.etas(), dtype=torch.float32, device=x0.device)
     t = torch.randint(1, diff.T + 1, (x0.shape[0],), generator=gen, device="cpu").to(x0.device)
     eta = etas[t].view(-1, 1, 1, 1)
     eps = torch.randn(x0.shape, generator=gen, device="cpu").to(x0.device)
     x_t = x0 + eta * (y - x0) + diff.kappa * eta.sqrt() * eps
-    return F.mse_loss(net(x_t, y, eta.view(-1)), x0)
+    return common.image_loss(net(x_t, y, eta.view(-1)), x0, ssim_weight)
 
 
 def evaluate_teacher(ema, diff: DiffusionConfig, val_y, val_x, device, steps: int | None = None) -> dict:
@@ -77,7 +78,7 @@ class TeacherTask:
     def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         batch = data.training_batch(self.train_set, self.cfg.batch, self.cfg.crop, rng, self.cfg.degradation)
         y, x0 = (torch.from_numpy(a).to(self.device) for a in batch)
-        return teacher_loss(self.net, x0, y, self.diff, gen)
+        return teacher_loss(self.net, x0, y, self.diff, gen, self.cfg.ssim_weight)
 
     def evaluate(self, ema) -> dict[str, float]:
         s = evaluate_teacher(ema, self.diff, self.val_y, self.val_x, self.device)
