@@ -339,3 +339,46 @@ def test_the_server_stops_within_its_deadline_with_clients_attached(tmp_path):
     for s in idle:
         s.close()
     assert took < 5.0, took  # systemd's stop deadline (TimeoutStopSec) leaves the daemon 5 s
+
+
+def test_a_night_events_raw_picture_is_served_beside_the_enhanced_one(tmp_path):
+    """With the real evidence writer: a dark camera's event lists both pictures; the snapshot
+    endpoint serves the enhanced one, ``?picture=raw`` the decoded frame kept beside it."""
+    import numpy as np
+
+    from tests.daemon_fakes import FakeEnhancer
+
+    cfg = parse_config({
+        "cameras": [{"name": "gate", "url": "rtsp://127.0.0.1:8554/gate",
+                     "tracking": {"min_age_frames": 1, "lost_track_s": 0.5}}],
+        "engines": {"detector": "/nonexistent/det.onnx", "enhancer": "/nonexistent/enh.onnx",
+                    "check_files": False},
+        "lowlight": {"views": ["clahe"]},
+        "sinks": [],
+        "http": {"listen": "127.0.0.1:0"},
+        "events": {"evidence": {"dir": str(tmp_path / "evidence"), "clips": False}},
+    })
+    sources: list[FakeSource] = []
+
+    def factory(cam, events):
+        sources.append(FakeSource(cam, events))
+        return sources[-1]
+
+    svc = Service(cfg, source_factory=factory, detector_factory=lambda e, b: FakeDetector(),
+                  enhancer_factory=lambda e: FakeEnhancer(), notifier=Notifier(environ={}))
+    svc.start()
+    base = "http://%s:%d" % svc.http.address
+    try:
+        def night_event():
+            sources[0].push(np.full((120, 160, 3), 20, np.uint8))
+            found = [e for e in svc.events_list(type_="appeared") if e.get("snapshot_raw")]
+            return found and Path(found[0]["snapshot_raw"]).is_file() and found[0]
+        event = wait_for(night_event, 20)
+        assert event and event["pictures"] == ["enhanced", "raw"]
+        status, _, enhanced = get(base, event["snapshot_url"])
+        assert status == 200 and enhanced == Path(event["snapshot"]).read_bytes()
+        status, headers, raw_jpeg = get(base, event["snapshot_url"] + "?picture=raw")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+        assert raw_jpeg == Path(event["snapshot_raw"]).read_bytes() and raw_jpeg != enhanced
+    finally:
+        svc.stop()
