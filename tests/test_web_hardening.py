@@ -201,6 +201,10 @@ def test_oversized_head_gets_431_and_http09_gets_400(site):
     answer = raw(addr, b"GET /healthz\r\n\r\n")
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:80]
     assert raw(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    # no WebSocket: an upgrade request is an HTTP request like any other, behind the same auth
+    upgrade = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert raw(addr, upgrade).startswith(b"HTTP/1.1 401 ")
 
 
 def test_events_filters_and_paging(site):
@@ -229,8 +233,8 @@ def test_events_filters_and_paging(site):
 
 def _hostile(rng: random.Random) -> tuple[bytes, bool]:
     """One malformed or hostile request, and whether the client half-closes after it."""
-    methods = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"BREW", b"G\x00T",
-               b"", b"get", b"GET GET"]
+    methods = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"BREW",
+               b"G\x00T", b"", b"get", b"GET GET"]
     paths = [b"/", b"/metrics", b"/healthz", b"/cameras", b"/events", b"/snapshot/gate.jpg",
              b"/events/0123456789abcdef/snapshot.jpg", b"/events/../../etc/passwd",
              b"/snapshot/..%2f..%2fetc%2fpasswd.jpg", b"/static/../app.py", b"//etc/passwd",

@@ -42,7 +42,7 @@ class BadQuery(ValueError):
 
 
 LOGIN_HOW = ("send the configured credentials: a browser asks for the basic-auth user and "
-             "password; scripts send 'Authorization: Bearer <token>' or basic auth")
+             "password; scripts send 'Authorization: Bearer TOKEN' or basic auth")
 
 
 LOGIN_PAGE = ("<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-"

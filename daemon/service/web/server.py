@@ -175,7 +175,8 @@ class ThreadedServer:
         if uv_log.level == logging.NOTSET:
             uv_log.setLevel(logging.ERROR)
         config = uvicorn.Config(
-            app, http=guarded_protocol(self.guard), lifespan="off", access_log=False,
+            app, http=guarded_protocol(self.guard), ws="none", lifespan="off",
+            access_log=False,
             log_config=None, server_header=False, headers=[("server", "duskwatch")],
             backlog=backlog, timeout_keep_alive=min(KEEP_ALIVE_S, idle_timeout_s),
             # The guard caps connections (evicting idle ones); uvicorn's own limit answers 503
