@@ -11,16 +11,29 @@ SYS_PACKAGES := ffmpeg prometheus python3-gi gir1.2-gst-rtsp-server-1.0 \
 	chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test sysdeps venv clean
+# The Triton server the tests start (tests/triton_server.py): nvidia-pytriton bundles a real
+# tritonserver binary that runs on a CPU with its Python backend. PyTriton pins numpy<2, so it
+# gets an environment of its own, never the product's .venv.
+TRITON_VENV ?= .venv-triton
+
+.PHONY: demo test sysdeps venv triton-env clean
 
 $(BIN)/duskwatch: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[export,test]"
+	$(BIN)/pip install -q -e ".[export,test,triton]"
 	@touch $@
 
 venv: $(BIN)/duskwatch
+
+$(TRITON_VENV)/.installed: Makefile
+	$(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/pip install -q "nvidia-pytriton==0.7.0" "onnxruntime>=1.17" "numpy<2"
+	@touch $@
+
+triton-env: $(TRITON_VENV)/.installed
 
 sysdeps:
 	@missing=$$(for p in $(SYS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -32,8 +45,8 @@ sysdeps:
 demo: venv
 	$(BIN)/duskwatch demo
 
-test: sysdeps venv
+test: sysdeps venv triton-env
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache

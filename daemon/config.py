@@ -13,12 +13,14 @@ The camera URL is kept as a secret: ``repr`` and validation errors never show it
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -28,6 +30,7 @@ from pydantic import (
 )
 
 from daemon.config_yaml import ConfigFileError, read_mapping
+from daemon.textsafe import shown
 
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 _SPLIT_PASSWORD = (
@@ -122,7 +125,7 @@ def _unique(items: list, what: str) -> None:
     seen: set[str] = set()
     for item in items:
         if item.name in seen:
-            raise ValueError(f"{what} name '{item.name}' is used twice; names must be unique")
+            raise ValueError(f"{what} name {shown(item.name)} is used twice; names must be unique")
         seen.add(item.name)
 
 
@@ -170,6 +173,11 @@ class CameraConfig(_Section):
         "per core) holds back as many frames as it has threads. Raise it only for a single "
         "high-resolution camera that one core cannot decode in real time.",
     )
+    decoder: Literal["thread", "process"] = Field(
+        "thread", description="Where the stream is decoded: thread (OpenCV in the daemon's "
+        "process; a decoder wedged in FFmpeg can only be abandoned) or process (PyAV in a child "
+        "process per camera, killed and restarted when no frame comes for read_timeout_s). "
+        "docs/BENCHMARKS.md, 'Decoder', has the cost of each.")
     loop: bool = Field(False, description="Loop file sources at their end (demo, benchmarks).")
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="Object tracking: which classes, when a "
@@ -199,7 +207,7 @@ class CameraConfig(_Section):
             return raw  # plain file path
         if parts.scheme not in URL_SCHEMES:
             raise ValueError(
-                f"scheme '{parts.scheme}' is not supported; use one of {', '.join(URL_SCHEMES)}"
+                f"scheme {shown(parts.scheme)} is not supported; use one of {', '.join(URL_SCHEMES)}"
             )
         if parts.scheme != "file" and not parts.hostname:
             raise ValueError(f"has no host; write it as {parts.scheme}://host:port/path")
@@ -233,7 +241,7 @@ class CameraConfig(_Section):
         Never log the result; log :attr:`display_url`.
         """
         url = self.url.get_secret_value()
-        password = resolve_secret(f"camera '{self.name}'", self.password_env,
+        password = resolve_secret(f"camera {shown(self.name)}", self.password_env,
                                   self.password_credential, environ)
         return with_password(url, password) if password is not None else url
 
@@ -243,11 +251,47 @@ class CameraConfig(_Section):
         return urlsplit(url).scheme in ("", "file")
 
 
+def _engine_ref(v: Any) -> Any:
+    """An engine is a file (a ``Path``) or a Triton URL (kept as written: ``Path`` would fold
+    its ``//``); the URL's syntax is checked here, the server when the engine is opened."""
+    if isinstance(v, str) and "://" in v:
+        from engines.base import EngineError
+        from engines.triton_backend import parse_url
+
+        try:
+            parse_url(v)
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+    return Path(v) if isinstance(v, str) else v
+
+
+EngineRef = Annotated[Union[Path, str], BeforeValidator(_engine_ref)]
+
+
+def is_engine_url(ref: Any) -> bool:
+    """Whether an ``engines.*`` value names a server model rather than a file."""
+    return isinstance(ref, str) and "://" in ref
+
+
+def engine_name(ref: Any) -> str:
+    """A short name for logs, /readyz and metric labels: the file's name, or ``MODEL@HOST:PORT``
+    for a Triton URL (never its options)."""
+    if is_engine_url(ref):
+        from engines.triton_backend import parse_url
+
+        return parse_url(ref).name
+    return Path(ref).name
+
+
 class EnginesConfig(_Section):
-    detector: Path = Field(description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, "
-                           ".engine/.plan, .torchscript/.pt2).")
-    enhancer: Path | None = Field(
-        None, description="Low-light enhancer engine; without one, no frame is enhanced."
+    detector: EngineRef = Field(
+        description="Detector engine (.onnx, .xml OpenVINO: the CPU choice, .engine/.plan, "
+        ".torchscript/.pt2), or a model on a Triton server: triton://HOST:PORT/MODEL "
+        "(deploy/README.md, 'Many boxes').")
+    enhancer: EngineRef | None = Field(
+        None, description="Low-light enhancer engine (a file or triton://HOST:PORT/MODEL); "
+        "without one, no frame is enhanced."
     )
     temporal_filter: bool = Field(
         True,
@@ -269,12 +313,24 @@ class EnginesConfig(_Section):
             return self
         for key in ("detector", "enhancer"):
             p = getattr(self, key)
-            if p is not None and not Path(p).is_file():
+            if p is not None and not is_engine_url(p) and not _is_file(key, p):
                 raise ValueError(
-                    f"{key}: engine file {p} does not exist; build it with "
-                    f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out {p}`"
+                    f"{key}: engine file {shown(p)} does not exist; build it with "
+                    f"`duskwatch export {'yolo' if key == 'detector' else 'denoiser'} ... --out PATH` "
+                    "and name that path here"
                 )
         return self
+
+
+def _is_file(key: str, path: Path) -> bool:
+    """Whether ``path`` is a file; a path the OS refuses to look at (too long, a name over the
+    file system's limit, ...) is an error naming ``key``, not a traceback."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(f"{key}: engine path {shown(path)} cannot be used ({why}); give the "
+                         "path of an engine file") from None
 
 
 class LowLightConfig(_Section):
@@ -402,6 +458,13 @@ class MqttSinkConfig(_EventSink):
     ca_file: str | None = Field(None, description="CA bundle for TLS; the system's by default.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Reconnect delay cap.")
+    discovery: bool = Field(
+        True, description="Publish Home Assistant MQTT discovery messages (retained) so that "
+        "each camera appears in Home Assistant as a device; states go to <topic_prefix>-ha/ "
+        "(deploy/README.md, 'Home Assistant').")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+\s]{1,128}$",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting).")
 
     @model_validator(mode="after")
     def _one_password(self) -> "MqttSinkConfig":
@@ -535,7 +598,7 @@ class HttpConfig(_Section):
     def _host_port(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"'{v}' is not host:port (for example 0.0.0.0:9872)")
+            raise ValueError(f"{shown(v)} is not host:port (for example 0.0.0.0:9872)")
         return v
 
     @property
@@ -573,12 +636,12 @@ class Config(_Section):
         seen: set[str] = set()
         for cam in self.cameras:
             if cam.name in seen:
-                raise ValueError(f"camera name '{cam.name}' is used twice; names must be unique")
+                raise ValueError(f"camera name {shown(cam.name)} is used twice; names must be unique")
             seen.add(cam.name)
         names = [s.label for s in self.sinks if not isinstance(s, SinkConfig)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"event sink name '{dup[0]}' is used twice; give each sink a "
+            raise ValueError(f"event sink name {shown(dup[0])} is used twice; give each sink a "
                              "unique name (sinks[].name)")
         return self
 
@@ -637,11 +700,19 @@ def _format_loc(loc: tuple, data: Any) -> str:
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("name"), str):
-                out += f" ({node['name']})"
+                out += f" ({_plain_or_shown(node['name'])})"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)  # a key from the file, as the operator wrote it
+            key = _plain_or_shown(key)
+            out += ("." if out else "") + key
             node = node.get(part) if isinstance(node, dict) else None
     return out
+
+
+def _plain_or_shown(name: str) -> str:
+    """A name from the file as written when it is plain (letters, digits, ``_-. :``, at most 48),
+    else quoted, escaped and shortened (:func:`daemon.textsafe.shown`)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_. :-]{1,48}", name) else shown(name, 48)
 
 
 # -- URL helpers ------------------------------------------------------------------------------
@@ -686,7 +757,7 @@ def resolve_secret(what: str, env_var: str | None, credential: str | None,
     if env_var:
         value = env.get(env_var)
         if value is None:
-            raise ConfigError(f"{what}: environment variable {env_var} is not set")
+            raise ConfigError(f"{what}: environment variable {shown(env_var)} is not set")
         return value
     if not credential:
         return None
@@ -694,14 +765,15 @@ def resolve_secret(what: str, env_var: str | None, credential: str | None,
     if not cred_dir:
         raise ConfigError(f"{what}: a credential file is named but $CREDENTIALS_DIRECTORY is not "
                           "set (add LoadCredential= to the systemd unit)")
-    path = Path(cred_dir) / credential
     try:
+        path = Path(cred_dir) / credential
         with open(path, "rb") as fh:
             data = fh.read(65537)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read credential {path.name} ({exc.strerror})") from None
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{what}: cannot read credential {shown(credential)} ({why})") from None
     if len(data) > 65536:
-        raise ConfigError(f"{what}: credential {path.name} is larger than 64 KiB")
+        raise ConfigError(f"{what}: credential {shown(credential)} is larger than 64 KiB")
     return data.decode("utf-8", "replace").strip()
 
 
@@ -738,6 +810,7 @@ def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
         if isinstance(sink, WebhookSinkConfig):
             parts = urlsplit(sink.url.get_secret_value())
             out += [v for v in (parts.password, parts.query) if v]
+    out += _engine_tokens(cfg.engines, environ)
     for cam in cfg.cameras:
         try:
             pw = urlsplit(cam.resolved_url(environ)).password
@@ -748,3 +821,21 @@ def secrets_of(cfg: Config, environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
+
+
+def _engine_tokens(ecfg: EnginesConfig, environ: dict[str, str] | None) -> list[str]:
+    """The tokens a Triton engine URL sends (``token_env``/``token_credential``)."""
+    from engines.base import EngineError
+    from engines.triton_backend import parse_url
+
+    out = []
+    for ref in (ecfg.detector, ecfg.enhancer):
+        if not is_engine_url(ref):
+            continue
+        try:
+            headers = parse_url(ref).headers(environ) or {}
+        except EngineError:
+            continue
+        for value in headers.values():
+            out += [value, value.removeprefix("Bearer ")]
+    return out

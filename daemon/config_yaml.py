@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from daemon.textsafe import shown
+
 MAX_BYTES = 1 << 20  # 1 MiB: a config with a thousand cameras is ~200 KiB
 MAX_DEPTH = 32  # the schema nests 4 levels deep
 MAX_NODES = 100_000  # scalars + collections, aliases at their expanded size
@@ -103,7 +105,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 break
             if first != key_node.start_mark.line + 1:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' is given twice (first on line {first}); remove one "
+                    None, None, f"key {shown(key)} is given twice (first on line {first}); remove one "
                     "(the second would silently replace the first)", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 

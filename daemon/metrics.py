@@ -4,10 +4,17 @@ Every metric lives in a registry owned by :class:`Metrics`, so each service (and
 its own. Every label value is created when its camera, class or stage becomes known, so a
 series exists at zero before anything happens (``rate()`` and alerts work from the first
 scrape). Label values are camera names, class names, stage and sink names only: never a URL.
+
+Threads: the scheduler thread adds and removes a camera's series (as part of applying the
+camera's addition or removal), camera readers and the scheduler update them, HTTP threads
+render. The label tables (which cameras, classes, zones and lines have series) are guarded by
+one lock, and every per-camera update checks, under that lock, that the camera still has its
+series: an update that races with a removal is dropped instead of re-creating a series.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Iterable
 
@@ -40,6 +47,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._lock = threading.RLock()  # the label tables below, and check-then-update
         r = self.registry
         self.frames = Counter(
             "duskwatch_frames", "Frames by outcome: processed, dropped (skipped by the fps limit "
@@ -60,7 +68,7 @@ class Metrics:
         self.stage = Histogram(
             "duskwatch_stage_duration_seconds", "Time spent per stage: decode (CPU time of the "
             "camera reader per frame: demux, decode, colour conversion; not the wait for the next "
-            "frame), enhance and detect (per engine call), end_to_end (capture to results, per frame).",
+            "frame; with decoder: process, the child's CPU for the frame plus the reader's), enhance and detect (per engine call), end_to_end (capture to results, per frame).",
             ["stage"], buckets=STAGE_BUCKETS, registry=r)
         self.camera_up = Gauge(
             "duskwatch_camera_up", "1 while the camera is streaming, else 0.", ["camera"], registry=r)
@@ -73,6 +81,10 @@ class Metrics:
         self.frame_age = Gauge(
             "duskwatch_frame_age_seconds", "Seconds from the capture of the camera's last "
             "processed frame to its results reaching the sinks.", ["camera"], registry=r)
+        self.decoder_kills = Counter(
+            "duskwatch_decoder_kills", "Decoder processes killed because no frame came for "
+            "read_timeout_s (cameras with decoder: process); the camera reconnects with a new one.",
+            ["camera"], registry=r)
         self.camera_state = Gauge(
             "duskwatch_camera_state", "1 for the camera's current source state, 0 for the others.",
             ["camera", "state"], registry=r)
@@ -155,16 +167,31 @@ class Metrics:
         """Create the tracking, zone, line and event series of ``camera`` at zero. On a reload
         the series of zones, lines or classes that went away are removed; the others keep
         their values."""
-        before = self._event_labelsets(camera)
-        self._track_classes[camera] = sorted(set(classes))
-        self._shapes[camera] = (tuple(zones), tuple(lines))
-        self._event_types[camera] = tuple(event_types)
-        after = self._event_labelsets(camera)
-        self._remove_labelsets(before - after)
-        for metric, labels in after - before:
-            child = metric.labels(*labels)
-            if isinstance(metric, Gauge):
-                child.set(0)
+        with self._lock:
+            before = self._event_labelsets(camera)
+            self._track_classes[camera] = sorted(set(classes))
+            self._shapes[camera] = (tuple(zones), tuple(lines))
+            self._event_types[camera] = tuple(event_types)
+            after = self._event_labelsets(camera)
+            self._remove_labelsets(before - after)
+            for metric, labels in after - before:
+                child = metric.labels(*labels)
+                if isinstance(metric, Gauge):
+                    child.set(0)
+
+    def event_inc(self, metric: Counter, camera: str, *labels: str) -> None:
+        """Count one on an event series (``metric`` is one of the event metrics: tracks,
+        zone_entries, line_crossings, events) of ``camera``, unless its series were removed."""
+        with self._lock:
+            if camera in self._shapes:
+                metric.labels(camera, *labels).inc()
+
+    def event_set(self, metric: Gauge, value: float, camera: str, *labels: str) -> None:
+        """Set an event gauge (objects, zone_objects) of ``camera``, unless its series were
+        removed (a frame processed while the camera was being removed)."""
+        with self._lock:
+            if camera in self._shapes:
+                metric.labels(camera, *labels).set(value)
 
     def add_event_sink(self, sink: str) -> None:
         self.sink_events_dropped.labels(sink)
@@ -183,11 +210,12 @@ class Metrics:
         return out
 
     def _remove_event_series(self, camera: str) -> None:
-        labelsets = self._event_labelsets(camera)
-        self._shapes.pop(camera, None)
-        self._track_classes.pop(camera, None)
-        self._event_types.pop(camera, None)
-        self._remove_labelsets(labelsets)
+        with self._lock:
+            labelsets = self._event_labelsets(camera)
+            self._shapes.pop(camera, None)
+            self._track_classes.pop(camera, None)
+            self._event_types.pop(camera, None)
+            self._remove_labelsets(labelsets)
 
     @staticmethod
     def _remove_labelsets(labelsets) -> None:
@@ -199,38 +227,45 @@ class Metrics:
 
     def set_classes(self, names: Iterable[str]) -> None:
         """Class names the detector knows; their detection series are created per camera."""
-        self._classes = sorted(set(names))
-        for cam in self._cameras:
-            self._create_class_series(cam)
+        with self._lock:
+            self._classes = sorted(set(names))
+            for cam in self._cameras:
+                self._create_class_series(cam)
 
-    def add_camera(self, camera: str) -> None:
-        """Create every series of ``camera`` at zero."""
-        self._cameras.add(camera)
-        for outcome in OUTCOMES:
-            self.frames.labels(camera, outcome)
-        self.frames_enhanced.labels(camera)
-        self.views_shed.labels(camera)
-        self.camera_up.labels(camera).set(0)
-        self.reconnects.labels(camera)
-        self.lowlight.labels(camera).set(0)
-        self.frame_age.labels(camera).set(0)
-        self.set_state(camera, CameraState.CONNECTING)
-        self._create_class_series(camera)
+    def add_camera(self, camera: str, state: CameraState | None = None) -> None:
+        """Create every series of ``camera`` at zero (those it has already keep their values),
+        its state series showing ``state`` (the source's state now; connecting when None)."""
+        with self._lock:
+            new = camera not in self._cameras
+            self._cameras.add(camera)
+            for outcome in OUTCOMES:
+                self.frames.labels(camera, outcome)
+            self.frames_enhanced.labels(camera)
+            self.views_shed.labels(camera)
+            self.reconnects.labels(camera)
+            self.decoder_kills.labels(camera)
+            if new:
+                self.lowlight.labels(camera).set(0)
+                self.frame_age.labels(camera).set(0)
+            self.set_state(camera, state or CameraState.CONNECTING)
+            self._create_class_series(camera)
+
+    def has_camera(self, camera: str) -> bool:
+        with self._lock:
+            return camera in self._cameras
 
     def remove_camera(self, camera: str) -> None:
         """Drop every series of a camera taken out of the config."""
-        self._cameras.discard(camera)
-        self._remove_event_series(camera)
-        for metric, labelsets in self._camera_labelsets(camera):
-            for labels in labelsets:
-                try:
-                    metric.remove(*labels)
-                except KeyError:
-                    pass
+        with self._lock:
+            self._cameras.discard(camera)
+            self._remove_event_series(camera)
+            for metric, labelsets in self._camera_labelsets(camera):
+                self._remove_labelsets((metric, labels) for labels in labelsets)
 
     def add_sink(self, sink: str) -> None:
-        self._sinks.add(sink)
-        self.sink_failures.labels(sink)
+        with self._lock:
+            self._sinks.add(sink)
+            self.sink_failures.labels(sink)
 
     def heartbeat_gauge(self, worker: str, last: Callable[[], float]) -> None:
         """Export ``now - last()`` for ``worker`` at every scrape."""
@@ -254,6 +289,7 @@ class Metrics:
             (self.detections, [(camera, c) for c in self._classes]),
             (self.camera_up, [(camera,)]),
             (self.reconnects, [(camera,)]),
+            (self.decoder_kills, [(camera,)]),
             (self.lowlight, [(camera,)]),
             (self.frame_age, [(camera,)]),
             (self.camera_state, [(camera, s.value) for s in CameraState]),
@@ -261,39 +297,51 @@ class Metrics:
 
     # -- updates ---------------------------------------------------------------------------
     def set_state(self, camera: str, state: CameraState) -> None:
-        if camera not in self._cameras:
-            return
-        for s in CameraState:
-            self.camera_state.labels(camera, s.value).set(1 if s == state else 0)
-        self.camera_up.labels(camera).set(1 if state == CameraState.STREAMING else 0)
+        with self._lock:
+            if camera not in self._cameras:
+                return
+            for s in CameraState:
+                self.camera_state.labels(camera, s.value).set(1 if s == state else 0)
+            self.camera_up.labels(camera).set(1 if state == CameraState.STREAMING else 0)
 
     def count_frames(self, camera: str, outcome: str, n: int = 1) -> None:
-        if n > 0 and camera in self._cameras:
-            self.frames.labels(camera, outcome).inc(n)
+        with self._lock:
+            if n > 0 and camera in self._cameras:
+                self.frames.labels(camera, outcome).inc(n)
 
     def set_lowlight(self, camera: str, dark: bool) -> None:
-        if camera in self._cameras:
-            self.lowlight.labels(camera).set(1 if dark else 0)
+        with self._lock:
+            if camera in self._cameras:
+                self.lowlight.labels(camera).set(1 if dark else 0)
 
     def set_frame_age(self, camera: str, seconds: float) -> None:
-        if camera in self._cameras:
-            self.frame_age.labels(camera).set(seconds)
+        with self._lock:
+            if camera in self._cameras:
+                self.frame_age.labels(camera).set(seconds)
 
     def count_enhanced(self, camera: str) -> None:
-        if camera in self._cameras:
-            self.frames_enhanced.labels(camera).inc()
+        with self._lock:
+            if camera in self._cameras:
+                self.frames_enhanced.labels(camera).inc()
 
     def count_views_shed(self, camera: str, n: int) -> None:
         if n > 0 and camera in self._cameras:
             self.views_shed.labels(camera).inc(n)
 
     def count_reconnect(self, camera: str) -> None:
-        if camera in self._cameras:
-            self.reconnects.labels(camera).inc()
+        with self._lock:
+            if camera in self._cameras:
+                self.reconnects.labels(camera).inc()
+
+    def count_decoder_kill(self, camera: str) -> None:
+        with self._lock:
+            if camera in self._cameras:
+                self.decoder_kills.labels(camera).inc()
 
     def count_detection(self, camera: str, cls: str) -> None:
-        if camera in self._cameras:
-            self.detections.labels(camera, cls).inc()
+        with self._lock:
+            if camera in self._cameras:
+                self.detections.labels(camera, cls).inc()
 
     def set_build_info(self, version: str, backend: str, detector: str, enhancer: str) -> None:
         self.build_info.clear()

@@ -32,6 +32,11 @@ class EngineError(RuntimeError):
     """An engine could not be opened or was fed the wrong thing; the message says what to do."""
 
 
+class EngineUnavailable(EngineError):
+    """The engine is fine but where it runs cannot be reached now (an inference server that is
+    down): a transient failure, unlike a wrong file or a wrong config."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Name, shape (``None`` for a dynamic dimension) and numpy dtype of one engine tensor."""
@@ -197,11 +202,16 @@ def open_engine(path: str | Path, device: str = "auto", backend: str | None = No
                 **options: Any) -> Engine:
     """Open ``path`` with the backend its suffix names, or with ``backend`` when given.
 
+    ``path`` may also be a Triton URL, ``triton://HOST:PORT/MODEL`` (see
+    :mod:`engines.triton_backend`): the model then runs on that server.
+
     ``device`` is ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda:N``. ``backend``
     picks a runtime for a file more than one can read: ``openvino`` runs an ``.onnx`` file on
     OpenVINO instead of ONNX Runtime. Raises :class:`EngineError` for a missing, empty or
     unreadable file, an unknown suffix, or a backend that cannot read the file.
     """
+    if _is_url(path):
+        return _open_url(str(path), device, backend, **options)
     p = Path(path)
     if p.suffix not in _BACKENDS:
         raise EngineError(
@@ -223,6 +233,22 @@ def open_engine(path: str | Path, device: str = "auto", backend: str | None = No
             "`openvino` for OpenVINO) or export an .onnx engine instead"
         ) from exc
     return getattr(module, cls_name)(p, device=device, **options)
+
+
+def _is_url(path: str | Path) -> bool:
+    return isinstance(path, str) and "://" in path
+
+
+def _open_url(url: str, device: str, backend: str | None, **options: Any) -> Engine:
+    """A model on an inference server: ``triton://HOST:PORT/MODEL`` (:mod:`engines.triton_backend`)."""
+    from engines.triton_backend import TritonEngine, is_triton_url
+
+    if not is_triton_url(url):
+        raise EngineError(f"{url.split('?')[0]}: an engine URL must be triton://HOST:PORT/MODEL "
+                          "(gRPC) or triton+http://HOST:PORT/MODEL; anything else is a file path")
+    if backend not in (None, "", "auto", "triton"):
+        raise EngineError(f"{url}: backend '{backend}' cannot run a Triton URL; leave it out")
+    return TritonEngine(url, device=device, **options)
 
 
 def _backend_target(p: Path, backend: str | None) -> str:

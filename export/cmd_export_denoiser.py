@@ -1,4 +1,4 @@
-"""duskwatch export denoiser [--checkpoint CKPT] --steps K --format onnx|engine|pt2 --out PATH."""
+"""duskwatch export denoiser [--checkpoint CKPT] --steps K --format onnx|openvino|engine|pt2 --out PATH."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ HELP = "export the K-step low-light enhancer (default: the weights shipped with 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="teacher or student checkpoint (default: export/weights/denoiser_k{K}.pt)")
     p.add_argument("--steps", type=int, default=2, help="sampling steps unrolled into the graph (default 2)")
-    p.add_argument("--format", choices=["onnx", "engine", "pt2"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "openvino", "engine", "pt2"], default="onnx",
+                   help="onnx (ONNX Runtime), openvino (.xml IR: the CPU engine of choice), engine "
+                        "(TensorRT), pt2 (torch.export)")
     p.add_argument("--out", required=True, help="output file (.onnx, .engine or .pt2); a .json sidecar is written beside it")
     p.add_argument("--check", action="store_true", help="after an ONNX export, compare ONNX Runtime against PyTorch")
     p.add_argument("--if-changed", action="store_true",

@@ -1,4 +1,4 @@
-"""Subcommands contributed by the export package: ``duskwatch export yolo|denoiser``,
+"""Subcommands contributed by the export package: ``duskwatch export yolo|denoiser|triton``,
 ``duskwatch train denoiser``, ``duskwatch distill denoiser``, ``duskwatch degrade``.
 
 A table (group -> {leaf -> module}) read by the command line through the ``duskwatch.commands``
@@ -7,7 +7,8 @@ ultralytics only inside ``run``.
 """
 
 COMMANDS = {
-    "export": {"yolo": "export.cmd_export_yolo", "denoiser": "export.cmd_export_denoiser"},
+    "export": {"yolo": "export.cmd_export_yolo", "denoiser": "export.cmd_export_denoiser",
+               "triton": "export.cmd_export_triton"},
     "train": {"denoiser": "export.cmd_train_denoiser"},
     "distill": {"denoiser": "export.cmd_distill_denoiser"},
     "degrade": "export.cmd_degrade",

@@ -647,3 +647,48 @@ def webhook_receiver():
     yield hook
     server.shutdown()
     server.server_close()
+
+
+# -- Triton (tests/triton_server.py) --------------------------------------------------------------
+COCO_INT8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" / "yolo11n_coco_int8_640.onnx"
+
+
+@pytest.fixture(scope="session")
+def triton_repo(tmp_path_factory) -> Path:
+    """A CPU model repository: ``yolo`` (random-weight YOLO11n, 160 px, dynamic batch: plumbing),
+    ``yolo_fp16`` (the same with fp16 outputs), ``enhancer`` (a tiny K=2 denoiser) and, when the
+    shared weights are here, ``coco`` (the real int8 YOLO11n: what is detected) and
+    ``coco_top1000`` (the same sending back only its 1000 best anchors)."""
+    from tests.triton_server import triton_missing
+
+    if (why := triton_missing()) is not None:
+        pytest.skip(why)
+    from export.denoiser import export as dx
+    from export.triton_repo import RepoOptions, write_repository
+    from tests.denoiser_fixtures import tiny_checkpoint
+    from tests.yolo_exports import exported
+
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    work = repo.parent
+    enh = dx.export_denoiser(tiny_checkpoint(work / "k2.pt"), 2, "onnx", work / "enh.onnx")
+    yolo = exported("onnx", imgsz=160, batch=8, dynamic=True)
+    cpu = RepoOptions(server="cpu", threads=1)
+    models = {"yolo": ("detector", yolo), "enhancer": ("enhancer", enh)}
+    write_repository(repo, models, cpu)
+    if COCO_INT8.is_file():
+        write_repository(repo, {"coco": ("detector", COCO_INT8)}, cpu)
+        write_repository(repo, {"coco_top1000": ("detector", COCO_INT8)},
+                         RepoOptions(server="cpu", threads=1, candidates=1000))
+    write_repository(repo, {"yolo_fp16": ("detector", yolo)},
+                     RepoOptions(server="cpu", threads=1, outputs="fp16"))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton_server(triton_repo: Path, tmp_path_factory):
+    """The bundled tritonserver on ``triton_repo`` for the whole session (nobody breaks it)."""
+    from tests.triton_server import TritonServer
+
+    srv = TritonServer(triton_repo, tmp_path_factory.mktemp("triton-run")).start()
+    yield srv
+    srv.stop()

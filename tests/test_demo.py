@@ -95,8 +95,16 @@ def get_json(url):
 
 @pytest.mark.slow
 def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
-    """`duskwatch demo` from an empty cache: exports the detector, runs, serves, exits on time."""
+    """`duskwatch demo` from an empty cache: exports the detector (the box's fastest kind),
+    runs, serves, exits on time."""
     import socket
+
+    from daemon.install.engine_choice import choose_engines, probe_box
+    from tests.prereqs import weights_or_internet_missing
+
+    missing = weights_or_internet_missing()
+    if missing:
+        pytest.skip(missing)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,7 +118,7 @@ def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
     try:
         base = f"http://127.0.0.1:{port}"
         cams = None
-        end = time.monotonic() + 50
+        end = time.monotonic() + 180  # first run: two exports (OpenVINO conversion included) on a loaded 2-core box
         while time.monotonic() < end and proc.poll() is None:
             try:
                 cams = get_json(base + "/cameras")["cameras"]
@@ -123,7 +131,7 @@ def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
         assert get_json(base + "/readyz")["ready"] is True
         with urllib.request.urlopen(base + "/snapshot/demo.jpg", timeout=5) as r:
             assert r.headers["Content-Type"] == "image/jpeg" and len(r.read()) > 1000
-        out, err = proc.communicate(timeout=40)
+        out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
         proc.wait()
@@ -132,7 +140,10 @@ def test_demo_exports_engines_on_first_run_and_serves(tmp_path):
 
     real = find(YOLO_WEIGHTS)  # the real COCO weights, where this machine has them
     stem = real.stem if real else "yolo11n"
-    assert (tmp_path / "cache" / "engines" / f"{stem}-160.onnx").is_file()
+    best = choose_engines(probe_box())
+    assert (tmp_path / "cache" / "engines" / f"{stem}-160{best.detector_suffix}").is_file()
+    assert (tmp_path / "cache" / "engines" / f"denoiser{best.enhancer_suffix}").is_file()
+    assert f"engines: {best.describe()}" in err  # the choice, logged with its reason
     assert "/snapshot/demo.jpg" in err
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert lines and json.loads(lines[0])["camera"] == "demo"
@@ -150,7 +161,7 @@ def _sigterm_stops_a_long_demo_quickly(tmp_path, env, port):
          "--fps", "4", "--cache-dir", str(tmp_path / "cache"), "--listen", f"127.0.0.1:{port}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 40
+        end = time.monotonic() + 90
         ready = False
         while time.monotonic() < end and proc.poll() is None and not ready:
             try:

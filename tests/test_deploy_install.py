@@ -183,13 +183,15 @@ def test_without_enhancer_the_config_has_none(tmp_path):
     parse_config(cfg)
 
 
-def test_format_detection_follows_import_tensorrt():
-    ok = lambda argv: subprocess.CompletedProcess(argv, 0)  # noqa: E731
-    missing = lambda argv: subprocess.CompletedProcess(argv, 1)  # noqa: E731
-    assert install.detect_format(runner=ok) == "engine"
-    assert install.detect_format(runner=missing) == "onnx"
-    here = "engine" if importlib.util.find_spec("tensorrt") else "onnx"
-    assert install.detect_format() == here  # the real probe, in a subprocess
+def test_format_choice_follows_the_probed_box():
+    trt = '{"tensorrt": true, "torch_cuda": true}'
+    ok = lambda argv: subprocess.CompletedProcess(argv, 0, trt + "\n", "")  # noqa: E731
+    missing = lambda argv: subprocess.CompletedProcess(argv, 1, "", "")  # noqa: E731
+    assert install.choose_engines(runner=ok).detector == "engine"
+    assert install.choose_engines(runner=missing).detector == "onnx"
+    here = "engine" if importlib.util.find_spec("tensorrt") else None
+    real = install.choose_engines()  # the real probe, in a subprocess
+    assert real.detector == here if here else real.detector in ("openvino", "onnx", "torchscript")
 
 
 def test_unit_rendering_and_sandbox_warnings():

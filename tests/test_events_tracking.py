@@ -237,3 +237,44 @@ def test_metrics_series_follow_reloads_and_camera_removal():
     m.remove_camera("yard")
     text = m.render().decode()
     assert 'camera="yard"' not in text
+
+
+# -- event times ---------------------------------------------------------------------------------
+def test_event_time_only_goes_forward_and_gone_says_when_it_happened(tmp_path):
+    """A track lost while another keeps raising events: `gone` is raised (time) at the frame
+    that found it lost, after the other's events, and says when it was last seen (happened).
+    The JSONL sink adds when it sent each event."""
+    import json
+
+    from daemon.config import EventsJsonlSinkConfig
+    from daemon.events.sinks import EventsJsonlSink
+
+    ev = CameraEvents(camera(lines=[{"name": "mid", "points": [[0.5, 0.0], [0.5, 1.0]]}]),
+                      metrics(), CLASSES)
+    frames = []
+    for i in range(40):
+        a = [box_at(100 + 4 * i, 200)] if i < 10 else []  # A: lost after frame 9
+        b = [box_at(260 + 5 * i, 420)]  # B: walks right, across the middle line (x = 320) at 12
+        frames.append(dets(*(a + b)))
+    events = run(ev, frames)
+    walls = {round(1.7e9 + i * 0.1, 3) for i in range(40)}
+    times = [e.wall for e in events]
+    assert times == sorted(times), [(e.type, e.wall) for e in events]
+    types = [e.type for e in events]
+    assert "crossed" in types and "gone" in types and types.index("crossed") < types.index("gone")
+    gone = next(e for e in events if e.type == "gone")
+    assert gone.happened == pytest.approx(1.7e9 + 0.9)  # A's last sighting (frame 9)
+    assert round(gone.wall, 3) in walls and gone.wall - gone.happened > 1.0  # lost_track_s later
+    assert all(e.happened == e.wall for e in events if e.type != "gone")
+
+    sink = EventsJsonlSink(EventsJsonlSinkConfig(type="events_jsonl", path=str(tmp_path / "e.jsonl")),
+                           on_drop=lambda name: None)
+    sink.start()
+    for e in events:
+        sink.offer(e.to_dict())
+    sink.close(timeout=10)
+    written = [json.loads(ln) for ln in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert [w["id"] for w in written] == [e.id for e in events]
+    assert [w["epoch"] for w in written] == sorted(w["epoch"] for w in written)
+    assert all(w["happened"] <= w["time"] <= w["sent"] for w in written)  # ISO UTC: sortable
+    assert {"time", "happened", "sent", "epoch"} <= set(written[0])

@@ -78,7 +78,7 @@ def test_watchdog_only_while_every_heartbeat_is_fresh(notify_socket):
         assert "WATCHDOG=1" in drain(sock)
         sources["b"][0].frozen_heartbeat = time.monotonic() - 60
         time.sleep(0.01)
-        svc._cameras["b"].restarted_at = time.monotonic()  # keep the supervisor from restarting it
+        svc._restarted["b"] = time.monotonic()  # keep the supervisor from restarting it
         svc.tick()
         msgs = drain(sock)
         assert "WATCHDOG=1" not in msgs

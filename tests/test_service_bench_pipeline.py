@@ -58,3 +58,25 @@ def test_ultralytics_paths_are_checked():
     assert ultralytics_paths("torch, openvino") == ["torch", "openvino"]
     with pytest.raises(UserError, match="use one or more of torch, openvino"):
         ultralytics_paths("tensorrt")
+
+
+@pytest.mark.slow
+def test_bench_pipeline_compares_the_decoders(footage, tmp_path):
+    """--decoder both: the pipeline with each decoder; the child processes' CPU is counted."""
+    from tests.yolo_exports import exported
+
+    engine = exported("onnx", imgsz=160, batch=8, dynamic=True)
+    clip = str(footage["h264"])
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "bench", "pipeline", "--source", clip,
+         "--engine", str(engine), "--seconds", "3", "--warmup", "2", "--fps", "10",
+         "--device", "cpu", "--decoder", "both", "--no-ultralytics", "--no-budget"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    decoders = json.loads(proc.stdout.strip().splitlines()[-1])["decoders"]
+    assert set(decoders) == {"thread", "process"}
+    for name, d in decoders.items():
+        assert d["frames_processed"] > 0 and d["cpu_ms_per_frame"] > 0, (name, d)
+    assert decoders["thread"]["decoder_cpu_seconds"] == 0
+    assert decoders["process"]["decoder_cpu_seconds"] > 0

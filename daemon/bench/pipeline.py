@@ -37,7 +37,8 @@ HELP = "run the daemon pipeline on N streams for a set time (JSON summary), besi
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", required=True, metavar="FILE_OR_URL",
                    help="video file or rtsp:// URL; repeat for N streams")
-    p.add_argument("--engine", required=True, help="detector engine (.onnx, .engine, ...)")
+    p.add_argument("--engine", required=True,
+                   help="detector engine (.onnx, .engine, ...) or triton://HOST:PORT/MODEL")
     p.add_argument("--enhancer", default=None, help="enhancer engine (optional)")
     p.add_argument("--enhance", choices=["auto", "always", "never"], default="auto",
                    help="the cameras' enhance setting (always: every frame is enhanced)")
@@ -59,6 +60,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat pipeline and ultralytics runs this many times, alternating their "
                    "order; figures are totals over the rounds (a shared machine's load drifts)")
+    p.add_argument("--decoder", choices=["thread", "process", "both"], default="thread",
+                   help="cameras[].decoder: thread (OpenCV in this process), process (PyAV in a "
+                   "child process per camera; its CPU time is counted in decoder_cpu_seconds), or "
+                   "both (the pipeline alone with each, alternating per round; no ultralytics)")
     p.add_argument("--no-budget", dest="budget", action="store_false",
                    help="skip the per-stage budget of one frame")
 
@@ -145,7 +150,7 @@ def _config(args: argparse.Namespace):
     for i, src in enumerate(args.source):
         url = src if "://" in src else str(Path(src).resolve())
         cams.append({"name": f"s{i}", "url": url, "fps": args.fps, "enhance": args.enhance,
-                     "loop": True})
+                     "loop": True, "decoder": getattr(args, "decoder", "thread")})
     return parse_config({
         "cameras": cams,
         "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device},
@@ -178,23 +183,27 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
     try:
         _progress(f"pipeline: {len(args.source)} streams, warm-up {args.warmup:g} s")
         time.sleep(args.warmup)
-        before = _counts(svc)
+        before, wire0 = _counts(svc), _wire(svc.detector)
         rec.on = True
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, cpu0, child0 = time.perf_counter(), time.process_time(), _children_cpu()
         time.sleep(args.seconds)
         rec.on = False
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        after = _counts(svc)
+        child_cpu = _children_cpu() - child0
+        after, wire1 = _counts(svc), _wire(svc.detector)
     finally:
         svc.stop()
     processed = after["processed"] - before["processed"]
-    return {
+    out = {
         "streams": len(args.source),
         "detector": placement,
         "seconds": round(elapsed, 2),
         "frames_processed": int(processed),
         "fps": round(processed / elapsed, 2),
+        "decoder": cfg.cameras[0].decoder,
         "cpu_seconds": round(cpu, 2),
+        "decoder_cpu_seconds": round(child_cpu, 2),
+        "cpu_ms_per_frame": round(1000 * (cpu + child_cpu) / max(1, processed), 2),
         "per_stream_fps": {k: round((after["per"][k] - before["per"].get(k, 0)) / elapsed, 2)
                            for k in after["per"]},
         "dropped": int(after["dropped"] - before["dropped"]),
@@ -205,6 +214,67 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         "frame_age": percentiles(rec.samples.get("frame_age", [])),
         "mean_batch": round(processed / max(1, len(rec.samples.get("detect", []))), 2),
     }
+    if wire0 is not None:
+        out["wire"] = wire_summary(wire0, wire1, processed, elapsed)
+    return out
+
+
+def _wire(detector: Any) -> dict[str, int] | None:
+    """The detector engine's traffic counters (engines on a server: Triton), or None."""
+    wire = getattr(getattr(detector, "engine", None), "wire", None)
+    return dict(wire) if isinstance(wire, dict) else None
+
+
+def wire_summary(before: dict[str, int], after: dict[str, int], processed: int,
+                 seconds: float) -> dict[str, Any]:
+    """What went over the network during the timed window, per processed frame and per image
+    sent (a frame the gate picks is sent as several views)."""
+    d = {k: after[k] - before[k] for k in after}
+    per = max(1, processed)
+    return {"calls": d["calls"], "failed_calls": d["failed_calls"], "images": d["frames"],
+            "bytes_sent_per_frame": round(d["bytes_sent"] / per),
+            "bytes_received_per_frame": round(d["bytes_received"] / per),
+            "bytes_per_image": round((d["bytes_sent"] + d["bytes_received"]) / max(1, d["frames"])),
+            "megabytes_per_second": round((d["bytes_sent"] + d["bytes_received"]) / 1e6 /
+                                          max(seconds, 1e-9), 2)}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's live decoder children (decoder: process);
+    a child replaced within the window loses its share (the figure is then low, never high)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children():
+        try:
+            if any("spawn_main" in part for part in child.cmdline()):
+                t = child.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def compare_decoders(args: argparse.Namespace) -> dict[str, Any]:
+    """``--decoder both``: the pipeline with each decoder, alternating which goes first per
+    round; per decoder the totals over the rounds."""
+    runs: dict[str, list[dict[str, Any]]] = {"thread": [], "process": []}
+    for r in range(args.rounds):
+        order = ["thread", "process"] if r % 2 == 0 else ["process", "thread"]
+        for decoder in order:
+            res = bench_daemon(argparse.Namespace(**{**vars(args), "decoder": decoder}))
+            runs[decoder].append(res)
+            _progress(f"round {r + 1}: decoder {decoder}: {res['fps']} frames/s, "
+                      f"{res['cpu_ms_per_frame']} CPU ms per frame")
+    out = {}
+    for decoder, results in runs.items():
+        frames = sum(x["frames_processed"] for x in results)
+        cpu = sum(x["cpu_seconds"] + x["decoder_cpu_seconds"] for x in results)
+        out[decoder] = {**_aggregate(results),
+                        "decoder_cpu_seconds": round(sum(x["decoder_cpu_seconds"] for x in results), 2),
+                        "cpu_ms_per_frame": round(1000 * cpu / max(1, frames), 2),
+                        "decode_p50_ms": [x["stages"]["decode"]["p50_ms"] for x in results]}
+    return out
 
 
 def _placement(detector: Any) -> dict[str, str] | None:
@@ -373,9 +443,14 @@ def run(args: argparse.Namespace) -> int:
     for src in args.source:
         if "://" not in src and not Path(src).is_file():
             raise UserError(f"--source {src}: no such file", exit_code=2)
-    summary: dict[str, Any] = {"bench": "pipeline", "engine": Path(args.engine).name,
-                               "enhancer": Path(args.enhancer).name if args.enhancer else None,
+    summary: dict[str, Any] = {"bench": "pipeline", "engine": _name(args.engine),
+                               "enhancer": _name(args.enhancer) if args.enhancer else None,
                                "device": args.device, "load_average": _load_average()}
+    if args.decoder == "both":
+        summary["decoders"] = compare_decoders(args)
+        summary["load_average_end"] = _load_average()
+        print(json.dumps(summary))
+        return 0
     try:
         rounds = [_round(args, paths, r) for r in range(args.rounds)]
     except ConfigError as exc:
@@ -402,6 +477,12 @@ def run(args: argparse.Namespace) -> int:
     summary["load_average_end"] = _load_average()
     print(json.dumps(summary))
     return 0
+
+
+def _name(ref: str) -> str:
+    from daemon.config import engine_name
+
+    return engine_name(ref) if "://" in ref else Path(ref).name
 
 
 def _round(args: argparse.Namespace, paths: list[str], index: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""duskwatch bench engine|pipeline|night ...: benchmarks that print a JSON summary as their last line.
+"""duskwatch bench engine|pipeline|night|http|evidence ...: benchmarks that print a JSON summary as their last line.
 
 Each benchmark is its own module exposing ``HELP``, ``configure(parser)`` and ``run(args)``
 (the same contract as the top-level commands); a module this checkout lacks is skipped.
@@ -11,7 +11,7 @@ import importlib
 
 from engines.errors import UserError
 
-HELP = "benchmarks (engine, pipeline, night, http); the last stdout line is a JSON summary"
+HELP = "benchmarks (engine, pipeline, night, http, evidence); the last stdout line is a JSON summary"
 
 # bench name -> module implementing it
 BENCHES = {
@@ -19,6 +19,7 @@ BENCHES = {
     "pipeline": "daemon.bench.pipeline",
     "night": "daemon.bench.night",
     "http": "daemon.bench.http",
+    "evidence": "daemon.bench.evidence",
 }
 
 

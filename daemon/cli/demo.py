@@ -35,6 +35,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=5.0, help="frames per second to process")
     p.add_argument("--imgsz", type=int, default=640, help="detector input size for the export")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
+    p.add_argument("--format", default="auto",
+                   choices=("auto", "onnx", "openvino", "engine", "torchscript"),
+                   help="detector engine format (the enhancer's follows it); auto = this box's "
+                   "fastest (the rule of install-service, logged with its reason)")
     p.add_argument("--weights", default=None,
                    help="YOLO weights to export for the demo (.pt, or a .yaml for random weights); "
                    "default: a real COCO YOLO11n from $DUSKWATCH_DATA or shared/data (see "
@@ -62,25 +66,41 @@ def demo_weights(arg: str | None) -> str:
     return str(found) if found else "yolo11n.pt"
 
 
-def export_command(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt") -> list[str]:
-    """The ``duskwatch export`` command line that builds the demo's engine ``kind``."""
+def engine_choice(args: argparse.Namespace):
+    """The demo's engine formats: the box's fastest (logged with the reason) unless ``--format``."""
+    from daemon.install.engine_choice import ENHANCER_FOR, EngineChoice, choose_engines, probe_box
+
+    if args.format != "auto":
+        choice = EngineChoice(args.format, ENHANCER_FOR[args.format], "--format as asked")
+    else:
+        choice = choose_engines(probe_box(), args.device)
+    log.info("engines: %s", choice.describe())
+    return choice
+
+
+def export_command(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt",
+                   fmt: str = "onnx") -> list[str]:
+    """The ``duskwatch export`` command line that builds the demo's engine ``kind`` as ``fmt``."""
     cmd = [sys.executable, "-m", "daemon.cli", "export", kind]
     if kind == "yolo":
         cmd += ["--weights", weights, "--imgsz", str(imgsz), "--dynamic", "--batch", "8"]
+        if fmt == "engine":
+            cmd.append("--half")
     else:  # the shipped weights change with upgrades: export again only when they did
         cmd += ["--if-changed"]
-    cmd += ["--format", "onnx", "--out", str(out)]
+    cmd += ["--format", fmt, "--out", str(out)]
     return cmd
 
 
-def ensure_engine(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt") -> Path | None:
+def ensure_engine(kind: str, out: Path, imgsz: int = 640, weights: str = "yolo11n.pt",
+                  fmt: str = "onnx") -> Path | None:
     """Export ``kind`` to ``out`` unless it is there (the denoiser: unless it holds the shipped
     weights); the path, or None when the export failed."""
     if kind == "yolo" and out.is_file() and out.stat().st_size > 0:
         log.info("using cached %s engine %s", kind, out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = export_command(kind, out, imgsz, weights)
+    cmd = export_command(kind, out, imgsz, weights, fmt)
     cached = out.is_file()
     if cached:
         log.info("checking the cached %s engine %s against the shipped weights", kind, out)
@@ -157,13 +177,15 @@ def run(args: argparse.Namespace) -> int:
     if args.sink is None:
         args.sink = str(cache.parent / "demo-events.jsonl")
     weights = demo_weights(args.weights)
-    detector = ensure_engine("yolo", cache / f"{Path(weights).stem}-{args.imgsz}.onnx", args.imgsz,
-                             weights)
+    choice = engine_choice(args)
+    detector = ensure_engine("yolo", cache / f"{Path(weights).stem}-{args.imgsz}{choice.detector_suffix}",
+                             args.imgsz, weights, choice.detector)
     if detector is None:
         raise UserError("could not export the demo's detector; see the log above (it needs the "
                         "export extra, pip install 'duskwatch[export]', and YOLO weights: "
                         "--weights PATH.pt, or internet access to fetch yolo11n.pt)")
-    enhancer = ensure_engine("denoiser", cache / "denoiser.onnx")
+    enhancer = ensure_engine("denoiser", cache / f"denoiser{choice.enhancer_suffix}",
+                             fmt=choice.enhancer)
     if enhancer is None:
         log.warning("no enhancer engine could be exported: the demo runs without enhancement")
     try:

@@ -17,7 +17,8 @@ HELP = "run the YOLO detector on images and print one JSON line per image"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", required=True, help="detector engine (.onnx, .engine, .torchscript)")
+    p.add_argument("--engine", required=True, help="detector engine (.onnx, .xml, .engine, .torchscript) or a model on a "
+                   "Triton server: triton://HOST:PORT/MODEL")
     p.add_argument("--enhancer", default=None,
                    help="low-light enhancer engine to run on each image before detection")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0..1)")

@@ -12,7 +12,8 @@ HELP = "brighten and denoise low-light images with an exported enhancer engine"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", required=True, help="enhancer engine from `duskwatch export denoiser`")
+    p.add_argument("--engine", required=True, help="enhancer engine from `duskwatch export denoiser`, or "
+                   "triton://HOST:PORT/MODEL")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input images (any format OpenCV reads)")

@@ -24,8 +24,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--purge", action="store_true",
                    help="with --uninstall: also remove files edited since install (the config)")
     p.add_argument("--no-build", action="store_true", help="do not build engines now")
-    p.add_argument("--format", choices=("auto", "onnx", "engine"), default="auto",
-                   help="engine format: auto = TensorRT when `import tensorrt` works, else ONNX")
+    p.add_argument("--format", choices=("auto", "onnx", "openvino", "engine", "torchscript"),
+                   default="auto", help="detector engine format (the enhancer's follows it). "
+                   "auto = this box's fastest: TensorRT, else ONNX Runtime CUDA, else PyTorch "
+                   "CUDA on a GPU box; OpenVINO on a CPU box (docs/BENCHMARKS.md)")
     p.add_argument("--weights", default="yolo11n.pt",
                    help="YOLO weights to export (.pt; ultralytics downloads official ones when online)")
     p.add_argument("--imgsz", type=int, default=640, help="detector input size")
@@ -65,9 +67,9 @@ def _install(install, root: Path, args: argparse.Namespace) -> int:
         raise install.InstallError(f"--root {root} is not a directory")
     deploy = install.find_deploy_dir(args.source)
     exe = install.find_executable(args.exec_path)
-    fmt = install.detect_format() if args.format == "auto" else args.format
+    fmt, enhancer_fmt = _formats(install, args.format)
     specs = install.engine_specs(
-        fmt, weights=args.weights, imgsz=args.imgsz, max_batch=args.max_batch,
+        fmt, enhancer_fmt=enhancer_fmt, weights=args.weights, imgsz=args.imgsz, max_batch=args.max_batch,
         denoiser_checkpoint=args.denoiser_checkpoint, steps=args.steps,
         enhancer=not args.no_enhancer, python=sys.executable,
         engines_dir=install.under(root, install.ENGINES_DIR),
@@ -89,6 +91,17 @@ def _install(install, root: Path, args: argparse.Namespace) -> int:
     print(f"recorded in {install.MANIFEST_PATH}; `duskwatch install-service --uninstall` removes it")
     print(install.next_steps(root, exe, built=plan.build, fmt=fmt), end="")
     return 0
+
+
+def _formats(install, asked: str) -> tuple[str, str | None]:
+    """The detector and enhancer export formats: this box's fastest for ``auto`` (printed with
+    the reason), else what ``--format`` names (the enhancer's follows it)."""
+    if asked != "auto":
+        print(f"engines: --format {asked} as asked (the box's own choice is skipped)")
+        return asked, None
+    choice = install.choose_engines()
+    print(f"engines chosen for this box: {choice.describe()} (--format overrides)")
+    return choice.detector, choice.enhancer
 
 
 def _example_config(install, deploy: Path) -> str:

@@ -56,7 +56,7 @@ class _Starter:
             for warning in validated.warnings:
                 log.warning("%s", warning)
             svc = Service(validated.cfg, config_path=self.args.config,
-                          secrets_filter=self.secrets)
+                          secrets_filter=self.secrets, listen=self.args.listen)
             svc.adopt_engines(validated.detector, validated.enhancer)
             with self._lock:
                 self.service = svc

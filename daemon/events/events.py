@@ -7,6 +7,13 @@ or out), ``loitered`` (in a zone for its ``loiter_s``), ``gone`` (unseen for los
 :class:`CameraEvents` belongs to the scheduler thread, like the rest of the pipeline. It feeds
 the camera's tracker, keeps each track's state (best score, zones, sides of lines), updates the
 tracking metrics and returns the frame's events.
+
+Times (deploy/README.md, "Event times"): ``time``/``epoch`` is when the daemon raised the event,
+the capture time of the frame that raised it, never earlier than the camera's previous event
+(so it only goes forward per camera, in the order every sink receives the events: sort by it);
+``happened`` is when what it reports happened: the same for most types, the track's last
+sighting for ``gone`` and for the ``exited`` that a lost track raises (``lost_track_s`` before).
+Each sink adds ``sent``, when it sent the event (later than ``time`` after an outage).
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ class Event:
     camera: str
     cls: str
     track_id: int
-    wall: float
+    wall: float  # when it was raised (epoch s), non-decreasing per camera
+    happened: float  # when what it reports happened (epoch s); <= wall
     first_seen: float
     last_seen: float
     best_score: float
@@ -65,6 +73,7 @@ class Event:
         out: dict[str, Any] = {
             "id": self.id, "type": self.type, "camera": self.camera, "class": self.cls,
             "track_id": self.track_id, "time": _iso(self.wall), "epoch": round(self.wall, 3),
+            "happened": _iso(self.happened),
             "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
             "best_score": round(self.best_score, 4),
             "box": [round(float(v), 1) for v in self.box], "enhanced": self.enhanced,
@@ -120,6 +129,7 @@ class CameraEvents:
         self.tracks: dict[int, TrackState] = {}
         self._tracker: CameraTracker | None = None
         self._size: tuple[int, int] | None = None
+        self._raised_wall = 0.0  # the newest event time raised: events never go back in time
         self.reconfigure(cam)
 
     # configuration ----------------------------------------------------------------------------
@@ -151,6 +161,7 @@ class CameraEvents:
                 enhanced: bool, raw: np.ndarray | None = None) -> list[Event]:
         """One processed frame (captured at monotonic ``t``, ``wall`` epoch seconds): ``image``
         is the picture people see, ``raw`` the decoded frame when that picture is another."""
+        self._raised_wall = max(self._raised_wall, wall)
         size = (int(image.shape[1]), int(image.shape[0]))
         if size != self._size:
             self._size = size
@@ -206,7 +217,7 @@ class CameraEvents:
         tr.counted = True
         tr.cls = tr.names.most_common(1)[0][0]
         if tr.cls in self.classes:
-            self.metrics.tracks.labels(self.camera, tr.cls).inc()
+            self.metrics.event_inc(self.metrics.tracks, self.camera, tr.cls)
         for line in self.lines:  # sides are known from now on; a crossing needs a change
             side = line.side(anchor(tr.box))
             if side:
@@ -249,31 +260,33 @@ class CameraEvents:
                 continue
             direction = "in" if side > 0 else "out"
             if tr.cls in self.classes:
-                self.metrics.line_crossings.labels(self.camera, line.name, direction, tr.cls).inc()
+                self.metrics.event_inc(self.metrics.line_crossings, self.camera, line.name,
+                                      direction, tr.cls)
             events.append(self._event("crossed", tr, line=line.name, direction=direction))
         return events
 
     # helpers ----------------------------------------------------------------------------------
     def _inc(self, counter, zone: str, cls: str) -> None:
         if cls in self.classes:
-            counter.labels(self.camera, zone, cls).inc()
+            self.metrics.event_inc(counter, self.camera, zone, cls)
 
     def _event(self, type_: str, tr: TrackState, **extra: Any) -> Event:
-        self.metrics.events.labels(self.camera, type_).inc()
+        self.metrics.event_inc(self.metrics.events, self.camera, type_)
         ev = tr.evidence
         label = f"{tr.cls} #{tr.id} {tr.best_score:.2f}"
         evidence = BestFrame(ev.image, ev.box, label, ev.raw) if ev is not None else None
-        return Event(type_, self.camera, tr.cls, tr.id, tr.last_wall, tr.first_wall, tr.last_wall,
-                     tr.best_score, tr.box, tr.enhanced, evidence=evidence, **extra)
+        raised = max(self._raised_wall, tr.last_wall)
+        return Event(type_, self.camera, tr.cls, tr.id, raised, tr.last_wall, tr.first_wall,
+                     tr.last_wall, tr.best_score, tr.box, tr.enhanced, evidence=evidence, **extra)
 
     def publish_gauges(self) -> None:
         objects = Counter(tr.cls for tr in self.tracks.values() if tr.counted)
         in_zone = Counter((z, tr.cls) for tr in self.tracks.values() if tr.counted for z in tr.zones)
         for cls in self.classes:
-            self.metrics.objects.labels(self.camera, cls).set(objects.get(cls, 0))
+            self.metrics.event_set(self.metrics.objects, objects.get(cls, 0), self.camera, cls)
             for zone in self.cam.zones:
-                self.metrics.zone_objects.labels(self.camera, zone.name, cls).set(
-                    in_zone.get((zone.name, cls), 0))
+                self.metrics.event_set(self.metrics.zone_objects, in_zone.get((zone.name, cls), 0),
+                                       self.camera, zone.name, cls)
 
     def shapes(self) -> list[tuple[str, np.ndarray, bool]]:
         """The zones (closed) and lines (open) in pixels, for drawing on snapshots and clips."""

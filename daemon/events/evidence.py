@@ -8,8 +8,10 @@ never outgrows its quota.
   ``post_s`` after it, up to ``max_clip_s``; every later frame of the camera goes to the clip.
 * :class:`EvidenceWriter` (its own thread): encodes JPEGs and H.264 (PyAV's libx264 when
   available, else OpenCV's MPEG-4) from a bounded queue (a full queue drops the job and counts
-  it as ``duskwatch_sink_events_dropped_total{sink="evidence"}``), and applies retention: files
-  older than ``max_age_days`` go, then the oldest until the folder is under ``max_bytes``.
+  it as ``duskwatch_sink_events_dropped_total{sink="evidence"}``).
+* :class:`~daemon.events.retention.Retention` (its own thread, started and closed with the
+  writer): files older than ``max_age_days`` go, then the oldest until the folder is under
+  ``max_bytes``, in passes bounded in time, never on the thread that encodes clips.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from daemon.config import EvidenceConfig
+from daemon.events.retention import Retention, remove_empty_parents, scan, victims
 from daemon.pipeline.ratelog import RateLimitedLog
 
 log = logging.getLogger("duskwatch.evidence")
@@ -199,10 +202,11 @@ def _scaled(t: float, image: np.ndarray, boxes: Boxes, width: int) -> RingFrame:
 
 # -- the writer thread --------------------------------------------------------------------------
 class EvidenceWriter:
-    """Writes snapshots and clips from a bounded queue on its own thread; applies retention."""
+    """Writes snapshots and clips from a bounded queue on its own thread; its
+    :attr:`retention` keeps the folder within its quota on another."""
 
     def __init__(self, cfg: EvidenceConfig, on_drop: Callable[[str], None] = lambda sink: None,
-                 retention_interval_s: float = 60.0):
+                 retention_interval_s: float = 60.0, retention: Retention | None = None):
         self.cfg = cfg
         self._on_drop = on_drop
         # One FIFO for every job, so that a clip's close always comes after its open and frames;
@@ -214,8 +218,9 @@ class EvidenceWriter:
         self._max_jobs = cfg.queue_size
         self._cond = threading.Condition()
         self._clips: dict[str, object] = {}
-        self._retention_interval = retention_interval_s
-        self._last_retention = 0.0
+        self.retention = retention or Retention(
+            lambda: self.cfg, interval_s=retention_interval_s,
+            min_gap_s=max(0.05, min(5.0, retention_interval_s)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="duskwatch-evidence", daemon=True)
         self.written: int = 0
@@ -227,6 +232,7 @@ class EvidenceWriter:
 
     def start(self) -> None:
         self._thread.start()
+        self.retention.start()
 
     @property
     def open_clips(self) -> int:
@@ -250,6 +256,7 @@ class EvidenceWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued (within ``timeout``), close open clips, stop the thread."""
         self._stop.set()
+        self.retention.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():  # still encoding: its clips stay .part files
@@ -264,14 +271,12 @@ class EvidenceWriter:
             if job is None:
                 if self._stop.is_set():
                     return
-                self._maybe_retention()
                 continue
             try:
                 self._do(job)
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the writer
                 self._errors.error(type(job).__name__, "evidence: %s failed: %s: %s",
                                    type(job).__name__, type(exc).__name__, exc)
-            self._maybe_retention()
 
     def _next(self):
         with self._cond:
@@ -315,17 +320,7 @@ class EvidenceWriter:
         if enc is not None:
             enc.close()  # releases the encoder even when finishing the file fails
             self.written += 1
-            self._last_retention = 0.0  # a new file: check the quota now
-
-    def _maybe_retention(self) -> None:
-        now = time.monotonic()
-        if now - self._last_retention < self._retention_interval and self._last_retention:
-            return
-        self._last_retention = now
-        try:
-            enforce_retention(Path(self.cfg.dir), self.cfg.max_age_days * 86400, self.cfg.max_bytes)
-        except OSError as exc:
-            self._errors.error("retention", "evidence: retention in %s failed: %s", self.cfg.dir, exc)
+            self.retention.poke()  # a new file: check the quota soon
 
 
 def draw_shapes(img: np.ndarray, shapes: Shapes, scale: float, thick: int) -> None:
@@ -432,34 +427,18 @@ class ClipEncoder:
 
 def enforce_retention(root: Path, max_age_s: float, max_bytes: int,
                       now: float | None = None) -> list[Path]:
-    """Delete evidence under ``root`` older than ``max_age_s``, then the oldest files until the
-    rest fits in ``max_bytes``; empty day folders go too. Files being written (``*.part``) are
-    left alone. Returns the deleted files."""
+    """One whole retention pass at once (tests, tools; the writer's own runs in bounded steps,
+    :class:`~daemon.events.retention.Retention`): delete evidence under ``root`` older than
+    ``max_age_s``, then the oldest files until the rest fits in ``max_bytes``; empty day
+    folders go too. Files being written (``*.part``) are left alone. Returns the deleted files."""
+    root = Path(root)
     if not root.is_dir():
         return []
-    now = time.time() if now is None else now
-    files = []
-    for p in root.rglob("*"):
-        if p.is_file() and p.suffix in (".jpg", ".mp4"):
-            st = p.stat()
-            files.append((st.st_mtime, st.st_size, p))
-    files.sort()
-    total = sum(size for _, size, _ in files)
-    deleted = []
-    for mtime, size, p in files:
-        if now - mtime <= max_age_s and total <= max_bytes:
-            break
+    doomed = victims(list(scan(root)), time.time() if now is None else now, max_age_s, max_bytes)
+    for p in doomed:
         try:
-            p.unlink()
+            os.unlink(p)
         except FileNotFoundError:
             pass
-        total -= size
-        deleted.append(p)
-    for d in sorted({p.parent for p in deleted}, reverse=True):
-        for folder in (d, d.parent):
-            try:
-                if folder != root:
-                    folder.rmdir()
-            except OSError:
-                pass
-    return deleted
+    remove_empty_parents(root, doomed)
+    return [Path(p) for p in doomed]

@@ -3,7 +3,9 @@
 Each sink has a bounded queue and its own sender thread, so a slow or dead receiver never slows
 detection: :meth:`QueuedSink.offer` never blocks, and an event that finds the queue full is
 dropped and counted (``duskwatch_sink_events_dropped_total{sink}``), as is one whose retries ran
-out. Secrets (MQTT password, webhook token) are resolved from the environment or
+out. A receiver that cannot be reached is an outage (:mod:`daemon.events.outage`): logged when it
+begins (with the reason in words), when the receiver is back, and in one closing line with its
+length and the events delivered late and dropped. Secrets (MQTT password, webhook token) are resolved from the environment or
 ``$CREDENTIALS_DIRECTORY`` when the sink is built and never logged; the webhook URL is logged
 without its userinfo and query.
 """
@@ -16,10 +18,13 @@ import logging
 import os
 import queue
 import socket
+import ssl
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,6 +35,7 @@ from daemon.config import (
     redact_url,
     sink_secret,
 )
+from daemon.events.outage import Outage
 from daemon.pipeline.backoff import Backoff
 from daemon.pipeline.ratelog import RateLimitedLog
 
@@ -41,10 +47,14 @@ OnDrop = Callable[[str], None]
 class QueuedSink(abc.ABC):
     """A bounded queue drained by a sender thread; subclasses implement :meth:`deliver`."""
 
+    #: What the outage lines call the receiver (subclasses name it: "broker HOST:PORT", ...).
+    target = "the receiver"
+
     def __init__(self, name: str, queue_size: int, types: Sequence[str], on_drop: OnDrop):
         self.name = name
         self.types = frozenset(types)
-        self._queue: queue.Queue[dict] = queue.Queue(maxsize=queue_size)
+        # (monotonic time offered, event): the time tells a late delivery from a prompt one
+        self._queue: queue.Queue[tuple[float, dict]] = queue.Queue(maxsize=queue_size)
         self._on_drop = on_drop
         self._stop = threading.Event()  # stop now (after close's grace period)
         self._closing = threading.Event()  # deliver what is queued, then stop
@@ -52,6 +62,7 @@ class QueuedSink(abc.ABC):
         self._thread = threading.Thread(target=self._run, name=f"duskwatch-sink-{name}", daemon=True)
         self.delivered = 0
         self.dropped = 0
+        self.outage = Outage(name, self.target, log)
 
     def start(self) -> None:
         self._thread.start()
@@ -61,7 +72,7 @@ class QueuedSink(abc.ABC):
         if event["type"] not in self.types:
             return True
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((time.monotonic(), event))
             return True
         except queue.Full:
             self._drop("queue full")
@@ -87,28 +98,37 @@ class QueuedSink(abc.ABC):
                 break
             self._drop("shut down with the event undelivered")
         self.shutdown()
+        self.outage.close()
+        self._errors.flush()
 
     def _drop(self, why: str) -> None:
         self.dropped += 1
         self._on_drop(self.name)
+        self.outage.dropped_one()
         self._errors.error(f"drop:{why}", "sink %s: event dropped (%s)", self.name, why)
 
     def _run(self) -> None:
         while True:
             try:
-                event = self._queue.get(timeout=0.2)
+                offered_at, event = self._queue.get(timeout=0.2)
             except queue.Empty:
+                self.outage.settle(0)
                 if self._stop.is_set() or self._closing.is_set():
                     return
                 continue
             try:
-                if self.deliver(event):
-                    self.delivered += 1
-                else:
-                    self._drop("not delivered")
+                ok = self.deliver(event)
             except Exception as exc:  # noqa: BLE001 - a sink thread never dies of one event
                 self._errors.error("deliver", "sink %s: %s: %s", self.name, type(exc).__name__, exc)
+                self.outage.failed(f"{type(exc).__name__}: {exc}")
                 self._drop("error")
+                continue
+            if ok:
+                self.delivered += 1
+                self.outage.recovered(self._queue.qsize())
+                self.outage.delivered(offered_at, self._queue.qsize())
+            else:
+                self._drop("not delivered")
 
     @abc.abstractmethod
     def deliver(self, event: dict[str, Any]) -> bool:
@@ -118,11 +138,18 @@ class QueuedSink(abc.ABC):
         """Release connections and files (after the thread ended)."""
 
 
+def stamped(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as a sink sends it: with ``sent``, the time of this send (ISO 8601, UTC)."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return {**event, "sent": now}
+
+
 # -- JSON lines ---------------------------------------------------------------------------------
 class EventsJsonlSink(QueuedSink):
     """One event per line, appended to a file rotated at ``max_bytes`` (path.1 ... path.N)."""
 
     def __init__(self, cfg: EventsJsonlSinkConfig, on_drop: OnDrop):
+        self.target = f"file {cfg.path}"
         super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
         self.cfg = cfg
         self.path = Path(cfg.path)
@@ -132,7 +159,7 @@ class EventsJsonlSink(QueuedSink):
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._fh.write(json.dumps(stamped(event), separators=(",", ":")) + "\n")
         self._fh.flush()
         if self._fh.tell() >= self.cfg.max_bytes:
             self._rotate()
@@ -161,11 +188,12 @@ class WebhookSink(QueuedSink):
     """POST each event as JSON; retries with exponential backoff, then drops (counted)."""
 
     def __init__(self, cfg: WebhookSinkConfig, on_drop: OnDrop, environ: dict[str, str] | None = None):
+        self._url = cfg.url.get_secret_value()
+        self.display_url = redact_url(self._url)
+        self.target = f"webhook {self.display_url}"
         super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
         self.cfg = cfg
-        self._url = cfg.url.get_secret_value()
         self._token = sink_secret(cfg, environ)
-        self.display_url = redact_url(self._url)
 
     def deliver(self, event: dict[str, Any]) -> bool:
         backoff = Backoff(min(0.5, self.cfg.backoff_max_s), self.cfg.backoff_max_s)
@@ -174,6 +202,7 @@ class WebhookSink(QueuedSink):
                 self._post(event)
                 return True
             except (urllib.error.URLError, OSError, _HttpStatusError) as exc:
+                self.outage.failed(_reason(exc))
                 self._errors.error("post", "sink %s: POST %s failed (attempt %d of %d): %s",
                                    self.name, self.display_url, attempt + 1, self.cfg.retries + 1,
                                    _reason(exc))
@@ -189,7 +218,7 @@ class WebhookSink(QueuedSink):
             return False
 
     def _post(self, event: dict[str, Any]) -> None:
-        body = json.dumps(event).encode()
+        body = json.dumps(stamped(event)).encode()
         req = urllib.request.Request(self._url, data=body, method="POST",
                                      headers={"Content-Type": "application/json",
                                               "User-Agent": "duskwatch"})
@@ -225,6 +254,7 @@ class MqttSink(QueuedSink):
     """
 
     def __init__(self, cfg: MqttSinkConfig, on_drop: OnDrop, environ: dict[str, str] | None = None):
+        self.target = f"broker {cfg.host}:{cfg.port}"
         super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
         import paho.mqtt.client as mqtt
 
@@ -240,6 +270,7 @@ class MqttSink(QueuedSink):
             self.client.tls_set(ca_certs=cfg.ca_file)
         self.client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(cfg.backoff_max_s)))
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self._acked: set[int] = set()
@@ -252,17 +283,26 @@ class MqttSink(QueuedSink):
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if getattr(reason_code, "is_failure", False):
-            self._errors.error("connect", "sink %s: broker %s:%d refused the connection: %s",
-                               self.name, self.cfg.host, self.cfg.port, reason_code)
+            self.outage.failed(connack_words(reason_code))
             return
-        log.info("sink %s: connected to %s:%d", self.name, self.cfg.host, self.cfg.port)
+        if self.outage.active:
+            self.outage.recovered(self._queue.qsize())
+        else:
+            log.info("sink %s: connected to %s:%d", self.name, self.cfg.host, self.cfg.port)
         self._connected.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this from inside its `except OSError:`: the exception says what happened
+        self.outage.failed(connect_error_words(sys.exc_info()[1]))
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
-            log.warning("sink %s: disconnected from %s:%d (%s); reconnecting", self.name,
-                        self.cfg.host, self.cfg.port, reason_code)
+        was_connected = self._connected.is_set()
         self._connected.clear()
+        if self._stop.is_set() or self._closing.is_set():
+            log.info("sink %s: disconnected from %s:%d (shutting down)", self.name,
+                     self.cfg.host, self.cfg.port)
+        elif was_connected:
+            self.outage.failed(disconnect_words(reason_code))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._ack:
@@ -276,7 +316,8 @@ class MqttSink(QueuedSink):
             if self._stop.is_set():
                 return False
         topic = f"{self.cfg.topic_prefix}/{event['camera']}/{event['type']}"
-        info = self.client.publish(topic, json.dumps(event), qos=self.cfg.qos, retain=self.cfg.retain)
+        info = self.client.publish(topic, json.dumps(stamped(event)), qos=self.cfg.qos,
+                                   retain=self.cfg.retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             return False
         if self.cfg.qos == 0:
@@ -292,8 +333,59 @@ class MqttSink(QueuedSink):
         return True
 
     def shutdown(self) -> None:
+        self._stop.set()  # a disconnect from here on is ours: no outage, no reconnect
         self.client.disconnect()
         self.client.loop_stop()
+
+
+#: CONNACK refusals (MQTT 3.1.1 return codes and their MQTT 5 reason codes), in words.
+_AUTH_FAILED = ("auth failed: the broker refused the user name or password (check the sink's "
+                "username and password_env / password_credential)")
+_CONNACK = {
+    "Bad user name or password": _AUTH_FAILED,
+    "Not authorized": _AUTH_FAILED,
+    "Server unavailable": "refused: the broker says it is unavailable",
+    "Client identifier not valid": "refused: the client_id is not valid for this broker",
+    "Unsupported protocol version": "refused: the broker does not speak MQTT 3.1.1",
+    "Banned": "refused: this client is banned by the broker",
+}
+
+
+def connack_words(reason_code: Any) -> str:
+    """A refused connection (CONNACK failure), in words."""
+    return _CONNACK.get(str(reason_code), f"refused by the broker ({reason_code})")
+
+
+def disconnect_words(reason_code: Any) -> str:
+    """Why an established connection ended, in words. paho reports a connection that simply
+    broke (the broker died, the network went away) as "Unspecified error"."""
+    text = str(reason_code)
+    if text in ("Unspecified error", "Success", "Normal disconnection"):
+        return "connection lost"
+    if text == "Keep alive timeout":
+        return "connection lost: no answer within the keep-alive"
+    if text == "Session taken over":
+        return "another client connected with the same client_id"
+    if text in ("Server shutting down", "Server unavailable"):
+        return "the broker is shutting down"
+    if text in _CONNACK:
+        return _CONNACK[text]
+    return f"connection lost ({text})"
+
+
+def connect_error_words(exc: BaseException | None) -> str:
+    """A TCP/TLS connection attempt that failed, in words."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens there; is the broker running?"
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "connection timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
+    return "cannot connect"
 
 
 # -- the set --------------------------------------------------------------------------------------

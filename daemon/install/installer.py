@@ -99,14 +99,12 @@ def executable_warnings(exec_path: Path) -> list[str]:
     return []
 
 
-def detect_format(python: str = sys.executable, runner: Runner | None = None) -> str:
-    """``engine`` when ``import tensorrt`` works in ``python``, else ``onnx``."""
-    run = runner or _quiet
-    try:
-        res = run([python, "-c", "import tensorrt"])
-    except OSError:
-        return "onnx"
-    return "engine" if res.returncode == 0 else "onnx"
+def choose_engines(python: str = sys.executable, runner: Runner | None = None):
+    """This box's fastest engine kinds (:mod:`daemon.install.engine_choice`), probed in
+    ``python``, the interpreter the service will run."""
+    from daemon.install.engine_choice import choose_engines as choose, probe_box_in
+
+    return choose(probe_box_in(python, runner))
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -186,23 +184,30 @@ def engine_specs(
     enhancer: bool = True,
     python: str = sys.executable,
     engines_dir: Path | None = None,
+    enhancer_fmt: str | None = None,
 ) -> list[EngineSpec]:
-    """The ``duskwatch export`` commands that build this box's engines into ``engines_dir``."""
-    if fmt not in ("onnx", "engine"):
-        raise InstallError(f"--format {fmt}: use onnx or engine")
-    suffix = ".onnx" if fmt == "onnx" else ".engine"
+    """The ``duskwatch export`` commands that build this box's engines into ``engines_dir``:
+    the detector as ``fmt`` (``export yolo --format``), the enhancer as ``enhancer_fmt``
+    (``export denoiser --format``; default: the one that goes with ``fmt``)."""
+    from daemon.install.engine_choice import DETECTOR_SUFFIX, ENHANCER_FOR, ENHANCER_SUFFIX
+
+    if fmt not in DETECTOR_SUFFIX:
+        raise InstallError(f"--format {fmt}: use one of {', '.join(DETECTOR_SUFFIX)} (or auto)")
+    enhancer_fmt = enhancer_fmt or ENHANCER_FOR[fmt]
+    if enhancer_fmt not in ENHANCER_SUFFIX:
+        raise InstallError(f"enhancer format {enhancer_fmt}: use one of {', '.join(ENHANCER_SUFFIX)}")
     base = [python, "-m", "daemon.cli", "export"]
     out_dir = engines_dir or Path(str(ENGINES_DIR))
     stem = Path(weights).stem or "detector"
-    det = PurePosixPath(ENGINES_DIR / f"{stem}{suffix}")
+    det = PurePosixPath(ENGINES_DIR / f"{stem}{DETECTOR_SUFFIX[fmt]}")
     det_argv = [*base, "yolo", "--weights", weights, "--imgsz", str(imgsz), "--format", fmt,
                 "--dynamic", "--batch", str(max_batch), "--out", str(out_dir / det.name)]
     if fmt == "engine":
         det_argv.append("--half")
     specs = [EngineSpec("detector", det, tuple(det_argv))]
     if enhancer:
-        enh = PurePosixPath(ENGINES_DIR / f"denoiser{suffix}")
-        enh_argv = [*base, "denoiser", "--steps", str(steps), "--format", fmt,
+        enh = PurePosixPath(ENGINES_DIR / f"denoiser{ENHANCER_SUFFIX[enhancer_fmt]}")
+        enh_argv = [*base, "denoiser", "--steps", str(steps), "--format", enhancer_fmt,
                     "--out", str(out_dir / enh.name)]
         if denoiser_checkpoint:
             enh_argv[5:5] = ["--checkpoint", denoiser_checkpoint]

@@ -4,6 +4,10 @@ A source puts every decoded frame; the slot keeps only the newest. A frame overw
 the scheduler took it is *skipped*, and :meth:`LatestFrame.put` says so, so the source can count
 it (``duskwatch_frames_total{outcome="dropped"}``). Taking does not empty the slot: the
 scheduler asks for a frame newer than the one it took last (``after_seq``).
+
+A frame is immutable once put: its array is made read-only, because from then on the
+scheduler, the evidence ring, snapshots and clip writers share it by reference. Whoever needs
+to draw on a frame draws on a copy.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ class LatestFrame:
     def put(self, image: np.ndarray, captured_monotonic: float, captured_wall: float,
             decode_seconds: float = 0.0) -> int:
         """Keep ``image`` as the newest frame (the next ``seq``); returns how many frames this
-        overwrote untaken (0 or 1)."""
+        overwrote untaken (0 or 1). ``image`` becomes read-only: the caller hands it over."""
+        image.flags.writeable = False
         with self._lock:
             skipped = int(self._frame is not None and self._frame.seq > self._taken)
             self.skipped += skipped

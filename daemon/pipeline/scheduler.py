@@ -87,17 +87,45 @@ class Scheduler:
         """Run ``command`` on the scheduler thread between two batches."""
         self._commands.put(command)
 
-    def add_camera(self, slot: CameraSlot) -> None:
-        self.submit(lambda: self._slots.__setitem__(slot.name, slot))
+    def add_camera(self, slot: CameraSlot, camera: CameraConfig | None = None,
+                   on_added: Command | None = None) -> None:
+        """One unit, applied between two batches: ``on_added`` (the service creates the
+        camera's metric series there), the camera's events settings when ``camera`` is given,
+        then its slot, so no frame of it is processed before its series exist."""
 
-    def remove_camera(self, name: str) -> None:
-        """Drop the camera's slot and release what the pipeline keeps for it."""
+        def add() -> None:
+            if on_added is not None:
+                on_added()
+            if camera is not None and self.pipeline.events is not None:
+                self.pipeline.events.configure_camera(camera)
+            self._slots[slot.name] = slot
+
+        self.submit(add)
+
+    def remove_camera(self, name: str, on_removed: Command | None = None) -> None:
+        """One unit, applied between two batches: drop the camera's slot, release what the
+        pipeline keeps for it, then ``on_removed`` (the service drops the camera's metric
+        series there). No batch holding the camera is in flight by then, so nothing
+        re-creates its series."""
 
         def remove() -> None:
             self._slots.pop(name, None)
             self.pipeline.forget(name)
+            if on_removed is not None:
+                on_removed()
 
         self.submit(remove)
+
+    def sync(self, timeout: float) -> bool:
+        """Wait until every command submitted before this call has been applied; True when
+        they were within ``timeout``. While the loop is not running, the caller applies them
+        (the loop's thread is then nobody's: before :meth:`start` or after :meth:`stop`)."""
+        if not self.running:
+            self.apply_commands()
+            return True
+        done = threading.Event()
+        self.submit(done.set)
+        return done.wait(timeout)
 
     def update_camera(self, name: str, fps: float, lowlight: LowLightConfig, mode: str,
                       picture: str | None = None) -> None:

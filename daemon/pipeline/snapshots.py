@@ -58,6 +58,9 @@ class SnapshotStore:
             return self._gates.get(camera)
 
     def put(self, snap: Snapshot) -> None:
+        """Publish the camera's latest snapshot; its image becomes read-only (HTTP threads
+        draw on copies of it)."""
+        snap.image.flags.writeable = False
         with self._lock:
             self._snapshots[snap.camera] = snap
 

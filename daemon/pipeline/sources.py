@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 
 from daemon.pipeline.backoff import Backoff
+from daemon.pipeline.child_capture import ChildCapture, child_capture_factory
 from daemon.config import CameraConfig, ConfigError
 from daemon.pipeline.frames import CameraSource, CameraState, Frame, SourceEvents
 from daemon.pipeline.latest import LatestFrame
@@ -188,6 +189,7 @@ class OpenCVSource:
         self._size: tuple[int, int] | None = None
         self._stamps: collections.deque[float] = collections.deque(maxlen=FPS_WINDOW)
         self._scrub: Callable[[str], str] = lambda text: text
+        self._cap: Capture | None = None  # the open capture (the reader's; stop() may kill it)
 
     # CameraSource ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -205,6 +207,9 @@ class OpenCVSource:
         """Stop the reader; returns within ``timeout``. A thread still blocked in an open or
         read (bounded by the camera's timeouts) exits on its own once that call returns."""
         self._stop_evt.set()
+        cap = self._cap
+        if isinstance(cap, ChildCapture):
+            cap.kill()  # a decoder process, wedged or not, never holds up the stop
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -327,9 +332,11 @@ class OpenCVSource:
         cap = self._open(url)
         if cap is None:
             return "retry"
+        self._cap = cap
         try:
             outcome, reason, healthy = self._stream(cap, url)
         finally:
+            self._cap = None
             cap.release()
         if healthy:
             self._backoff.reset()
@@ -381,6 +388,8 @@ class OpenCVSource:
             with self._blocking(self.cfg.read_timeout_s):
                 ok, image = cap.read()
             t1, cpu_s = self._clock(), time.thread_time() - cpu0
+            if isinstance(cap, ChildCapture):  # the decode ran in the child: its CPU time
+                cpu_s += cap.decode_seconds
             timed_out = period is None and t1 - t0 >= self.cfg.read_timeout_s
             if not ok or image is None or timed_out:
                 # OpenCV may hand out a frame drained from the decoder after its read timeout
@@ -435,5 +444,9 @@ class OpenCVSource:
 
 
 def make_source(cfg: CameraConfig, events: SourceEvents) -> CameraSource:
-    """The default :data:`daemon.pipeline.frames.SourceFactory`."""
+    """The default :data:`daemon.pipeline.frames.SourceFactory`: the camera's ``decoder``
+    (thread: OpenCV in this process; process: PyAV in a child process that can be killed)."""
+    if cfg.decoder == "process":
+        factory = child_capture_factory(lambda: events.on_decoder_killed(cfg.name))
+        return OpenCVSource(cfg, events, capture_factory=factory)
     return OpenCVSource(cfg, events)

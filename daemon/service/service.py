@@ -18,23 +18,28 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
 from engines.about import version
+from engines.base import EngineError
 
 from daemon.config import (
     CameraConfig,
     Config,
     ConfigError,
     SinkConfig,
+    engine_name,
     secrets_of,
     sink_secret,
 )
+from daemon.events.homeassistant import HomeAssistant
+from daemon.service import reload_plan as rp
 from daemon.events.sinks import EventSinkSet, make_event_sink
 from daemon.events.stage import EventStage
 from daemon.metrics import CONTENT_TYPE, Metrics
@@ -60,9 +65,7 @@ log = logging.getLogger("duskwatch.service")
 class StartCancelled(Exception):
     """SIGTERM arrived while the service was starting: it stops instead of becoming ready."""
 
-# Fields of a camera whose change needs a new connection; the others are applied in place.
-_IN_PLACE_FIELDS = {"fps", "enhance", "picture", "tracking", "zones", "lines"}
-_EVENT_FIELDS = ("tracking", "zones", "lines", "fps")
+RELOAD_SYNC_S = 5.0  # a reload waits this long for the scheduler to apply it
 
 
 def check_runtime(cfg: Config, environ: dict[str, str] | None = None) -> None:
@@ -100,13 +103,25 @@ class _CameraEvents:
         if self._current():
             self._svc.metrics.count_reconnect(self._camera)
 
+    def on_decoder_killed(self, camera: str) -> None:
+        if self._current():
+            self._svc.metrics.count_decoder_kill(self._camera)
 
-@dataclass
+
+@dataclass(frozen=True)
 class _Camera:
     cfg: CameraConfig
     source: CameraSource
     slot: CameraSlot
-    restarted_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Published:
+    """What readers (HTTP threads, the status line) see: the running config and its cameras,
+    replaced as a whole once a start-up or a reload is applied, never changed in place."""
+
+    cfg: Config
+    cameras: Mapping[str, _Camera] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # -- the service ------------------------------------------------------------------------------------
@@ -129,8 +144,10 @@ class Service:
         serve_http: bool = True,
         count_source_skips: bool = True,
         count_seq_gaps: bool = False,
+        listen: str | None = None,
     ):
-        self.cfg = cfg
+        self._published = Published(cfg)
+        self._listen = listen
         self.config_path = Path(config_path) if config_path else None
         self.source_factory = source_factory or default_source_factory
         self.detector_factory = detector_factory or default_detector_factory
@@ -138,6 +155,7 @@ class Service:
         self.sink_factory = sink_factory
         self.event_sink_factory = event_sink_factory
         self.events: EventStage | None = None
+        self.home_assistant: HomeAssistant | None = None
         self.metrics = Metrics(registry)
         self.notifier = notifier or Notifier()
         self.secrets_filter = secrets_filter
@@ -149,7 +167,8 @@ class Service:
         self.enhancer: Enhancer | None = None
         self.pipeline: Pipeline | None = None
         self.scheduler: Scheduler | None = None
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, _Camera] = {}  # the owner's working table (see _publish)
+        self._restarted: dict[str, float] = {}  # supervisor restarts (main thread)
         self._tokens: dict[str, int] = {}
         self._next_token = 0
         self._lock = threading.RLock()
@@ -164,7 +183,23 @@ class Service:
         self._auth = resolve_auth(cfg.http.auth)
         self.snapshots = JpegCache(self._render_snapshot, cfg.http.snapshot_interval_s)
         self._exposition = SingleFlight(lambda: (self.metrics.render(), CONTENT_TYPE))
-        self._update_secrets()
+        self._update_secrets(cfg)
+
+    @property
+    def cfg(self) -> Config:
+        """The running config (immutable; replaced as a whole by a reload)."""
+        return self._published.cfg
+
+    @property
+    def published(self) -> Published:
+        """The running config and cameras, one consistent snapshot."""
+        return self._published
+
+    def _publish(self, cfg: Config) -> None:
+        """Make ``cfg`` and the current cameras what readers see, in one assignment."""
+        with self._lock:
+            cameras = MappingProxyType(dict(self._cameras))
+        self._published = Published(cfg, cameras)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,8 +226,12 @@ class Service:
         self.metrics.heartbeat_gauge("scheduler", self.scheduler.heartbeat)
         for cam in self.cfg.cameras:
             self._checkpoint()
-            self._add_camera(cam)
+            self._add_camera(cam, self.cfg)
+        self._publish(self.cfg)
+        self.scheduler.sync(0)  # not running yet: the cameras' units are applied here
         self.scheduler.start()
+        self.home_assistant = HomeAssistant(self.metrics.registry, self._latest_snapshot, version())
+        self.home_assistant.apply(self.cfg.sinks, self.cfg.cameras)
         with self._lock:  # cancel_start() takes this lock too: READY=1 never follows SIGTERM
             self._checkpoint()
             self._ready = True
@@ -229,9 +268,12 @@ class Service:
             sources = [c.source for c in self._cameras.values()]
             self._cameras.clear()
             self._tokens.clear()
+        self._publish(self.cfg)
         _stop_all(sources, max(0.5, deadline - time.monotonic()))
         if self.http is not None:
             self.http.stop()
+        if self.home_assistant is not None:
+            self.home_assistant.stop()  # "offline" on the availability topic
         if loop_ended:
             self._close_pipeline()
         self.notifier.close()
@@ -286,19 +328,19 @@ class Service:
         if self.detector is None:
             self.detector = self.detector_factory(ecfg, self.cfg.scheduler.max_batch)
             self.enhancer = self.enhancer_factory(ecfg)
-        self._engine_names = {"detector": Path(ecfg.detector).name,
-                              "enhancer": Path(ecfg.enhancer).name if ecfg.enhancer else None}
+        self._engine_names = {"detector": engine_name(ecfg.detector),
+                              "enhancer": engine_name(ecfg.enhancer) if ecfg.enhancer else None}
         self._checkpoint()
         if self.enhancer is None:
             log.info("no enhancer configured: low-light frames are detected as they are")
         self.notifier.status("warming up engines")
-        self.detector.warmup(self.cfg.scheduler.max_batch)
+        _warm(self.detector, lambda d: d.warmup(self.cfg.scheduler.max_batch))
         if self.enhancer is not None:
-            self.enhancer.warmup()
+            _warm(self.enhancer, lambda e: e.warmup())
         self.metrics.set_classes(self.detector.names.values())
         self.metrics.set_build_info(
             version(), self.detector.backend,
-            Path(ecfg.detector).name, Path(ecfg.enhancer).name if ecfg.enhancer else "")
+            engine_name(ecfg.detector), engine_name(ecfg.enhancer) if ecfg.enhancer else "")
         self._report_placement()
         log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
 
@@ -315,54 +357,64 @@ class Service:
                      place["backend"], place["device"], place["provider"], asked)
 
     # -- cameras ------------------------------------------------------------------------------
-    def _add_camera(self, cam: CameraConfig) -> None:
+    def _add_camera(self, cam: CameraConfig, cfg: Config) -> None:
+        """Start the camera's source, then hand the camera to the scheduler: its metric
+        series, events settings and slot are created there, as one unit."""
         with self._lock:
             self._next_token += 1
             self._tokens[cam.name] = self._next_token
             token = self._next_token
-        self.metrics.add_camera(cam.name)
         source = self.source_factory(cam, _CameraEvents(self, cam.name, token))
-        gate = LowLightGate(self.cfg.lowlight, cam.enhance, cam.picture)
+        gate = LowLightGate(cfg.lowlight, cam.enhance, cam.picture)
         slot = CameraSlot(cam.name, source, gate, cam.fps)
         with self._lock:
             self._cameras[cam.name] = _Camera(cam, source, slot)
-        self.metrics.heartbeat_gauge(f"camera:{cam.name}", source.heartbeat)
         source.start()
-        self.scheduler.configure_events(cam)
-        self.scheduler.add_camera(slot)
+
+        def series() -> None:  # scheduler thread
+            self.metrics.add_camera(cam.name, _state_of(source))
+            self.metrics.heartbeat_gauge(f"camera:{cam.name}", source.heartbeat)
+
+        self.scheduler.add_camera(slot, cam, on_added=series)
         log.info("camera %s: added (%s, %.3g fps, enhance %s)", cam.name, cam.display_url,
                  cam.fps, cam.enhance)
 
     def _remove_camera(self, name: str, timeout: float = 3.0, keep_metrics: bool = False) -> None:
+        """Stop the camera's source; the scheduler drops its slot, state and (unless
+        ``keep_metrics``: a supervisor restart, whose counters carry on) its metric series,
+        as one unit between two batches."""
         with self._lock:
             entry = self._cameras.pop(name, None)
             self._tokens.pop(name, None)
         if entry is None:
             return
-        self.scheduler.remove_camera(name)  # the loop drops the slot and the camera's state
+
+        def drop_series() -> None:  # scheduler thread, after the slot and state are gone
+            self.metrics.remove_camera(name)
+            self.metrics.remove_heartbeat(f"camera:{name}")
+
+        self.scheduler.remove_camera(name, None if keep_metrics else drop_series)
         _stop_all([entry.source], timeout)
         self.snapshots.forget(name)
-        if keep_metrics:  # a supervisor restart: the camera's counters carry on
-            return
-        self.metrics.remove_camera(name)
-        self.metrics.remove_heartbeat(f"camera:{name}")
-        log.info("camera %s: removed", name)
+        if not keep_metrics:
+            log.info("camera %s: removed", name)
 
     def _supervise(self, info: dict[str, Any]) -> None:
         """Restart a camera reader whose heartbeat went stale, at most once per timeout."""
         timeout = self.cfg.supervision.heartbeat_timeout_s
         now = time.monotonic()
+        restarted = False
         for name in info.get("stale_cameras", []):
-            with self._lock:
-                entry = self._cameras.get(name)
-            if entry is None or now - entry.restarted_at < timeout:
+            entry = self._cameras.get(name)
+            if entry is None or now - self._restarted.get(name, 0.0) < timeout:
                 continue
             log.error("camera %s: reader silent for more than %.0f s; restarting it", name, timeout)
             self._remove_camera(name, timeout=1.0, keep_metrics=True)
-            self._add_camera(entry.cfg)
-            with self._lock:
-                if name in self._cameras:
-                    self._cameras[name].restarted_at = now
+            self._add_camera(entry.cfg, self.cfg)
+            self._restarted[name] = now
+            restarted = True
+        if restarted:
+            self._publish(self.cfg)
 
     # -- reload --------------------------------------------------------------------------------
     def reload_from_file(self) -> bool:
@@ -402,9 +454,10 @@ class Service:
 
     def _validate_file(self) -> Config:
         """The one validation (:func:`daemon.service.validation.validate`) with this service's
-        engine factories: engines are opened (not warmed) and closed again."""
+        engine factories and its ``--listen`` override: engines are opened (not warmed) and
+        closed again."""
         return validate(self.config_path, detector_factory=self.detector_factory,
-                        enhancer_factory=self.enhancer_factory).cfg
+                        enhancer_factory=self.enhancer_factory, listen=self._listen).cfg
 
     def _describe_failure(self, exc: BaseException) -> str:
         text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
@@ -431,55 +484,71 @@ class Service:
         return False
 
     def reload(self, new: Config) -> None:
-        """Apply ``new``: cameras added, removed, changed; unchanged cameras are not touched."""
-        old = self.cfg
-        for section in ("engines", "http"):
-            if getattr(old, section) != getattr(new, section):
-                log.warning("reload: '%s' changed; restart the service to apply it", section)
-        self.cfg = new
-        self._update_secrets()
-        self.snapshots.interval_s = new.http.snapshot_interval_s
-        if old.scheduler != new.scheduler:
-            self.scheduler.set_config(new.scheduler)
-        if _frame_sinks(old) != _frame_sinks(new):
-            self.scheduler.replace_sinks(self._build_sinks(new))
-        if _event_sinks(old) != _event_sinks(new) or old.events != new.events:
-            self.scheduler.replace_event_sinks(self._build_event_sinks(new), new.events)
-            log.info("reload: event sinks and events settings replaced")
-        self._reload_cameras(old, new)
+        """Apply ``new`` (the plan of :mod:`daemon.service.reload_plan`): cameras added,
+        removed, changed; unchanged cameras are not touched; readers see the new config once
+        all of it is applied. An unchanged config changes nothing."""
+        ops = rp.plan(self.cfg, new)
+        if not ops:
+            log.info("reload: the config is unchanged; nothing to do")
+            return
+        for op in ops:
+            self._apply(op, new)
+        if not self.scheduler.sync(RELOAD_SYNC_S):
+            log.warning("reload: the scheduler has not applied the changes within %.0f s (an "
+                        "engine call in progress); they apply after it", RELOAD_SYNC_S)
+        if self.home_assistant is not None:  # removed cameras, zones, lines leave Home Assistant
+            self.home_assistant.apply(new.sinks, new.cameras)
         log.info("reload: done, %d cameras", len(self._cameras))
 
-    def _reload_cameras(self, old: Config, new: Config) -> None:
-        new_by_name = {c.name: c for c in new.cameras}
-        with self._lock:
-            current = {n: e.cfg for n, e in self._cameras.items()}
-        for name in current:
-            if name not in new_by_name:
-                self._remove_camera(name)
-        for cam in new.cameras:
-            prev = current.get(cam.name)
-            if prev is None:
-                self._add_camera(cam)
-            elif _needs_reconnect(prev, cam):
-                log.info("camera %s: changed; reconnecting", cam.name)
-                self._remove_camera(cam.name)
-                self._add_camera(cam)
-            else:
-                self._update_in_place(cam, lowlight_changed=old.lowlight != new.lowlight)
+    def _apply(self, op: rp.Operation, new: Config) -> None:
+        """One operation of a reload plan (main thread; the scheduler's part as commands)."""
+        if isinstance(op, rp.RestartNeeded):
+            log.warning("reload: '%s' changed; restart the service to apply it", op.section)
+        elif isinstance(op, rp.SetScheduler):
+            self.scheduler.set_config(op.cfg)
+        elif isinstance(op, rp.SetSnapshotInterval):
+            self.snapshots.interval_s = op.seconds
+        elif isinstance(op, rp.ReplaceFrameSinks):
+            self.scheduler.replace_sinks(self._build_sinks(op.cfg))
+        elif isinstance(op, rp.ReplaceEventSinks):
+            self.scheduler.replace_event_sinks(self._build_event_sinks(op.cfg), op.events)
+            log.info("reload: event sinks and events settings replaced")
+        elif isinstance(op, rp.RemoveCamera):
+            self._remove_camera(op.name)
+        elif isinstance(op, rp.AddCamera):
+            self._add_camera(op.cam, new)
+        elif isinstance(op, rp.ReconnectCamera):
+            log.info("camera %s: changed; reconnecting", op.cam.name)
+            self._remove_camera(op.cam.name)
+            self._add_camera(op.cam, new)
+        elif isinstance(op, rp.UpdateCamera):
+            self._update_in_place(op, new)
+        elif isinstance(op, rp.Publish):
+            self._update_secrets(op.cfg)
+            self._publish(op.cfg)
+        else:  # pragma: no cover - a new operation type without its case here
+            raise TypeError(f"unknown reload operation {op!r}")
 
-    def _update_in_place(self, cam: CameraConfig, lowlight_changed: bool) -> None:
-        with self._lock:
-            entry = self._cameras[cam.name]
-        if entry.cfg == cam and not lowlight_changed:
-            return
-        self.scheduler.update_camera(cam.name, cam.fps, self.cfg.lowlight, cam.enhance, cam.picture)
-        if any(getattr(entry.cfg, f) != getattr(cam, f) for f in _EVENT_FIELDS):
+    def _update_in_place(self, op: rp.UpdateCamera, cfg: Config) -> None:
+        cam = op.cam
+        self.scheduler.update_camera(cam.name, cam.fps, cfg.lowlight, cam.enhance, cam.picture)
+        if op.events:
             self.scheduler.configure_events(cam)
             log.info("camera %s: tracking, zones and lines updated (%d zones, %d lines)",
                      cam.name, len(cam.zones), len(cam.lines))
         with self._lock:
-            entry.cfg = cam
+            entry = self._cameras[cam.name]
+            self._cameras[cam.name] = _Camera(cam, entry.source, entry.slot)
         log.info("camera %s: settings updated (%.3g fps, enhance %s)", cam.name, cam.fps, cam.enhance)
+
+    def _latest_snapshot(self, camera: str) -> str | None:
+        """The snapshot file of the camera's newest event that has one (Home Assistant's image)."""
+        if self.events is None:
+            return None
+        for event in self.events.recent.list(camera, None, 20):
+            if event.get("snapshot"):
+                return event["snapshot"]
+        return None
 
     def _build_sinks(self, cfg: Config) -> SinkSet:
         sinks = [self.sink_factory(s, i) for i, s in enumerate(cfg.sinks) if isinstance(s, SinkConfig)]
@@ -491,13 +560,13 @@ class Service:
         """Event sinks (events_jsonl, mqtt, webhook), not started; their drop series at zero."""
         on_drop = self.metrics.sink_events_dropped.labels
         sinks = [self.event_sink_factory(s, lambda name: on_drop(name).inc())
-                 for s in _event_sinks(cfg)]
+                 for s in rp.event_sinks(cfg)]
         for s in sinks:
             self.metrics.add_event_sink(s.name)
         return EventSinkSet(sinks)
 
-    def _update_secrets(self) -> None:
-        found = secrets_of(self.cfg)  # as they appear in URLs (percent-encoded) ...
+    def _update_secrets(self, cfg: Config) -> None:
+        found = secrets_of(cfg)  # as they appear in URLs (percent-encoded) ...
         found += auth_secrets(self._auth)
         self._secrets = sorted(set(found) | {unquote(s) for s in found})  # ... and as typed
         if self.secrets_filter is not None:
@@ -512,12 +581,28 @@ class Service:
         """Ready once warmed; names the engines *running* (a reload never swaps them) and how
         the last reload went (``config_reload``: none, ok, or failed with the reason)."""
         names = self._engine_names or {"detector": None, "enhancer": None}
-        return self._ready, {"ready": self._ready, **names,
-                             "config_reload": dict(self._reload_status)}
+        inference = self._inference_status()
+        ready = self._ready and all(v == "available" for v in inference.values())
+        info = {"ready": ready, **names, "config_reload": dict(self._reload_status)}
+        if inference:
+            info["inference"] = inference
+        return ready, info
+
+    def _inference_status(self) -> dict[str, str]:
+        """``{role: "available" | "unavailable: reason"}`` of the engines that run on a server
+        (a Triton URL); local engines are always available and are not listed. Not ready while
+        one is unavailable: a load balancer sends its cameras elsewhere until it is back."""
+        out = {}
+        for role, wrapper in (("detector", self.detector), ("enhancer", self.enhancer)):
+            status = getattr(getattr(wrapper, "engine", None), "status", None)
+            if callable(status):
+                out[role] = status()
+        return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while the scheduler loop and every camera reader have a fresh heartbeat."""
-        timeout = self.cfg.supervision.heartbeat_timeout_s
+        state = self._published
+        timeout = state.cfg.supervision.heartbeat_timeout_s
         now = time.monotonic()
         reasons: list[str] = []
         stale: list[str] = []
@@ -527,9 +612,7 @@ class Service:
             age = now - self.scheduler.heartbeat()
             if age > timeout:
                 reasons.append(f"scheduler loop silent for {age:.1f} s (limit {timeout:g} s)")
-        with self._lock:
-            cams = list(self._cameras.items())
-        for name, entry in cams:
+        for name, entry in state.cameras.items():
             try:
                 age = now - entry.source.heartbeat()
             except Exception as exc:  # noqa: BLE001
@@ -542,14 +625,11 @@ class Service:
         return not reasons, {"healthy": not reasons, "reasons": reasons, "stale_cameras": stale}
 
     def camera_names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._cameras)
+        return sorted(self._published.cameras)
 
     def cameras_status(self) -> dict[str, Any]:
-        with self._lock:
-            cams = list(self._cameras.items())
         out: dict[str, Any] = {}
-        for name, entry in cams:
+        for name, entry in self._published.cameras.items():
             try:
                 status = dict(entry.source.status())
             except Exception as exc:  # noqa: BLE001
@@ -614,8 +694,7 @@ class Service:
         return self.events.file_of(event_id, kind) if self.events is not None else None
 
     def _status_line(self) -> str:
-        with self._lock:
-            cams = list(self._cameras.values())
+        cams = list(self._published.cameras.values())
         up = sum(1 for c in cams if _state_of(c.source) == CameraState.STREAMING)
         return f"{up}/{len(cams)} cameras streaming"
 
@@ -628,26 +707,24 @@ def _shapes(cam: CameraConfig) -> dict[str, Any]:
                       for ln in cam.lines]}
 
 
-def _needs_reconnect(prev: CameraConfig, new: CameraConfig) -> bool:
-    a = prev.model_dump(exclude=_IN_PLACE_FIELDS)
-    b = new.model_dump(exclude=_IN_PLACE_FIELDS)
-    a["url"], b["url"] = prev.url.get_secret_value(), new.url.get_secret_value()
-    return a != b
-
-
-def _frame_sinks(cfg: Config) -> list:
-    return [s for s in cfg.sinks if isinstance(s, SinkConfig)]
-
-
-def _event_sinks(cfg: Config) -> list:
-    return [s for s in cfg.sinks if not isinstance(s, SinkConfig)]
-
-
 def _state_of(source: CameraSource) -> CameraState | None:
     try:
         return source.state
     except Exception:  # noqa: BLE001
         return None
+
+
+def _warm(wrapper: Any, warmup: Callable[[Any], None]) -> None:
+    """Warm an engine. One on an inference server (it has ``status``: Triton) that fails its
+    warm-up does not stop the start: it is unavailable (/readyz says so, its frames count as
+    failed) until the server answers, as if the server had gone away a moment later."""
+    try:
+        warmup(wrapper)
+    except EngineError as exc:
+        if not callable(getattr(getattr(wrapper, "engine", None), "status", None)):
+            raise
+        log.warning("warm-up on the inference server failed (%s); starting anyway: frames fail "
+                    "until it answers", exc)
 
 
 class _StartupPings:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from daemon.config import Config, ConfigError, load_config, sink_secret
+from daemon.textsafe import one_line, shown
 from daemon.pipeline.seams import Detector, DetectorFactory, Enhancer, EnhancerFactory
 from daemon.service.auth import resolve_auth
 
@@ -82,7 +83,7 @@ def check_listen(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise ConfigError(f"http.listen: host '{host}' does not resolve ({exc}); use an IP "
+        raise ConfigError(f"http.listen: host {shown(host)} does not resolve ({exc}); use an IP "
                           "address of this machine, 127.0.0.1 or 0.0.0.0") from None
     family, _, _, _, addr = infos[0]
     try:
@@ -124,10 +125,12 @@ def _open_engines(out: Validated, detector_factory: DetectorFactory | None,
 
 
 def _opening(key: str, open_one: Callable[[], Any]) -> Any:
+    from engines.base import EngineUnavailable
+
     try:
         return open_one()
-    except ConfigError:
-        raise
+    except (ConfigError, EngineUnavailable):  # an unreachable server is not a bad config: the
+        raise  # service exits 1 and systemd starts it again (deploy/README.md, "Many boxes")
     except Exception as exc:  # noqa: BLE001 - any runtime's failure becomes one readable line
-        text = " ".join(str(exc).split())[:400]
+        text = one_line(str(exc))
         raise ConfigError(f"{key}: cannot open the engine: {type(exc).__name__}: {text}") from None

@@ -124,13 +124,21 @@ def export_denoiser(checkpoint: str | Path | None, steps: int, fmt: str, out: st
     elif fmt == "pt2":
         export_pt2(fast, out)
         precision = "fp32"
+    elif fmt == "openvino":  # the CPU engine of choice: ONNX, then OpenVINO IR (.xml + .bin)
+        from export.openvino_ir import onnx_to_openvino
+
+        onnx_path = out.with_suffix(".onnx")
+        export_onnx(fast, onnx_path)
+        onnx_to_openvino(onnx_path, out, {"kind": "enhancer", "steps": steps, "multiple": graph.multiple})
+        onnx_path.unlink()
+        precision = "fp32"
     elif fmt == "engine":
         onnx_path = out.with_suffix(".onnx")
         export_onnx(fast, onnx_path)
         extra = export_engine(onnx_path, out)
         precision = "fp16"
     else:
-        raise ValueError(f"unknown --format {fmt!r}; use onnx, engine or pt2")
+        raise ValueError(f"unknown --format {fmt!r}; use onnx, openvino, engine or pt2")
     write_sidecar(out, {**sidecar_meta(graph, checkpoint, precision, fmt), **extra})
     return out
 

@@ -205,10 +205,15 @@ def guided_x0(y: torch.Tensor, maps: torch.Tensor, max_gain: float) -> torch.Ten
     channel, a blend logit and a smoothing logit, upsampled bilinearly. The dark frame is first
     denoised edge-aware, ``d = y + b (guided_smooth(y, eps) - y)`` with ``b = softsign(.)`` in
     (-1, 1) and ``eps = 10 ** (2 softsign(.) - 4)`` (1e-6 .. 1e-2 of the [0, 1] range, squared:
-    the noise variance it treats as flat), then lifted by the same gain curve as the curve head.
-    Zero maps give ``g = 1, b = 0``: the identity."""
+    the noise variance it treats as flat), then lifted by the gain curve with
+    ``g = exposure_gain(y) * max_gain ** softsign(.)``: the frame's own exposure gain
+    (:func:`exposure_gain`, up to 20x) times a learned local factor. Real captures need gains of
+    10-30 that a bounded logit reaches only where its gradient has vanished (the first LOL
+    students stalled at a global brightness off by 0.3-2x); the frame-wide part is computed, the
+    network corrects it. Zero maps give that exposure gain and no smoothing."""
     t = softsign(maps)
-    low = torch.cat([torch.exp(t[:, :3] * math.log(max_gain)), t[:, 3:4], 10.0 ** (2.0 * t[:, 4:5] - 4.0)], dim=1)
+    base = torch.log(exposure_gain(y))
+    low = torch.cat([torch.exp(t[:, :3] * math.log(max_gain) + base), t[:, 3:4], 10.0 ** (2.0 * t[:, 4:5] - 4.0)], dim=1)
     up = F.interpolate(low, size=y.shape[-2:], mode="bilinear", align_corners=False)
     g, b, eps = up[:, :3], up[:, 3:4], up[:, 4:5]
     d = (y + b * (guided_smooth(y, eps) - y)).clamp(0.0, 1.0)

@@ -7,6 +7,7 @@
     python tests/bench/denoiser_report.py detection --enhancer denoiser_k2.onnx --detector yolo11n.onnx \
         [--detector yolov8n.onnx] [--data exdark_dev/val] [--darken 0.05]   # AP raw vs enhanced
     python tests/bench/denoiser_report.py sheet --enhancer denoiser_k2.onnx --detector yolo11n.onnx
+    python tests/bench/denoiser_report.py people --engine denoiser_k2.onnx   # the picture for people
 
 Each prints a JSON summary as its last line. Data come from ../shared/data (never committed).
 """
@@ -308,6 +309,73 @@ def cmd_sheet(args) -> dict:
     return {"sheet": str(out), "photos": [im.stem for im in picked]}
 
 
+def _grey(bgr: np.ndarray) -> float:
+    return float(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).mean())
+
+
+def _clipped(bgr: np.ndarray) -> float:
+    """Fraction of pixels with a channel at 250 or above (blown out)."""
+    return float((bgr.max(axis=2) >= 250).mean())
+
+
+def _cast(bgr: np.ndarray) -> tuple[float, float]:
+    """Mean Lab a* and b* (0 = neutral): a colour cast moves them."""
+    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return float(lab[..., 1].mean() - 128), float(lab[..., 2].mean() - 128)
+
+
+def cmd_people(args) -> dict:
+    """The enhancer's picture for people, through the exported engine and the daemon's Enhancer:
+    PSNR / SSIM (RGB, no GT-mean rescaling) on the held-out LOL pairs (the training split's own
+    validation pairs, full 600 x 400 frames); on exdark_dev/val photos darker than grey 50, the
+    output's mean grey, the rise of blown-out pixels and the colour cast (Lab a*, b*)."""
+    from engines.enhancer import Enhancer
+    from export.denoiser import common, data
+
+    _, val = data.load_split(DATA / "lol_train", 0.1, 600)
+    res: dict = {"lol_val_pairs": len(val)}
+    chw = lambda bgr: bgr[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0  # noqa: E731
+    to_bgr = lambda rgb: np.ascontiguousarray((rgb[..., ::-1] * 255).round().astype(np.uint8))  # noqa: E731
+    lows, highs = [to_bgr(p.low) for p in val], [to_bgr(p.rgb) for p in val]
+    with Enhancer(args.engine, device="cpu") as enh:
+        outs = [enh([im])[0] for im in lows]
+        for name, pics in (("identity", lows), ("enhanced", outs)):
+            sc = common.score(np.stack([chw(o) for o in pics]), np.stack([chw(h) for h in highs]))
+            da = [abs(_cast(o)[0] - _cast(h)[0]) for o, h in zip(pics, highs)]
+            db = [abs(_cast(o)[1] - _cast(h)[1]) for o, h in zip(pics, highs)]
+            res[f"lol_val_{name}"] = {"psnr": round(sc["psnr"], 2), "ssim": round(sc["ssim"], 3),
+                                      "cast_vs_gt_abs_da": round(float(np.mean(da)), 2),
+                                      "cast_vs_gt_abs_db": round(float(np.mean(db)), 2)}
+        files = sorted((DATA / "exdark_dev" / "val" / "images").glob("*"))
+        grey_in, grey_out, clip_rise, casts = [], [], [], []
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None or _grey(img) >= 50:
+                continue
+            out = enh([img])[0]
+            grey_in.append(_grey(img))
+            grey_out.append(_grey(out))
+            clip_rise.append(100 * (_clipped(out) - _clipped(img)))
+            casts.append(_cast(out))
+    g = np.array(grey_out)
+    res["exdark_val_dark"] = {
+        "photos": len(g), "grey_in_mean": round(float(np.mean(grey_in)), 1),
+        "grey_out_mean": round(float(g.mean()), 1), "grey_out_median": round(float(np.median(g)), 1),
+        "grey_out_in_80_140": round(float(np.mean((g >= 80) & (g <= 140))), 3),
+        "clipped_rise_points_mean": round(float(np.mean(clip_rise)), 3),
+        "clipped_rise_points_max": round(float(np.max(clip_rise)), 3),
+        "cast_a_mean": round(float(np.mean([c[0] for c in casts])), 2),
+        "cast_b_mean": round(float(np.mean([c[1] for c in casts])), 2)}
+    if args.sheet_out:
+        rows = []
+        for low, out, high in list(zip(lows, outs, highs))[:: max(1, len(lows) // 4)][:4]:
+            rows.append(np.hstack([_label(cv2.resize(x, (300, 200)), t) for x, t in
+                                   ((low, "LOL low (held out)"), (out, "enhanced K=2"), (high, "normal light"))]))
+        cv2.imwrite(args.sheet_out, np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        res["sheet"] = args.sheet_out
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="what", required=True)
@@ -342,11 +410,14 @@ def main() -> None:
     sh.add_argument("--detector", required=True)
     sh.add_argument("--data", default=str(DATA / "exdark_dev" / "val"))
     sh.add_argument("--stems", nargs="*")
+    pe = sub.add_parser("people", help="the picture for people: LOL held-out pairs, ExDark brightness/clipping/cast")
+    pe.add_argument("--engine", required=True)
+    pe.add_argument("--sheet-out", default=str(IMG / "lol_val_enhanced.jpg"))
     args = p.parse_args()
     args.sheet = {"DICM": ["01", "05", "12", "23", "34", "47"], "LIME": ["1", "3", "7", "10"]}
     IMG.mkdir(parents=True, exist_ok=True)
     res = {"grid": cmd_grid, "quality": cmd_quality, "temporal": cmd_temporal, "real": cmd_real,
-           "speed": cmd_speed, "detection": cmd_detection, "sheet": cmd_sheet}[args.what](args)
+           "speed": cmd_speed, "detection": cmd_detection, "sheet": cmd_sheet, "people": cmd_people}[args.what](args)
     print(json.dumps(res))
 
 

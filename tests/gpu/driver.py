@@ -10,7 +10,11 @@ stages with tiny sizes on the CPU (CI runs it, ``tests/gpu/test_driver_dry.py``)
    forward, eager and replayed from a CUDA graph (``bench engine --compare-bare``);
 3. ``bench_pipeline_{8,32}``: the daemon pipeline on 8 and 32 file streams with the enhancer on
    every frame (``--enhance always``), 8 streams also beside ultralytics;
-4. ``train``: a time-boxed denoiser teacher run whose checkpoint is copied into the folder.
+4. ``bench_pipeline_triton``: the detector (an ONNX export) served by the bundled Triton server
+   of nvidia-pytriton (ONNX Runtime's CUDA provider inside its Python backend), the pipeline on
+   8 streams sending it its batches (``tests/gpu/triton_stage.py``); skipped, and said so, when
+   run.sh found no Triton wheels to carry (it is optional: the run is still ok without it);
+5. ``train``: a time-boxed denoiser teacher run whose checkpoint is copied into the folder.
 
 Every stage writes ``<stage>.log`` (its stdout and stderr) and, for the benchmarks, ``<stage>.json``
 (the command's JSON summary line); ``summary.json`` lists every stage with its status (ok,
@@ -65,7 +69,7 @@ def full_plan() -> Plan:
                 train_args=("--time-budget", "75s", "--batch", "16", "--crop", "128",
                             "--save-every", "200", "--val-every", "400"),
                 limits={"pytest": 120, "export": 150, "bench_engine": 75, "bench_pipeline": 110,
-                        "train": 120})
+                        "triton": 120, "train": 120})
 
 
 def dry_plan() -> Plan:
@@ -76,7 +80,7 @@ def dry_plan() -> Plan:
                             "--val-every", "1000", "--save-every", "1"),
                 clip_size=(160, 90),
                 limits={"pytest": 60, "export": 60, "bench_engine": 60, "bench_pipeline": 60,
-                        "train": 60})
+                        "triton": 90, "train": 60})
 
 
 # -- running one stage -----------------------------------------------------------------------
@@ -199,6 +203,7 @@ def export_steps(plan: Plan, weights: str, work: Path) -> dict[str, tuple[Path, 
     """The engines the benchmarks need, and the commands that make them."""
     det = work / f"yolo11n_{plan.imgsz}_dyn.torchscript"
     enh = work / f"denoiser_k2.{plan.enhancer_format}"
+    onnx = work / f"yolo11n_{plan.imgsz}_dyn.onnx"
     return {
         "export_detector": (det, duskwatch(
             "export", "yolo", "--weights", weights, "--imgsz", str(plan.imgsz), "--format",
@@ -207,6 +212,9 @@ def export_steps(plan: Plan, weights: str, work: Path) -> dict[str, tuple[Path, 
         "export_enhancer": (enh, duskwatch(
             "export", "denoiser", "--steps", "2", "--format", plan.enhancer_format,
             "--out", str(enh))),
+        "export_detector_onnx": (onnx, duskwatch(
+            "export", "yolo", "--weights", weights, "--imgsz", str(plan.imgsz), "--format", "onnx",
+            "--dynamic", "--batch", str(max(plan.streams)), "--out", str(onnx))),
     }
 
 
@@ -232,6 +240,21 @@ def bench_pipeline_steps(plan: Plan, detector: Path, enhancer: Path, clip: Path,
             argv += ["--no-ultralytics"]
         steps[f"bench_pipeline_{n}"] = argv
     return steps
+
+
+def triton_step(plan: Plan, onnx: Path, clip: Path, work: Path) -> list[str]:
+    streams = min(plan.streams)
+    return [sys.executable, str(ROOT / "tests" / "gpu" / "triton_stage.py"), "--onnx", str(onnx),
+            "--clip", str(clip), "--streams", str(streams), "--seconds", str(plan.pipeline_seconds),
+            "--warmup", str(5.0 * plan.warmup), "--device", plan.device, "--work", str(work)]
+
+
+def triton_result(res: dict[str, Any]) -> dict[str, Any]:
+    """A Triton stage that found no carried Triton environment is skipped, not failed."""
+    skipped = (res.get("summary") or {}).get("skipped")
+    if res["status"] == "ok" and skipped:
+        return {**res, "status": "skipped", "reason": skipped, "optional": True}
+    return {**res, "optional": True}
 
 
 def train_step(plan: Plan, images: Path, out: Path) -> list[str]:
@@ -262,6 +285,7 @@ def run_all(plan: Plan, out: Path, data: Path, budget: Budget, dry: bool) -> dic
         results.append(res)
         engines[name] = path if res["status"] == "ok" else None
     detector, enhancer = engines["export_detector"], engines["export_enhancer"]
+    clip = None
     if detector is not None:
         for name, argv in bench_engine_steps(plan, detector).items():
             results.append(run_stage(name, argv, out, budget.limit(plan.limits["bench_engine"]), env))
@@ -269,12 +293,18 @@ def run_all(plan: Plan, out: Path, data: Path, budget: Budget, dry: bool) -> dic
         clip = make_clip(data, work, plan.clip_size)
         for name, argv in bench_pipeline_steps(plan, detector, enhancer, clip, weights).items():
             results.append(run_stage(name, argv, out, budget.limit(plan.limits["bench_pipeline"]), env))
+    if engines["export_detector_onnx"] is not None:
+        clip = clip or make_clip(data, work, plan.clip_size)
+        argv = triton_step(plan, engines["export_detector_onnx"], clip, work)
+        results.append(triton_result(run_stage("bench_pipeline_triton", argv, out,
+                                               budget.limit(plan.limits["triton"]), env)))
     images = training_images(data, work, drawn=dry)  # dry: two dozen small images, not 294 photos
     results.append(run_stage("train", train_step(plan, images, out), out,
                              budget.limit(plan.limits["train"]), env))
     return {"dry": dry, "device": plan.device, "weights": weights, "data": str(data),
             "budget_left_s": round(budget.left(), 1), "stages": results,
-            "ok": all(r["status"] == "ok" for r in results), "machine": machine()}
+            "ok": all(r["status"] == "ok" or (r["status"] == "skipped" and r.get("optional"))
+                      for r in results), "machine": machine()}
 
 
 def machine() -> dict[str, Any]:

@@ -10,6 +10,9 @@
 #    `pip --no-index` from the wheels carried in $DUSKWATCH_WHEELS (default tests/gpu/wheels).
 #    onnxruntime-gpu is installed when its wheel is there (the ONNX Runtime CUDA tests skip
 #    otherwise, and say so). --dry uses the current Python as it is and installs nothing.
+#    When the wheels hold nvidia-pytriton, a second environment ($DUSKWATCH_TRITON_VENV,
+#    default /tmp/duskwatch-triton-venv; PyTriton pins numpy<2) gets it with onnxruntime-gpu,
+#    and the Triton stage serves the detector from its bundled server (skipped otherwise).
 # 2. tests/gpu/driver.py runs every stage with its own time limit and writes every summary,
 #    log and the trained checkpoint into OUT_DIR (summary.json lists them; see the driver).
 set -euo pipefail
@@ -47,8 +50,12 @@ if [ "$fetch" = 1 ]; then
     "$python" -m pip download --only-binary=:all: --platform manylinux_2_28_x86_64 \
         --python-version 3.12 -d "$wheels" "${requirements[@]}" "openvino>=2024.0" \
         "onnxruntime-gpu>=1.20"
+    # The Triton stage: the server's own environment (numpy<2) and the client.
+    "$python" -m pip download --only-binary=:all: --platform manylinux_2_28_x86_64 \
+        --python-version 3.12 -d "$wheels" "nvidia-pytriton==0.7.0" "numpy<2" \
+        "onnxruntime-gpu>=1.20" "tritonclient[grpc,http]>=2.40"
     rm -f "$wheels"/torch-*.whl "$wheels"/torchvision-*.whl "$wheels"/triton-*.whl \
-        "$wheels"/nvidia_*.whl "$wheels"/numpy-*.whl "$wheels"/opencv_*.whl
+        "$wheels"/nvidia_[!p]*.whl "$wheels"/numpy-2*.whl "$wheels"/opencv_*.whl
     echo "wheels in $wheels ($(du -sh "$wheels" | cut -f1)): carry this folder to the GPU box"
     exit 0
 fi
@@ -84,6 +91,14 @@ else
         # The CPU build shadows the GPU one (both install the `onnxruntime` module).
         "$py" -m pip uninstall -y -q onnxruntime >/dev/null 2>&1 || true
         "${pip[@]}" --force-reinstall --no-deps onnxruntime-gpu
+    fi
+    if ls "$wheels"/nvidia_pytriton-*.whl >/dev/null 2>&1; then
+        tvenv="${DUSKWATCH_TRITON_VENV:-/tmp/duskwatch-triton-venv}"
+        [ -x "$tvenv/bin/python" ] || "$python" -m venv "$tvenv"
+        "$tvenv/bin/python" -m pip install --no-index --find-links "$wheels" -q \
+            --disable-pip-version-check "nvidia-pytriton==0.7.0" "numpy<2" onnxruntime-gpu && \
+            "${pip[@]}" "tritonclient[grpc,http]" && export DUSKWATCH_TRITON_VENV="$tvenv" || \
+            echo "run.sh: the Triton environment could not be built; its stage is skipped" >&2
     fi
     "${pip[@]}" --no-deps --no-build-isolation -e "$root" >/dev/null
     echo "install: $(( $(date +%s) - start )) s" >&2

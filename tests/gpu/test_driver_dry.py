@@ -13,8 +13,8 @@ from tests.gpu import driver
 from tests.gpu.missing import unsatisfied
 
 RUN_SH = Path(__file__).with_name("run.sh")
-STAGES = ["pytest", "export_detector", "export_enhancer", "bench_engine_b1", "bench_engine_b2",
-          "bench_pipeline_2", "train"]
+STAGES = ["pytest", "export_detector", "export_enhancer", "export_detector_onnx",
+          "bench_engine_b1", "bench_engine_b2", "bench_pipeline_2", "bench_pipeline_triton", "train"]
 
 
 @pytest.mark.slow
@@ -28,6 +28,10 @@ def test_dry_run_writes_every_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     status = {s["stage"]: s["status"] for s in summary["stages"]}
     assert list(status) == STAGES, status
+    from tests.triton_server import triton_missing
+
+    if triton_missing() is not None:  # no .venv-triton (make triton-env): skipped, and said so
+        assert status.pop("bench_pipeline_triton") == "skipped"
     assert all(v == "ok" for v in status.values()), (status, proc.stderr[-2000:])
     assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])["ok"] is True
     assert summary["dry"] is True and summary["device"] == "cpu"
@@ -37,6 +41,10 @@ def test_dry_run_writes_every_summary(tmp_path):
         assert bench["bare"][0]["mode"] == "eager"
     pipe = json.loads((out / "bench_pipeline_2.json").read_text())["pipeline"]
     assert pipe["streams"] == 2 and pipe["enhanced"] >= pipe["frames_processed"] > 0  # every frame
+    if "bench_pipeline_triton" in status:  # the detector served by the bundled Triton server
+        tri = json.loads((out / "bench_pipeline_triton.json").read_text())
+        assert tri["pipeline"]["detector"]["backend"] == "triton"
+        assert tri["pipeline"]["frames_processed"] > 0 and tri["server_split_ms"]["compute_infer"] > 0
     assert (out / "denoiser_teacher.pt").is_file()
     assert all((out / f"{s}.log").is_file() for s in STAGES)
     assert not (out / "work").exists()  # engines and clips are not left behind
