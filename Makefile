@@ -7,7 +7,8 @@ TORCH_PIN ?= torchvision==0.29.2
 
 SYS_PACKAGES := ffmpeg prometheus python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav systemd mosquitto
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav systemd mosquitto \
+	chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The Triton server the tests start (tests/triton_server.py): nvidia-pytriton bundles a real

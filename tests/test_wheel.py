@@ -62,6 +62,18 @@ def test_the_package_comes_from_the_wheel_not_the_checkout(installed):
     assert str(ROOT) not in res.stdout and str(bin_dir.parent) in res.stdout
 
 
+def test_the_wheel_carries_the_review_page(installed):
+    """The page's assets are package data: the installed app serves them, not the checkout's."""
+    bin_dir, work = installed
+    res = run([bin_dir / "python", "-c", "import json; from daemon.service.web.app import STATIC; "
+               "print(STATIC); print(json.dumps(sorted(p.name for p in STATIC.iterdir())))"],
+              cwd=work)
+    assert res.returncode == 0, res.stderr
+    folder, names = res.stdout.splitlines()
+    assert str(bin_dir.parent) in folder
+    assert {"index.html", "app.js", "style.css"} <= set(json.loads(names))
+
+
 def test_install_service_finds_its_files_in_the_wheel(installed, tmp_path):
     bin_dir, work = installed
     res = run([bin_dir / "duskwatch", "install-service", "--root", tmp_path, "--no-build",

@@ -122,7 +122,10 @@ def demo_config(detector: Path, enhancer: Path | None, args: argparse.Namespace)
     url = args.source if args.source and "://" in args.source else "file:///duskwatch-demo"
     sinks = [] if args.sink == "none" else [{"type": "jsonl", "path": args.sink}]
     return parse_config({
-        "cameras": [{"name": "demo", "url": url, "fps": args.fps, "loop": True}],
+        "cameras": [{"name": "demo", "url": url, "fps": args.fps, "loop": True,
+                     # a line and a zone, so that the review page has crossings to show
+                     "lines": [{"name": "middle", "points": [[0.05, 0.5], [0.95, 0.5]]}],
+                     "zones": [{"name": "left", "points": [[0, 0], [0.4, 0], [0.4, 1], [0, 1]]}]}],
         "engines": {"detector": str(detector), "enhancer": str(enhancer) if enhancer else None,
                     "device": args.device},
         # The demo's footage ramps down within ~30 s: react faster than the service default.
@@ -151,12 +154,10 @@ def print_where_to_look(host: str, port: int, enhancer: Path | None, sink: str) 
     base = f"http://{shown}:{port}"
     lines = [
         "",
-        "duskwatch demo is running. Look at:",
-        f"  {base}/snapshot/demo.jpg   latest frame with boxes (enhanced where the gate says it helps)",
-        f"  {base}/cameras             camera state, brightness, low-light gate",
-        f"  {base}/metrics             Prometheus metrics",
-        f"  {base}/events              recent events (tracks, zones, lines) with snapshots and clips",
-        f"  {base}/healthz  {base}/readyz",
+        f"duskwatch demo is running. Open {base}/ in a browser: the review page (the live",
+        "  camera, its events with snapshots and clips). The same as JSON and files:",
+        f"  {base}/cameras  {base}/events  {base}/snapshot/demo.jpg",
+        f"  {base}/metrics (Prometheus)  {base}/healthz  {base}/readyz",
     ]
     if sink not in ("-", "none"):
         lines.append(f"  {sink}   detections, one JSON line per processed frame")

@@ -12,6 +12,8 @@ replace_sinks, set_config), like the rest of the pipeline.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -48,6 +50,19 @@ class RecentEvents:
         out = [e for e in items if (camera is None or e["camera"] == camera)
                and (type_ is None or e["type"] == type_)]
         return out[:limit]
+
+    def page(self, camera: str | None = None, type_: str | None = None, cls: str | None = None,
+             since: float | None = None, until: float | None = None, offset: int = 0,
+             limit: int = 100) -> tuple[list[dict], int]:
+        """Newest first, filtered (``since``/``until``: Unix seconds, inclusive): ``limit``
+        events from ``offset`` on, and how many matched in all."""
+        with self._lock:
+            items = list(reversed(self._events.values()))
+        out = [e for e in items if (camera is None or e["camera"] == camera)
+               and (type_ is None or e["type"] == type_) and (cls is None or e["class"] == cls)
+               and (since is None or e["epoch"] >= since)
+               and (until is None or e["epoch"] <= until)]
+        return out[offset:offset + limit], len(out)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -151,12 +166,36 @@ class EventStage:
 
     # what HTTP reads ---------------------------------------------------------------------------
     def file_of(self, event_id: str, kind: str) -> Path | None:
-        """The snapshot ('snapshot'), the decoded frame's snapshot ('snapshot_raw') or clip
-        ('clip') path of an event, if it is known."""
+        """The file an event's record names under ``kind`` ('snapshot', 'snapshot_raw' or
+        'clip'), when it is a regular file inside the evidence folder reached through no
+        symbolic link (:func:`evidence_file`). Only events still in the recent list have a
+        record here: older ones answer None."""
         event = self.recent.get(event_id)
-        if event is not None:
-            value = event.get(kind)
-            return Path(value) if value else None
-        if kind == "snapshot":  # older events: by name under the evidence folder
-            return next(iter(Path(self.cfg.evidence.dir).glob(f"*/*/{event_id}.jpg")), None)
+        value = event.get(kind) if event is not None else None
+        return evidence_file(Path(self.cfg.evidence.dir), value) if value else None
+
+
+def evidence_file(root: Path, value: str) -> Path | None:
+    """``value`` (a path a record names) as a real path, when it is a regular file inside
+    ``root`` and neither it nor any folder between ``root`` and it is a symbolic link; else
+    None. A link planted in the evidence tree (to /etc/passwd, to the credentials folder, to a
+    folder elsewhere) is thus never served."""
+    path = os.path.abspath(value)
+    real_root = root.resolve()
+    rel = None
+    for base in (os.path.abspath(root), str(real_root)):  # as configured, or as resolved
+        if os.path.commonpath([path, base]) == base and path != base:
+            rel = Path(os.path.relpath(path, base))
+            break
+    if rel is None:
         return None
+    current, info = real_root, None
+    for part in rel.parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except OSError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            return None
+    return current if info is not None and stat.S_ISREG(info.st_mode) else None

@@ -644,6 +644,9 @@ class Service:
                 "luma": None if gate is None or gate.luma is None else round(gate.luma, 1),
                 "frames_taken": gate.frames_taken if gate else 0,
             })
+            status.update(_shapes(entry.cfg))
+            status["frames_processed"] = self.metrics.registry.get_sample_value(
+                "duskwatch_frames_total", {"camera": name, "outcome": "processed"}) or 0
             snap = self.pipeline.snapshots.get(name) if self.pipeline else None
             if snap is not None:
                 status["last_result"] = snap.result.to_dict()
@@ -679,12 +682,16 @@ class Service:
         """Recent events, newest first (/events)."""
         return self.events.recent.list(camera, type_, limit) if self.events else []
 
+    def events_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int]:
+        """Recent events filtered and paged (/events?class=&since=&until=&offset=), and how
+        many matched (the keywords of :meth:`RecentEvents.page`)."""
+        return self.events.recent.page(**filters) if self.events else ([], 0)
+
     def event_file(self, event_id: str, kind: str) -> Path | None:
-        """An event's snapshot or clip file, when it exists (/events/<id>/snapshot.jpg|clip.mp4)."""
-        if self.events is None:
-            return None
-        path = self.events.file_of(event_id, kind)
-        return path if path is not None and path.is_file() else None
+        """An event's file ('snapshot', 'snapshot_raw', 'clip') as its record names it: a
+        regular file inside the evidence folder, never through a symbolic link
+        (/events/<id>/snapshot.jpg[?picture=raw], /events/<id>/clip.mp4)."""
+        return self.events.file_of(event_id, kind) if self.events is not None else None
 
     def _status_line(self) -> str:
         cams = list(self._published.cameras.values())
@@ -693,6 +700,13 @@ class Service:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def _shapes(cam: CameraConfig) -> dict[str, Any]:
+    """A camera's zones and lines for /cameras (points as fractions of the frame)."""
+    return {"zones": [{"name": z.name, "points": z.points, "coords": z.coords} for z in cam.zones],
+            "lines": [{"name": ln.name, "points": ln.points, "coords": ln.coords}
+                      for ln in cam.lines]}
+
+
 def _state_of(source: CameraSource) -> CameraState | None:
     try:
         return source.state
