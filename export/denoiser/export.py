@@ -127,7 +127,7 @@ def export_denoiser(checkpoint: str | Path | None, steps: int, fmt: str, out: st
     elif fmt == "openvino":  # the CPU engine of choice: ONNX, then OpenVINO IR (.xml + .bin)
         from export.openvino_ir import onnx_to_openvino
 
-        onnx_path = out.with_suffix(".onnx")
+        onnx_path = out.with_name(out.stem + ".to-openvino.onnx")  # never an .onnx engine beside it
         export_onnx(fast, onnx_path)
         onnx_to_openvino(onnx_path, out, {"kind": "enhancer", "steps": steps, "multiple": graph.multiple})
         onnx_path.unlink()
