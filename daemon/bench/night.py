@@ -85,7 +85,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-on", default="exdark_val", help="set to tune on (default exdark_val)")
     p.add_argument("--enhancer-cost", type=float, default=ENHANCER_COST,
                    help="what one enhancer call costs in detector passes, for --tune's trade-off "
-                        f"of AP against work (default {ENHANCER_COST}: K = 2 vs YOLO11n, ORT CPU)")
+                        f"of AP against work (default {ENHANCER_COST}: K = 2 on ORT vs YOLO11n on OpenVINO, CPU)")
     p.add_argument("--pass-cost", type=float, default=PASS_COST,
                    help="AP50 that each detector pass beyond the first must buy for --tune to "
                         f"add a view (default {PASS_COST}; raise it on a box short of compute)")
@@ -278,9 +278,10 @@ ENHANCE_BELOW_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 55.0)
 MAX_HIGHLIGHT_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 1.0)
 MIN_GAIN = 0.005  # AP50 a rule must gain over treating nothing
 PASS_COST = 0.005  # AP50 each detector pass beyond the first must buy (--pass-cost)
-# What the enhancer costs, in detector passes: K = 2 at 640x640 is 0.68x YOLO11n on ONNX Runtime
-# CPU (docs/DENOISER.md); --enhancer-cost for another pair.
-ENHANCER_COST = 0.7
+# What the enhancer costs, in detector passes: the K = 2 for people (guided head) at 640x640 on
+# ONNX Runtime is 1.31x YOLO11n on OpenVINO, CPU (docs/BENCHMARKS.md, "The picture for people");
+# --enhancer-cost for another pair.
+ENHANCER_COST = 1.3
 
 
 def gate_picks(lowlight: Any, stats: Sequence[Any]) -> np.ndarray:
