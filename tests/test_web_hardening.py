@@ -384,5 +384,13 @@ def test_a_night_events_raw_picture_is_served_beside_the_enhanced_one(tmp_path):
         status, headers, raw_jpeg = get(base, event["snapshot_url"] + "?picture=raw")
         assert status == 200 and headers["Content-Type"] == "image/jpeg"
         assert raw_jpeg == Path(event["snapshot_raw"]).read_bytes() and raw_jpeg != enhanced
+        # the live snapshot too: the enhanced picture by default, the decoded frame on request
+        import cv2
+
+        live = [cv2.imdecode(np.frombuffer(get(base, "/snapshot/gate.jpg" + q)[2], np.uint8), cv2.IMREAD_COLOR)
+                for q in ("", "?picture=raw")]
+        assert live[0].shape == live[1].shape == (120, 160, 3)
+        assert live[0].mean() > live[1].mean() + 80
+        assert get(base, "/snapshot/gate.jpg?picture=bogus")[0] == 400
     finally:
         svc.stop()

@@ -74,11 +74,12 @@ class SnapshotStore:
             self._gates.pop(camera, None)
 
 
-def annotate(snap: Snapshot) -> np.ndarray:
-    """The snapshot's frame with its boxes, class names and scores drawn on a copy."""
+def annotate(snap: Snapshot, picture: str = "shown") -> np.ndarray:
+    """The snapshot's frame (``picture``: the one people see, or ``raw``: the decoded frame) with
+    its boxes, class names and scores drawn on a copy."""
     import cv2
 
-    img = np.ascontiguousarray(snap.image.copy())
+    img = np.ascontiguousarray(snap.picture(picture).copy())
     thick = max(1, round(max(img.shape[:2]) / 500))
     for det in snap.result.detections:
         x1, y1, x2, y2 = (int(round(v)) for v in det.box)

@@ -657,25 +657,29 @@ class Service:
             text = text.replace(json.dumps(secret)[1:-1], "***")
         return json.loads(text)
 
-    def snapshot_jpeg(self, camera: str) -> bytes | None:
-        """The camera's latest annotated frame as JPEG, from the encoded cache: however many
-        viewers poll, a camera's frame is drawn and encoded at most once per
+    def snapshot_jpeg(self, camera: str, picture: str = "shown") -> bytes | None:
+        """The camera's latest annotated frame as JPEG (``picture``: the one people see, enhanced
+        for a low-light camera, or ``raw``: the decoded frame), from the encoded cache: however
+        many viewers poll, a camera's frame is drawn and encoded at most once per
         ``http.snapshot_interval_s`` (viewers cannot slow detection)."""
         if camera not in self.camera_names():
             return None
-        jpeg = self.snapshots.get(camera)
+        jpeg = self.snapshots.get(camera if picture != "raw" else f"{camera}:raw")
         if jpeg is None:
             raise SnapshotNotReady(f"camera {camera} has no processed frame yet")
         return jpeg
 
-    def _render_snapshot(self, camera: str):
-        """(version, JPEG bytes) of the camera's latest snapshot, or None (the cache's source)."""
+    def _render_snapshot(self, key: str):
+        """(version, JPEG bytes) of a camera's latest snapshot, or None (the cache's source);
+        ``key`` is the camera's name, or ``<name>:raw`` for its decoded frame (':' is never in a
+        camera's name)."""
         from daemon.pipeline.snapshots import annotate, encode_jpeg
 
+        camera, _, picture = key.partition(":")
         snap = self.pipeline.snapshots.get(camera) if self.pipeline else None
         if snap is None:
             return None
-        return snap.result.seq, lambda: encode_jpeg(annotate(snap))
+        return snap.result.seq, lambda: encode_jpeg(annotate(snap, picture or "shown"))
 
     def events_list(self, camera: str | None = None, type_: str | None = None,
                     limit: int = 100) -> list[dict[str, Any]]:

@@ -3,8 +3,8 @@
     python tests/bench/demo_snapshots.py docs/img/demo_snapshots.jpg
 
 Polls /cameras until the footage is at night (the camera low-light), grabs the snapshot (with
-the detector's boxes; the enhanced frame where the gate judged enhancing helps), and puts it
-beside a daylight snapshot. Also prints the
+the detector's boxes) as decoded (``?picture=raw``) and as people see it (the enhanced picture),
+and puts them beside a daylight snapshot. Also prints the
 /cameras entry and the frame counters at both moments, for the docs.
 """
 
@@ -45,8 +45,8 @@ def wait_for(predicate, timeout: float) -> dict:
     raise TimeoutError("the demo camera never reached the wanted state")
 
 
-def grab(label: str) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(get("/snapshot/demo.jpg"), np.uint8), cv2.IMREAD_COLOR)
+def grab(label: str, query: str = "") -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(get("/snapshot/demo.jpg" + query), np.uint8), cv2.IMREAD_COLOR)
     cv2.putText(img, label, (12, img.shape[0] - 16), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 255, 255), 2)
     return img
 
@@ -60,15 +60,15 @@ def main(out: str) -> int:
         night = wait_for(lambda c: c["lowlight"] and c.get("brightness_gain", 1) <= 0.1
                          and c.get("last_result"), 120)
         enhanced = night["last_result"]["enhanced"]
-        night_img = grab(f"night: luma {night['luma']:.0f}, "
-                         + ("enhanced" if enhanced else "not enhanced (gate)"))
+        raw_img = grab(f"night: luma {night['luma']:.0f}, as decoded", "?picture=raw")
+        night_img = grab("night: " + ("the enhanced picture" if enhanced else "not enhanced"))
         print(json.dumps(night, indent=1))
         print(get("/metrics").decode().count("\n"), "metric lines")
     finally:
         demo.terminate()
         demo.wait(10)
     h = min(day_img.shape[0], night_img.shape[0])
-    row = np.hstack([cv2.resize(i, (int(i.shape[1] * h / i.shape[0]), h)) for i in (day_img, night_img)])
+    row = np.hstack([cv2.resize(i, (int(i.shape[1] * h / i.shape[0]), h)) for i in (day_img, raw_img, night_img)])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(out, row, [cv2.IMWRITE_JPEG_QUALITY, 85])
     print("wrote", out)

@@ -133,8 +133,11 @@ def build_app(app: Any, auth: Authenticator | None, metrics: Any = None) -> Any:
         name = request.path_params["name"]
         if not CAMERA_NAME.match(name) or name not in app.camera_names():
             return json_response(404, {"error": "unknown camera; GET /cameras lists them"})
+        picture = request.query_params.get("picture", "enhanced")
+        if picture not in PICTURES:
+            raise BadQuery(f"picture must be one of {sorted(PICTURES)}, not {picture!r}")
         try:
-            jpeg = app.snapshot_jpeg(name)
+            jpeg = app.snapshot_jpeg(name, "raw" if picture == "raw" else "shown")
         except SnapshotNotReady as exc:
             return json_response(503, {"error": str(exc)})
         if jpeg is None:
