@@ -50,13 +50,12 @@ class Detector:
         self.imgsz = input_size(self.engine)
         self.names = class_names(self.engine)
         self.rect_stride = rect_stride(self.engine)
-        # a fixed-size engine has one geometry: val_geometry changes nothing there
-        self.val_stride = self.rect_stride if val_geometry and not self._torch_pipeline_default() else None
         if torch_pipeline is None:
             torch_pipeline = self._torch_pipeline_default()
         self._torch_pipeline = bool(torch_pipeline)
-        if self._torch_pipeline:
-            self.val_stride = None
+        # a fixed-size engine, or the torch pre-processing, has one geometry: val_geometry
+        # changes nothing there
+        self.val_stride = self.rect_stride if val_geometry and not self._torch_pipeline else None
 
     def _torch_pipeline_default(self) -> bool:
         return str(getattr(self.engine, "device", "cpu")).startswith("cuda") and \

@@ -263,7 +263,11 @@ class SetRun:
         return summarize(chosen, self.labelled.classes)
 
     def bins(self, method: str) -> dict[str, Any]:
-        return {name: self.score(method, (self.grey >= lo) & (self.grey < hi)) for name, lo, hi in BINS}
+        return {name: self.score(method, sel) for name, sel in self.bin_masks().items()}
+
+    def bin_masks(self) -> dict[str, np.ndarray]:
+        """Which photos fall in each brightness bin of :data:`BINS` (by the raw photo's grey)."""
+        return {name: (self.grey >= lo) & (self.grey < hi) for name, lo, hi in BINS}
 
 
 def match_all(labelled: Any, results: Sequence[PhotoResult]) -> list[Any]:
@@ -330,7 +334,7 @@ def tune_gate(run: SetRun, base: Any, enhancer_cost: float = ENHANCER_COST,
     enhancer included, must pay for itself); a rule that treats anything must beat treating
     nothing by :data:`MIN_GAIN`, else nothing is."""
     raw_bins = {k: v.ap50 for k, v in run.bins("raw").items()}
-    bins = {name: (run.grey >= lo) & (run.grey < hi) for name, lo, hi in BINS}
+    bins = run.bin_masks()
     table, best, best_key = [], base.model_copy(update={"enhance_below": 0.0}), None
     # the gate's decision does not depend on the views: made once per pair of thresholds
     decided = {(eb, mh): gate_picks(base.model_copy(update={"enhance_below": eb, "max_highlight": mh}),
@@ -538,7 +542,7 @@ def enhancer_share(run_: SetRun, lowlight: Any) -> dict | None:
         with_e, without = views, tuple(dict.fromkeys("raw" if v == "enhanced" else v for v in views))
     else:
         with_e, without = tuple(dict.fromkeys(views + ("enhanced",))), views
-    bins = {name: (run_.grey >= lo) & (run_.grey < hi) for name, lo, hi in BINS}
+    bins = run_.bin_masks()
     a = {b: mixed_score(run_, picks, with_e, sel).ap50 for b, sel in bins.items()}
     z = {b: mixed_score(run_, picks, without, sel).ap50 for b, sel in bins.items()}
     return {"rule_has_enhanced": "enhanced" in views, "with": list(with_e), "without": list(without),
