@@ -121,6 +121,15 @@ class FakeEnhancer:
         self.closed = True
 
 
+def camera_dicts(*specs):
+    """Camera dicts: a name, or (name, {fields})."""
+    out = []
+    for spec in specs:
+        name, extra = (spec, {}) if isinstance(spec, str) else spec
+        out.append({"name": name, "url": f"rtsp://127.0.0.1:8554/{name}", **extra})
+    return out
+
+
 def make_config(cameras=("a", "b"), listen="127.0.0.1:0", **extra) -> "Config":  # noqa: F821
     data = {
         "cameras": [{"name": n, "url": f"rtsp://user:pw-{n}-secret@127.0.0.1:8554/{n}"} for n in cameras],

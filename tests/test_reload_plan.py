@@ -4,16 +4,7 @@ applying it: tests/test_reload_service.py)."""
 from __future__ import annotations
 
 from daemon.service import reload_plan as rp
-from tests.daemon_fakes import make_config
-
-
-def cams(*specs):
-    """Camera dicts: a name, or (name, {fields})."""
-    out = []
-    for spec in specs:
-        name, extra = (spec, {}) if isinstance(spec, str) else spec
-        out.append({"name": name, "url": f"rtsp://127.0.0.1:8554/{name}", **extra})
-    return out
+from tests.daemon_fakes import camera_dicts as cams, make_config
 
 
 def kinds(ops):

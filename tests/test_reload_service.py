@@ -12,16 +12,7 @@ import yaml
 from daemon.config import load_config
 from daemon.service.service import Service
 from daemon.service.systemd import Notifier
-from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource
-
-
-def cams(*specs):
-    """Camera dicts: a name, or (name, {fields})."""
-    out = []
-    for spec in specs:
-        name, extra = (spec, {}) if isinstance(spec, str) else spec
-        out.append({"name": name, "url": f"rtsp://127.0.0.1:8554/{name}", **extra})
-    return out
+from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, camera_dicts as cams
 
 
 def make_service(tmp_path, data, cfg=None, **kw):
