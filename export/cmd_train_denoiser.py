@@ -24,6 +24,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-gain", type=float, help="largest shadow gain of a curve head (default 8; real LOL "
                    "pairs need about 30)")
     p.add_argument("--unshuffle", type=int, help="the network's input reduction (default 8 for curve, 4 for residual)")
+    p.add_argument("--work-scale", type=int, choices=[1, 2, 4], default=1,
+                   help="curve/guided heads: run the sampler on the frame averaged down this many times "
+                        "and give the full-resolution picture by a guided upsampling (cheaper; 2 is the "
+                        "shipped enhancer's). --crop stays in full-resolution pixels")
+    p.add_argument("--edge-aware", action="store_true",
+                   help="guided head: bring the gain maps to full resolution along the frame's edges "
+                        "(no halo around lamps) instead of bilinearly")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,10 @@ def _net_config(args: argparse.Namespace):
           "upsample": "bilinear" if curve else "shuffle"}
     if args.max_gain:
         kw["max_gain"] = args.max_gain
+    if args.work_scale > 1:
+        kw["work"] = args.work_scale
+    if args.edge_aware:
+        kw["edge_aware"] = True
     if args.widths:
         kw["widths"] = tuple(int(w) for w in args.widths.split(","))
     return NetConfig(**kw)

@@ -111,14 +111,14 @@ def make_pool(teacher, diff, K, photos, cfg: DistillConfig, rng, device) -> dict
         y, x0 = data.training_batch(photos, cfg.batch, cfg.crop, rng, cfg.degradation)
         ys.append(y)
         x0s.append(x0)
-    y = bridge_endpoint(teacher, torch.from_numpy(np.concatenate(ys)).to(device))
+    y = bridge_endpoint(teacher, teacher.shrink(torch.from_numpy(np.concatenate(ys)).to(device)))
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     eps = torch.randn(y.shape, generator=gen).to(device)
     if cfg.noise == "zero":  # the exported graph starts from zero noise: distil on that path
         eps = torch.zeros_like(y)
     states = teacher_trajectories(teacher, diff, K, y, eps)
     if cfg.clean_weight > 0:  # pull the final image towards the clean photo (less leftover noise)
-        x0 = torch.from_numpy(np.concatenate(x0s)).to(device)
+        x0 = teacher.shrink(torch.from_numpy(np.concatenate(x0s)).to(device))
         states[-1] = (1 - cfg.clean_weight) * states[-1] + cfg.clean_weight * x0
     return {"y": y, "states": states}
 
@@ -186,7 +186,7 @@ class StudentTask:
             self.det_photos, _ = detection.load_box_photos(cfg.det_data, cfg.det_crop, _det_classes(cfg))
         if cfg.det_val:
             self.det_score = detection.DetectionScore(self.detector, cfg.det_val, cfg.det_val_limit,
-                                                      multiple=self.net.multiple)
+                                                      multiple=self.net.cfg.frame_multiple)
             self.det_raw = self.det_score(None)
 
     def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:

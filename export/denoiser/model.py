@@ -85,7 +85,8 @@ def denoiser_fn(net: DenoiserUNet):
 
 class EnhancerGraph(nn.Module):
     """image -> enhanced: the bridge's endpoint (:func:`bridge_endpoint`), then K deterministic
-    residual-shift steps, unrolled."""
+    residual-shift steps, unrolled; with ``NetConfig.work > 1`` they run on the frame averaged
+    down and a guided upsampling gives the full-resolution picture (:meth:`DenoiserUNet.expand`)."""
 
     def __init__(self, net: DenoiserUNet, diff: DiffusionConfig, steps: int, noise: str = "zero",
                  noise_seed: int = NOISE_SEED):
@@ -101,17 +102,18 @@ class EnhancerGraph(nn.Module):
 
     @property
     def multiple(self) -> int:
-        return self.net.multiple
+        return self.net.cfg.frame_multiple
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = image.shape
+        small = self.net.shrink(image)  # the frame itself unless the net works at a reduced size
+        n, _, h, w = small.shape
         if self.noise_mode == "zero":
-            eps = torch.zeros_like(image)
+            eps = torch.zeros_like(small)
         else:
             eps = tile_noise(self.noise, n, h, w)
-        y = bridge_endpoint(self.net, image)
+        y = bridge_endpoint(self.net, small)
         out = diffusion.sample(denoiser_fn(self.net), y, self.etas, self.kappa, eps)
-        return out.clamp(0.0, 1.0)
+        return self.net.expand(image, small, out.clamp(0.0, 1.0))
 
 
 # -- checkpoints -----------------------------------------------------------------------------

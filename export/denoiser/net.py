@@ -67,16 +67,28 @@ class NetConfig:
     head: str = "residual"  # "residual" | "curve" | "guided" (see the module docstring)
     max_gain: float = 8.0  # the curve head's largest shadow gain (and 1/max_gain the smallest)
     upsample: str = "shuffle"  # decoder: "shuffle" (1x1 + pixel_shuffle(2)) | "bilinear" (1x1 + bilinear x2)
+    work: int = 1  # the sampler runs at 1/work of the frame, then a guided upsampling (curve heads)
+    edge_aware: bool = False  # guided head: gain maps upsampled against the frame's log-luminance
 
     def __post_init__(self):
         if self.head not in HEADS:
             raise ValueError(f"NetConfig.head {self.head!r}: use one of {', '.join(HEADS)}")
         if self.upsample not in ("shuffle", "bilinear"):
             raise ValueError(f"NetConfig.upsample {self.upsample!r}: use 'shuffle' or 'bilinear'")
+        if self.work not in (1, 2, 4) or (self.work > 1 and not self.curve):
+            raise ValueError(f"NetConfig.work {self.work!r}: use 1, or 2 or 4 with a curve or guided head")
+        if self.edge_aware and self.head != "guided":
+            raise ValueError("NetConfig.edge_aware needs head 'guided'")
 
     @property
     def multiple(self) -> int:
+        """What the network's own input sides must be multiples of (at its working resolution)."""
         return self.unshuffle * 2 ** (len(self.widths) - 1)
+
+    @property
+    def frame_multiple(self) -> int:
+        """What a frame's sides must be multiples of (the network's multiple at full resolution)."""
+        return self.multiple * self.work
 
     @property
     def curve(self) -> bool:
@@ -200,7 +212,65 @@ def guided_smooth(y: torch.Tensor, eps: torch.Tensor, r: int = 2) -> torch.Tenso
     return box(a, r) * y + box(mean - a * mean, r)
 
 
-def guided_x0(y: torch.Tensor, maps: torch.Tensor, max_gain: float) -> torch.Tensor:
+#: ITU-R BT.601 luma weights, as a 1x1 convolution ``[1, 3, 1, 1]``
+LUMA = (0.299, 0.587, 0.114)
+#: the edge-aware gain fit's regulariser, in squared natural-log units of luminance: cells whose
+#: log-luminance varies less than ~0.2 (20 %) are treated as flat (their gains just averaged)
+LOG_LUMA_EPS = 0.05
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """``[N,1,H,W]`` luminance (a multiply and a channel sum: as a 1x1 convolution with one output
+    channel, ONNX Runtime's blocked layout computes 16 channels and reorders them)."""
+    return (x * x.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+
+
+def upsample(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Bilinear upsampling by the whole factor ``s`` (``align_corners=False``)."""
+    return x if s == 1 else F.interpolate(x, scale_factor=float(s), mode="bilinear", align_corners=False)
+
+
+def local_linear(guide: torch.Tensor, target: torch.Tensor, eps: torch.Tensor | float, r: int = 1):
+    """Least-squares ``target ~ a guide + b`` in each ``(2r+1)^2`` window (the guided filter's
+    coefficients, He et al. 2010), each averaged over the windows that hold the pixel. ``guide``
+    has one channel, ``target`` any number; returns ``(a, b)`` shaped like ``target``."""
+    m_i, m_p = box(guide, r), box(target, r)
+    cov = box(guide * target, r) - m_i * m_p
+    var = (box(guide * guide, r) - m_i * m_i).clamp_min(0.0)
+    a = cov / (var + eps)
+    return box(a, r), box(m_p - a * m_i, r)
+
+
+def apply_linear(a: torch.Tensor, b: torch.Tensor, guide: torch.Tensor, s: int) -> torch.Tensor:
+    """Upsample the coefficients ``a``, ``b`` (3 channels) ``s`` times bilinearly; ``a guide + b``."""
+    return upsample(a, s) * guide + upsample(b, s)
+
+
+def guided_upsample(frame: torch.Tensor, small: torch.Tensor, out: torch.Tensor, eps: torch.Tensor, s: int) -> torch.Tensor:
+    """The full-resolution picture from ``out``, the enhanced ``small`` (``frame`` averaged down):
+    ``out`` fitted locally as a linear function of ``small``'s luminance (scaled by the frame's
+    exposure gain, so ``eps`` means the same at every exposure), applied to ``frame``'s luminance.
+    Where ``out`` is flat and the frame noisy, ``a`` is ~0 and the noise stays out."""
+    g = exposure_gain(small)
+    a, b = local_linear(luma(small) * g, out, eps)
+    return apply_linear(a, b, luma(frame) * g, s)
+
+
+def log_luma(x: torch.Tensor) -> torch.Tensor:
+    return torch.log(luma(x) + 1e-3)
+
+
+def gain_maps_edge_aware(log_g: torch.Tensor, d: torch.Tensor, r: int, max_gain: float) -> torch.Tensor:
+    """Per-pixel gains from the low-resolution log-gain maps ``log_g`` (cells of ``r x r`` pixels)
+    by a local linear fit against the cells' log-luminance of the denoised frame ``d``, applied to
+    each pixel's own log-luminance; bounded to the range the bilinear form can reach."""
+    a, b = local_linear(torch.log(F.avg_pool2d(luma(d), r) + 1e-3), log_g, LOG_LUMA_EPS)
+    log_px = apply_linear(a, b, log_luma(d), r)
+    lo = math.log(1.0 / max_gain)
+    return torch.exp(log_px.clamp(lo, math.log(20.0 * max_gain)))
+
+
+def guided_x0(y: torch.Tensor, maps: torch.Tensor, max_gain: float, r: int, edge_aware: bool = False) -> torch.Tensor:
     """The guided head's ``x0`` from ``maps`` ``[N,5,h,w]`` at low resolution: gain logits per
     channel, a blend logit and a smoothing logit, upsampled bilinearly. The dark frame is first
     denoised edge-aware, ``d = y + b (guided_smooth(y, eps) - y)`` with ``b = softsign(.)`` in
@@ -210,13 +280,19 @@ def guided_x0(y: torch.Tensor, maps: torch.Tensor, max_gain: float) -> torch.Ten
     (:func:`exposure_gain`, up to 20x) times a learned local factor. Real captures need gains of
     10-30 that a bounded logit reaches only where its gradient has vanished (the first LOL
     students stalled at a global brightness off by 0.3-2x); the frame-wide part is computed, the
-    network corrects it. Zero maps give that exposure gain and no smoothing."""
+    network corrects it. Zero maps give that exposure gain and no smoothing. ``edge_aware``: the
+    gains reach full resolution by :func:`gain_maps_edge_aware` instead of bilinearly."""
     t = softsign(maps)
     base = torch.log(exposure_gain(y))
-    low = torch.cat([torch.exp(t[:, :3] * math.log(max_gain) + base), t[:, 3:4], 10.0 ** (2.0 * t[:, 4:5] - 4.0)], dim=1)
-    up = F.interpolate(low, size=y.shape[-2:], mode="bilinear", align_corners=False)
-    g, b, eps = up[:, :3], up[:, 3:4], up[:, 4:5]
+    log_g = t[:, :3] * math.log(max_gain) + base
+    low = torch.cat([t[:, 3:4], 10.0 ** (2.0 * t[:, 4:5] - 4.0)] + ([] if edge_aware else [torch.exp(log_g)]), dim=1)
+    up = upsample(low, r)
+    b, eps = up[:, 0:1], up[:, 1:2]
     d = (y + b * (guided_smooth(y, eps) - y)).clamp(0.0, 1.0)
+    if edge_aware:
+        g = gain_maps_edge_aware(log_g, d, r, max_gain)
+    else:
+        g = up[:, 2:5]
     return gain_curve(d, g, g - 1.0)
 
 
@@ -289,10 +365,23 @@ class DenoiserUNet(nn.Module):
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
             self.register_buffer("blur", gaussian_kernel(), persistent=False)
+        if cfg.work > 1:  # the guided upsampling's regulariser (log10), learned with the pairs
+            self.guide_log_eps = nn.Parameter(torch.tensor(-3.0))
 
     @property
     def multiple(self) -> int:
         return self.cfg.multiple
+
+    def shrink(self, frame: torch.Tensor) -> torch.Tensor:
+        """The frame the network works on: averaged down ``work`` times (itself when 1)."""
+        w = self.cfg.work
+        return frame if w == 1 else F.avg_pool2d(frame, w)
+
+    def expand(self, frame: torch.Tensor, small: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The full-resolution picture from ``out`` (the enhanced :meth:`shrink` of ``frame``)."""
+        if self.cfg.work == 1:
+            return out
+        return guided_upsample(frame, small, out, 10.0 ** self.guide_log_eps, self.cfg.work).clamp(0.0, 1.0)
 
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         r = self.cfg.unshuffle
@@ -305,7 +394,7 @@ class DenoiserUNet(nn.Module):
         if self.cfg.curve:
             out = self.head(torch.cat([rms_normalize(h), inp], dim=1))
             if self.cfg.head == "guided":
-                return guided_x0(y, out, self.cfg.max_gain)
+                return guided_x0(y, out, self.cfg.max_gain, r, self.cfg.edge_aware)
             return curve_x0(y, out, self.blur, self.cfg.max_gain)
         out = self.head(torch.cat([h, inp], dim=1))
         return F.pixel_shuffle(out, r) + y  # predict x0 as a correction of the degraded frame

@@ -77,7 +77,7 @@ class TeacherTask:
 
     def loss(self, step: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         batch = data.training_batch(self.train_set, self.cfg.batch, self.cfg.crop, rng, self.cfg.degradation)
-        y, x0 = (torch.from_numpy(a).to(self.device) for a in batch)
+        y, x0 = (self.net.shrink(torch.from_numpy(a).to(self.device)) for a in batch)  # its working size
         return teacher_loss(self.net, x0, y, self.diff, gen, self.cfg.ssim_weight)
 
     def evaluate(self, ema) -> dict[str, float]:
