@@ -611,29 +611,70 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory):
         broker.stop()
 
 
+@dataclass(frozen=True)
+class Post:
+    """One POST as the webhook receiver saw it (``at``: its monotonic clock on arrival)."""
+
+    at: float
+    connection: int
+    status: int
+    headers: dict
+    body: dict
+
+
 @dataclass
 class WebhookReceiver:
-    """A local HTTP server recording every POST: ``received`` holds ``(headers, json body)``."""
+    """A local HTTP/1.1 server (keep-alive) recording every POST.
+
+    ``received``: ``(headers, json body)`` of each POST answered 200; ``posts``: every POST
+    (:class:`Post`, whatever the answer); ``connections``: TCP connections accepted. Answers: ``answers`` first (a list of ``(status, headers)``, consumed
+    in order), then ``status``."""
 
     url: str
     received: list = field(default_factory=list)
     status: int = 200
+    answers: list = field(default_factory=list)
+    posts: list = field(default_factory=list)
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, body: bytes, headers: dict, connection: int) -> tuple[int, dict]:
+        with self.lock:
+            status, extra = self.answers.pop(0) if self.answers else (self.status, {})
+            event = json.loads(body)
+            self.posts.append(Post(time.monotonic(), connection, status, headers, event))
+            if status == 200:
+                self.received.append((headers, event))
+            return status, extra
+
+    def accepted(self) -> int:
+        with self.lock:
+            self.connections += 1
+            return self.connections
 
 
 @pytest.fixture
 def webhook_receiver():
-    """A real HTTP receiver on loopback: ``hook.url``, ``hook.received`` (list of ``(headers
-    dict, parsed JSON)``), ``hook.status`` (the answer, 200 by default)."""
+    """A real HTTP receiver on loopback (:class:`WebhookReceiver`): ``hook.url``,
+    ``hook.received``, ``hook.posts``, ``hook.connections``, ``hook.status`` (the answer, 200 by
+    default) and ``hook.answers`` (scripted answers before that)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     hook = WebhookReceiver("")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps the connection open unless the client closes it
+
+        def setup(self):
+            super().setup()
+            self.connection_number = hook.accepted()
+
         def do_POST(self):  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if hook.status == 200:
-                hook.received.append((dict(self.headers), json.loads(body)))
-            self.send_response(hook.status)
+            status, extra = hook.answer(body, dict(self.headers), self.connection_number)
+            self.send_response(status)
+            for key, value in extra.items():
+                self.send_header(key, value)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
