@@ -653,11 +653,9 @@ class WebhookReceiver:
             return self.connections
 
 
-@pytest.fixture
-def webhook_receiver():
-    """A real HTTP receiver on loopback (:class:`WebhookReceiver`): ``hook.url``,
-    ``hook.received``, ``hook.posts``, ``hook.connections``, ``hook.status`` (the answer, 200 by
-    default) and ``hook.answers`` (scripted answers before that)."""
+def start_webhook_receiver(tls=None):
+    """A :class:`WebhookReceiver` served on a loopback port by a thread: HTTP, or HTTPS with
+    ``tls`` (an ``ssl.SSLContext`` holding the server's certificate). Returns ``(hook, stop)``."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     hook = WebhookReceiver("")
@@ -682,12 +680,28 @@ def webhook_receiver():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    hook.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/hook"
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     t.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return hook, stop
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real HTTP receiver on loopback (:class:`WebhookReceiver`): ``hook.url``,
+    ``hook.received``, ``hook.posts``, ``hook.connections``, ``hook.status`` (the answer, 200 by
+    default) and ``hook.answers`` (scripted answers before that)."""
+    hook, stop = start_webhook_receiver()
     yield hook
-    server.shutdown()
-    server.server_close()
+    stop()
 
 
 # -- Triton (tests/triton_server.py) --------------------------------------------------------------

@@ -9,16 +9,19 @@ earlier than the wait asked for), or from above by generous limits that a hang w
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from email.utils import formatdate
 
 import pytest
+import trustme
 from urllib3 import HTTPResponse
 
 from daemon.config import WebhookSinkConfig
 from daemon.events.sinks import WebhookSink
 from daemon.events.webhook_http import failure_words, retry_policy
 from daemon.metrics import Metrics
+from tests.conftest import start_webhook_receiver
 
 
 def wait_for(pred, timeout: float = 20.0, step: float = 0.02) -> bool:
@@ -210,6 +213,45 @@ def test_a_stop_cuts_a_long_retry_after_short_and_counts_the_event(webhook_recei
     assert s.sink.dropped == 1 == s.dropped_metric() and s.sink.delivered == 0
     assert statuses(hook) == [503]
     assert any("outage ended by shutdown" in ln and "1 dropped" in ln for ln in log_text(caplog))
+
+
+# -- TLS: checked against the system's trust store, as before ---------------------------------------
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_receiver(tls_ca, monkeypatch):
+    """The receiver over HTTPS, with a certificate for 127.0.0.1 from ``tls_ca``; requests'
+    own CA variables unset, so that only the system's store (``SSL_CERT_FILE``) decides."""
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    hook, stop = start_webhook_receiver(server_tls)
+    yield hook
+    stop()
+
+
+def test_https_trusts_the_systems_ca_store(https_receiver, tls_ca, tmp_path, monkeypatch):
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # OpenSSL's own override of its store
+    with Sink(https_receiver.url, retries=1, backoff_max_s=0.2) as s:
+        s.sink.offer(event(1))
+        assert wait_for(lambda: s.sink.delivered == 1)
+    assert len(https_receiver.received) == 1 and https_receiver.connections == 1
+
+
+def test_an_untrusted_certificate_is_not_delivered_and_the_log_says_why(https_receiver, caplog):
+    caplog.set_level(logging.INFO, logger="duskwatch.events")
+    with Sink(https_receiver.url, retries=1, backoff_max_s=0.2) as s:
+        s.sink.offer(event(1))
+        assert wait_for(lambda: s.sink.dropped == 1)
+    assert https_receiver.posts == [] and s.dropped_metric() == 1
+    assert any("event dropped (not delivered in 2 attempts: TLS failed (certificate not "
+               "trusted: " in ln for ln in log_text(caplog)), log_text(caplog)
 
 
 # -- the policy's pieces, without a server ------------------------------------------------------
