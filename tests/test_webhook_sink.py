@@ -120,9 +120,10 @@ def test_a_retry_after_beyond_the_cap_waits_the_cap(webhook_receiver):
     (400, {}),
     (404, {}),
     (413, {"Retry-After": "1"}),  # urllib3's default would retry a 413 with Retry-After
+    (302, {"Location": "/elsewhere"}),  # not followed: it would arrive as a GET, without the event
 ])
-def test_a_4xx_answer_is_not_retried_but_dropped_counted_and_logged(webhook_receiver, caplog,
-                                                                    status, headers):
+def test_a_final_answer_is_not_retried_but_dropped_counted_and_logged(webhook_receiver, caplog,
+                                                                      status, headers):
     caplog.set_level(logging.INFO, logger="duskwatch.events")
     hook = webhook_receiver
     hook.status = status

@@ -204,7 +204,7 @@ class WebhookSink(QueuedSink):
         self.target = f"webhook {self.display_url}"
         super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
         self.cfg = cfg
-        self._last_failure = ""
+        self._failures: list[str] = []  # this event's failed attempts, in words
         retry = webhook_http.retry_policy(cfg.retries, cfg.backoff_max_s, self._stop.wait,
                                           self._attempt_failed)
         self._session = webhook_http.open_session(retry, sink_secret(cfg, environ))
@@ -213,6 +213,7 @@ class WebhookSink(QueuedSink):
         if self._stop.is_set():
             raise NotDelivered("shut down with the event undelivered")
         body = json.dumps(stamped(event)).encode()
+        self._failures.clear()
         try:
             with self._session.post(self._url, data=body, timeout=self.cfg.timeout_s,
                                     allow_redirects=False) as answer:
@@ -220,22 +221,26 @@ class WebhookSink(QueuedSink):
         except webhook_http.Stopped:
             raise NotDelivered("shut down with the event undelivered") from None
         except requests.RequestException as exc:
-            # the retries ran out (each failure was reported), or the request could not be made
-            why = self._last_failure or type(exc).__name__
-            raise NotDelivered(f"not delivered in {self.cfg.retries + 1} attempts: {why}") from None
+            if not self._failures:  # not sent at all (the message may quote the URL: not logged)
+                raise NotDelivered(f"not sent: {type(exc).__name__}") from None
+            raise NotDelivered(self._gave_up_words()) from None
         if 200 <= status < 300:
             return True
         if status in webhook_http.RETRIED_STATUSES:
-            raise NotDelivered(f"not delivered in {self.cfg.retries + 1} attempts: "
-                               f"{webhook_http.status_words(status)}")
+            self._failures = self._failures or [webhook_http.status_words(status)]
+            raise NotDelivered(self._gave_up_words())
         self.outage.recovered(self._queue.qsize())  # it answers: reachable, but refuses this
         raise NotDelivered(self._refused_words(status))
 
     def _attempt_failed(self, reason: str, attempt: int) -> None:
-        self._last_failure = reason
+        self._failures.append(reason)
         self.outage.failed(reason)
         self._errors.error("post", "sink %s: POST %s failed (attempt %d of %d): %s", self.name,
                            self.display_url, attempt, self.cfg.retries + 1, reason)
+
+    def _gave_up_words(self) -> str:
+        """The retries ran out: how many attempts, and the last one's failure."""
+        return f"not delivered in {len(self._failures)} attempts: {self._failures[-1]}"
 
     def _refused_words(self, status: int) -> str:
         if status in (401, 403):
