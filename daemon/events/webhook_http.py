@@ -12,12 +12,14 @@ Between attempts the wait is the answer's ``Retry-After`` (delay-seconds or an H
 the sink's ``backoff_max_s``. A sink that is stopping cuts any wait short (:class:`Stopped`).
 
 Each failed attempt is reported through ``on_failed(reason, attempt)``, in words that carry no
-part of the URL (urllib3's own messages quote the path and query, where tokens live).
+part of the URL (urllib3's own messages quote the path and query, where tokens live; its
+warning on each retry is filtered out).
 """
 
 from __future__ import annotations
 
 import http
+import logging
 import random
 import ssl
 import time
@@ -123,6 +125,18 @@ def retry_policy(retries: int, backoff_max_s: float, wait: Wait,
         wait=wait, on_failed=on_failed)
 
 
+class _QuietRetries(logging.Filter):
+    """Drops urllib3's own warning on each of our retries: it quotes the URL's path and query
+    (where tokens live) and is not rate-limited; the sink logs its attempts itself, in words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and isinstance(args[0], SinkRetry))
+
+
+_QUIET_RETRIES = _QuietRetries()
+
+
 class BearerAuth(requests.auth.AuthBase):
     """``Authorization: Bearer TOKEN`` (RFC 6750)."""
 
@@ -147,6 +161,9 @@ def system_trust() -> str | bool:
 
 def open_session(retry: Retry, token: str | None) -> requests.Session:
     """One kept-alive session (a pool of one connection: the sink sends one event at a time)."""
+    urllib3_pool_log = logging.getLogger("urllib3.connectionpool")
+    if _QUIET_RETRIES not in urllib3_pool_log.filters:
+        urllib3_pool_log.addFilter(_QUIET_RETRIES)
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
     session.mount("http://", adapter)
