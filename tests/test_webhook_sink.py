@@ -1,7 +1,8 @@
 """The webhook sink as an HTTP client, against a real HTTP/1.1 receiver on loopback
 (``webhook_receiver`` in conftest): what is retried (no answer, 429, 5xx) and what is final
-(other 4xx, dropped at once and counted), ``Retry-After`` in both forms within the backoff cap,
-one kept-alive connection, and a stop that cuts a long wait short.
+(other 4xx and 3xx, dropped at once and counted), ``Retry-After`` in both forms within the
+backoff cap, one kept-alive connection, a stop that cuts a long wait short, URL credentials and
+tokens kept out of every log, and HTTPS checked against the system's trust store.
 
 Times are only ever bounded from below with the server's own clock (a retry the server saw no
 earlier than the wait asked for), or from above by generous limits that a hang would break."""
