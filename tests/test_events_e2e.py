@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.wait import wait_for
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(240)]
 
@@ -69,13 +70,6 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def wait_for(pred, timeout: float, step: float = 0.25) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def sample(svc, name: str, **labels) -> float:
@@ -182,7 +176,7 @@ def test_line_crossings_arrive_once_on_mqtt_and_webhook_with_snapshots_and_clips
                     return True
             return False
 
-        assert wait_for(a_clip_is_served, timeout=30, step=1.0)
+        assert wait_for(a_clip_is_served, timeout=30, interval=1.0)
         (tmp / "served.mp4").write_bytes(served[0])
         assert cv2.VideoCapture(str(tmp / "served.mp4")).read()[0]
         assert get(svc, "/events/0123456789abcdef/clip.mp4")[0] == 404

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from functools import partial
 from email.utils import formatdate
 
 import pytest
@@ -23,15 +24,10 @@ from daemon.events.sinks import WebhookSink
 from daemon.events.webhook_http import failure_words, retry_policy
 from daemon.metrics import Metrics
 from tests.conftest import start_webhook_receiver
+from tests.wait import wait_for as wait
 
 
-def wait_for(pred, timeout: float = 20.0, step: float = 0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+wait_for = partial(wait, timeout=20.0)  # deliveries through retries: a longer default
 
 
 def event(i: int) -> dict:
