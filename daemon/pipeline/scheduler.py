@@ -93,8 +93,8 @@ class Scheduler:
 
     def add_camera(self, slot: CameraSlot, camera: CameraConfig | None = None,
                    on_added: Command | None = None) -> None:
-        """One unit, applied between two batches: ``on_added`` (the service creates the
-        camera's metric series there), the camera's events settings when ``camera`` is given,
+        """One unit, applied between two batches: ``on_added`` (the camera manager creates
+        the camera's metric series there), the camera's events settings when ``camera`` is given,
         then its slot, so no frame of it is processed before its series exist."""
 
         def add() -> None:
@@ -106,8 +106,8 @@ class Scheduler:
 
     def remove_camera(self, name: str, on_removed: Command | None = None) -> None:
         """One unit, applied between two batches: drop the camera's slot, release what the
-        pipeline keeps for it, then ``on_removed`` (the service drops the camera's metric
-        series there). No batch holding the camera is in flight by then, so nothing
+        pipeline keeps for it, then ``on_removed`` (the camera manager drops the camera's
+        metric series there). No batch holding the camera is in flight by then, so nothing
         re-creates its series."""
 
         def remove() -> None:
