@@ -33,7 +33,7 @@ from daemon.pipeline.gate import LowLightGate
 from daemon.pipeline.owner import OwnedDict
 from daemon.pipeline.scheduler import CameraSlot, Scheduler
 
-log = logging.getLogger("duskwatch.cameras")
+log = logging.getLogger("duskwatch.service")  # the name its lines always had in the journal
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class CameraManager:
 
     def _stop_source(self, source: CameraSource, timeout: float) -> None:
         """Stop a source off the scheduler's thread (a reader may take ``timeout`` to end)."""
-        t = threading.Thread(target=stop_sources, args=([source], timeout),
+        t = threading.Thread(target=_stop_one, args=(source, timeout),
                              name=f"duskwatch-stop-{getattr(source, 'name', '?')}", daemon=True)
         with self._stoppers_lock:
             self._stoppers = [s for s in self._stoppers if s.is_alive()] + [t]
@@ -199,16 +199,17 @@ def state_of(source: CameraSource) -> CameraState | None:
         return None
 
 
+def _stop_one(source: CameraSource, timeout: float) -> None:
+    try:
+        source.stop(timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("camera %s: stop failed: %s", getattr(source, "name", "?"), exc)
+
+
 def stop_sources(sources: list[CameraSource], timeout: float) -> None:
     """Stop sources in parallel, each within ``timeout``; a failing stop is logged."""
-
-    def stop_one(src: CameraSource) -> None:
-        try:
-            src.stop(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("camera %s: stop failed: %s", getattr(src, "name", "?"), exc)
-
-    threads = [threading.Thread(target=stop_one, args=(s,), daemon=True) for s in sources]
+    threads = [threading.Thread(target=_stop_one, args=(s, timeout), daemon=True)
+               for s in sources]
     for t in threads:
         t.start()
     end = time.monotonic() + timeout + 0.5
