@@ -102,10 +102,6 @@ class CameraManager:
         """New fps, gate settings (keeping the gate's history) and settings of a running camera."""
         self._scheduler.submit(lambda: self._update(cam, lowlight))
 
-    def clear(self, timeout: float) -> None:
-        """Take every camera out, keeping their series (the service stops)."""
-        self._scheduler.submit(lambda: [self._detach(n, True, timeout) for n in list(self._table)])
-
     def wait_stopped(self, timeout: float) -> bool:
         """Wait for the sources that removals are stopping; True when all stopped in time."""
         end = time.monotonic() + timeout

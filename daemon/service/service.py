@@ -121,7 +121,7 @@ class Service:
         self._auth = resolve_auth(cfg.http.auth)
         self.view = ServiceView(lambda: self._published, self.metrics,
                                 cfg.http.snapshot_interval_s)
-        self._update_secrets(cfg)
+        self._publish(secrets=self._secrets_of(cfg))
 
     @property
     def cfg(self) -> Config:
@@ -369,8 +369,7 @@ class Service:
         if not self.runtime.settle(RELOAD_SYNC_S):
             log.warning("reload: the scheduler has not applied the changes within %.0f s (an "
                         "engine call in progress); they apply after it", RELOAD_SYNC_S)
-        self._update_secrets(new)
-        self._publish(cfg=new)  # rp.Publish, always the last operation
+        self._publish(cfg=new, secrets=self._secrets_of(new))  # rp.Publish: one assignment
         if self.home_assistant is not None:  # removed cameras, zones, lines leave Home Assistant
             self.home_assistant.apply(new.sinks, new.cameras)
         log.info("reload: done, %d cameras", len(self._published.cameras))
@@ -382,13 +381,15 @@ class Service:
                 return event["snapshot"]
         return None
 
-    def _update_secrets(self, cfg: Config) -> None:
+    def _secrets_of(self, cfg: Config) -> tuple[str, ...]:
+        """The config's secrets, handed to the log filter now (masked in /cameras once
+        published)."""
         found = secrets_of(cfg)  # as they appear in URLs (percent-encoded) ...
         found += auth_secrets(self._auth)
         secrets = tuple(sorted(set(found) | {unquote(s) for s in found}))  # ... and as typed
-        self._publish(secrets=secrets)
         if self.secrets_filter is not None:
             self.secrets_filter.set_secrets(list(secrets))
+        return secrets
 
     def _status_line(self) -> str:
         cams = list(self._published.cameras.values())
