@@ -1,8 +1,9 @@
 """The Starlette app: the review page at ``/``, its assets, and the JSON and file endpoints.
 
 Every answer comes from a :class:`~daemon.service.web.facade.Facade` (the service's read-only
-view) and only from its methods, so this module knows nothing of cameras or engines. :class:`AuthGate` runs before routing: a protected path
-answers 401 before anything else (before 404 or 405), and a 404 never names a camera.
+view) and only from its methods, so this module knows nothing of cameras or engines.
+:class:`AuthGate` runs before routing: a protected path answers 401 before anything else
+(before 404 or 405), and a 404 never names a camera.
 """
 
 from __future__ import annotations
