@@ -33,7 +33,14 @@ from typing import Callable
 
 import pytest
 
-from tests.rtsp.footage import CLIP_NAMES, FootageError, ensure_footage
+# Owner-thread checks on (daemon.pipeline.owner), here and in every daemon a test starts: a
+# change to a structure from a thread that does not own it fails with AssertionError.
+os.environ.setdefault("DUSKWATCH_CHECK_OWNERS", "1")
+from daemon.pipeline import owner as _owner  # noqa: E402
+
+_owner.set_checks(os.environ["DUSKWATCH_CHECK_OWNERS"] not in ("", "0"))
+
+from tests.rtsp.footage import CLIP_NAMES, FootageError, ensure_footage  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp" / "server.py"

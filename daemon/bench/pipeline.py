@@ -335,7 +335,7 @@ def _counts(svc) -> dict[str, Any]:
     r = svc.metrics.registry
     out: dict[str, Any] = {"processed": 0.0, "dropped": 0.0, "failed": 0.0, "enhanced": 0.0,
                            "views_shed": 0.0, "per": {}}
-    for cam in svc.camera_names():
+    for cam in svc.view.camera_names():
         for outcome in ("processed", "dropped", "failed"):
             v = r.get_sample_value("duskwatch_frames_total", {"camera": cam, "outcome": outcome}) or 0.0
             out[outcome] += v
