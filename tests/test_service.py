@@ -242,8 +242,28 @@ def test_stop_never_closes_an_engine_the_scheduler_is_still_using():
     try:
         sources["a"][0].push(value=200)
         assert in_call.wait(5)
-        svc.stop(timeout=0.4)  # the scheduler is inside the detector call: it cannot stop yet
+        svc.stop(timeout=0.4, engine_grace=0.2)  # inside the detector call: it cannot stop yet
         assert not svc.detector.closed and not svc.enhancer.closed
     finally:
         release.set()
     assert wait_for(lambda: not svc.scheduler.running)
+
+
+def test_stop_waits_for_an_engine_call_in_progress_then_closes_the_engines():
+    """A process must not exit under a running engine call (ONNX Runtime's threads abort it):
+    stop() stops the rest, then waits for the call to end and closes the engines."""
+    in_call = threading.Event()
+
+    class SlowDetector(FakeDetector):
+        def __call__(self, images):
+            in_call.set()
+            time.sleep(1.0)
+            return super().__call__(images)
+
+    svc, sources = make_service(make_config(), detector_factory=lambda e, b: SlowDetector())
+    svc.start()
+    sources["a"][0].push(value=200)
+    assert in_call.wait(5)
+    svc.stop(timeout=0.4)  # the call outlasts stop()'s own 0.2 s for the scheduler
+    assert not svc.scheduler.running
+    assert svc.detector.closed and svc.enhancer.closed

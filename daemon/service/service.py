@@ -55,6 +55,8 @@ from daemon.service.validation import validate
 from daemon.service.view import Published, ServiceView
 
 log = logging.getLogger("duskwatch.service")
+#: how much longer a stop waits for an engine call in progress, after the rest has stopped
+ENGINE_CALL_GRACE_S = 10.0
 
 
 class StartCancelled(Exception):
@@ -210,8 +212,9 @@ class Service:
         """Use engines already opened (by validation at start-up) instead of opening them."""
         self.detector, self.enhancer = detector, enhancer
 
-    def stop(self, timeout: float = 3.5) -> None:
-        """STOPPING=1, then stop the scheduler, the cameras (in parallel), HTTP, sinks, engines."""
+    def stop(self, timeout: float = 3.5, engine_grace: float = ENGINE_CALL_GRACE_S) -> None:
+        """STOPPING=1, then stop the scheduler, the cameras (in parallel), HTTP, sinks, engines.
+        A scheduler inside an engine call is waited for ``engine_grace`` s more, after the rest."""
         self.cancel_start()
         self.notifier.stopping("stopping")
         self._publish(ready=False)
@@ -220,8 +223,8 @@ class Service:
         rt = self.runtime
         loop_ended = rt is None or rt.scheduler.stop(timeout / 2)
         if not loop_ended:
-            log.warning("scheduler did not stop within %.1f s (an engine call in progress); its "
-                        "engines and sinks are left open for the process exit", timeout / 2)
+            log.warning("scheduler did not stop within %.1f s (an engine call in progress); "
+                        "stopping the rest first", timeout / 2)
         sources = [u.source for u in self._published.cameras.values()]
         if rt is not None:
             sources += [u.source for u in rt.cameras.units().values() if u.source not in sources]
@@ -233,6 +236,12 @@ class Service:
             self.http.stop()
         if self.home_assistant is not None:
             self.home_assistant.stop()  # "offline" on the availability topic
+        if not loop_ended and rt is not None:
+            # an engine call is finite: wait for it rather than leave the process to exit under a
+            # running ONNX Runtime / OpenVINO call (their worker threads abort the process then)
+            loop_ended = rt.scheduler.stop(engine_grace)
+            log.warning("scheduler %s", "stopped after its engine call" if loop_ended else
+                        f"still in an engine call after {engine_grace:.1f} s more; engines left open")
         if loop_ended and rt is not None:
             rt.close((self.detector, self.enhancer))
         self.notifier.close()
