@@ -79,21 +79,33 @@ class Enhancer:
 
     # -- running ------------------------------------------------------------------------------
     def __call__(self, images: list[np.ndarray], streams: "list[Any] | None" = None) -> list[np.ndarray]:
-        """BGR uint8 ``HxWx3`` frames in, enhanced BGR uint8 frames of the same sizes out.
+        """BGR uint8 ``HxWx3`` frames in, enhanced BGR uint8 frames of the same sizes out:
+        :meth:`filter`, then :meth:`network`.
 
         ``streams`` (one key per image, e.g. the camera name) matters only with ``temporal=True``:
         each stream's frames pass through that stream's :class:`TemporalFilter` first. Without it
         (or with ``temporal=False``) every frame is enhanced alone.
         """
+        return self.network(self.filter(images, streams))
+
+    def filter(self, images: list[np.ndarray], streams: "list[Any] | None" = None) -> list[np.ndarray]:
+        """The cheap per-stream half, in each stream's frame order: the frames checked and, with
+        ``temporal=True`` and ``streams``, through their stream's :class:`TemporalFilter`
+        (float32 0..255); else the frames themselves (uint8)."""
         frames = [_check_frame(i, im) for i, im in enumerate(images)]
         if self.temporal and streams is not None:
             if len(streams) != len(frames):
                 raise EngineError(f"enhancer: {len(streams)} stream keys for {len(frames)} images")
             frames = [self._filters.setdefault(k, TemporalFilter())(f) for k, f in zip(streams, frames)]
+        return frames
+
+    def network(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """The network on what :meth:`filter` returned (BGR ``HxWx3``, uint8 or float 0..255),
+        in batches of one size: enhanced BGR uint8 frames of the same sizes. Keeps no state."""
         out: list[np.ndarray | None] = [None] * len(frames)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, f in enumerate(frames):
-            groups[f.shape[:2]].append(i)
+            groups[_check_filtered(i, f).shape[:2]].append(i)
         for (h, w), idx in groups.items():
             step = self.max_batch or len(idx)
             for k in range(0, len(idx), step):
@@ -232,6 +244,13 @@ def _fixed_hw(shape: tuple) -> tuple[int, int] | None:
     if len(shape) == 4 and shape[2] is not None and shape[3] is not None:
         return int(shape[2]), int(shape[3])
     return None
+
+
+def _check_filtered(i: int, f: np.ndarray) -> np.ndarray:
+    if f.ndim != 3 or f.shape[2] != 3 or f.dtype not in (np.uint8, np.float32):
+        raise EngineError(f"enhancer: frame {i} has shape {f.shape} and dtype {f.dtype}; the network "
+                          "takes what Enhancer.filter returns (BGR HxWx3, uint8 or float32)")
+    return f
 
 
 def _check_frame(i: int, im: Any) -> np.ndarray:
