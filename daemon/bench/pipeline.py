@@ -380,6 +380,10 @@ def compare_day_night(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("pictures", "snapshots_fetched", "evidence_dropped"):
         out["night"][key] = sum(x.get(key, 0) for x in runs["always"])
     out["night_over_day"] = _ratio(out["night"]["fps"], out["day"]["fps"])
+    # what a frame costs, night against day (a shared machine's load distorts it far less than
+    # frames/s; the decoders' fixed cost per second weighs more on the side with fewer frames)
+    out["night_over_day_per_cpu_second"] = _ratio(out["night"]["frames_per_cpu_second"],
+                                                  out["day"]["frames_per_cpu_second"])
     return out
 
 
