@@ -150,6 +150,19 @@ def test_many_readers_at_once_make_one_picture():
     assert len(got) == 8 and all(g is got[0] for g in got) and engine.images == 1
 
 
+def test_a_clip_sized_picture_stays_lazy_and_is_made_at_its_own_size():
+    engine = BrighteningEngine()
+    metrics = Metrics()
+    metrics.add_camera("dark")
+    pipe = Pipeline(FakeDetector(), metrics, SinkSet([]), enhancer=Enhancer(engine, temporal=True))
+    run_frames(pipe, dark_gate(), [noisy_dark(np.random.default_rng(2), 0, (96, 128))])
+    small = pipe.snapshots.get("dark").shown.scaled(64, 48)
+    assert not small.resolved and small.shape == (48, 64, 3) and engine.images == 0
+    image = small.image()
+    assert image.shape == (48, 64, 3) and image.mean() > 60 and engine.images == 1
+    assert not pipe.snapshots.get("dark").shown.resolved  # the full-size picture was not made
+
+
 # -- the service: HTTP snapshot, event snapshot and clip ---------------------------------------
 def service_config(tmp_path: Path) -> dict:
     return {

@@ -58,8 +58,9 @@ class Picture:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        raw = self._raw  # read before _image: a reader may make the picture meanwhile (see image())
         image = self._image
-        return image.shape if image is not None else self._raw.shape
+        return image.shape if image is not None else raw.shape
 
     def image(self) -> np.ndarray:
         """The picture (BGR uint8, read-only): the network's output, made now if nobody asked
@@ -68,7 +69,9 @@ class Picture:
             with self._lock:
                 if self._image is None:
                     self._image = _read_only(self._maker.resolve(self.camera, self._source, self._raw))
-                    self._source = self._raw = None  # the float frame is no longer needed
+                    # no longer needed; cleared only after _image is set, so that a reader without
+                    # the lock (shape, scaled) that read them before finding _image None has both
+                    self._source = self._raw = None
         return self._image
 
     def scaled(self, width: int, height: int) -> "Picture":
@@ -77,11 +80,12 @@ class Picture:
         import cv2
 
         size = (width, height)
+        source, raw = self._source, self._raw  # before _image (see image())
         image = self._image
         if image is not None:
             return Picture.ready(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-        return Picture(self.camera, cv2.resize(self._source, size, interpolation=cv2.INTER_AREA),
-                       cv2.resize(self._raw, size, interpolation=cv2.INTER_AREA), self._maker)
+        return Picture(self.camera, cv2.resize(source, size, interpolation=cv2.INTER_AREA),
+                       cv2.resize(raw, size, interpolation=cv2.INTER_AREA), self._maker)
 
 
 Image = Union[np.ndarray, Picture]
