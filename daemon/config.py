@@ -483,11 +483,15 @@ class WebhookSinkConfig(_EventSink):
         None, description="Environment variable with a bearer token (Authorization header).")
     token_credential: str | None = Field(
         None, description="File in $CREDENTIALS_DIRECTORY with a bearer token.")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="Timeout of one POST.")
+    timeout_s: float = Field(5.0, gt=0, le=120,
+                             description="Per attempt: for the connection, and for the answer.")
     retries: int = Field(5, ge=0, le=100,
-                         description="Retries of a failed POST (with backoff) before the event "
-                         "is dropped and counted.")
-    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Retry delay cap.")
+                         description="More attempts after a POST got no answer, a 429 or a 5xx, "
+                         "before the event is dropped and counted (any other 4xx is dropped at "
+                         "once).")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600,
+                                 description="Longest wait between attempts (a longer "
+                                 "Retry-After is cut to this).")
 
     @field_validator("url", mode="before")
     @classmethod

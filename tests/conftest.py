@@ -33,7 +33,14 @@ from typing import Callable
 
 import pytest
 
-from tests.rtsp.footage import CLIP_NAMES, FootageError, ensure_footage
+# Owner-thread checks on (daemon.pipeline.owner), here and in every daemon a test starts: a
+# change to a structure from a thread that does not own it fails with AssertionError.
+os.environ.setdefault("DUSKWATCH_CHECK_OWNERS", "1")
+from daemon.pipeline import owner as _owner  # noqa: E402
+
+_owner.set_checks(os.environ["DUSKWATCH_CHECK_OWNERS"] not in ("", "0"))
+
+from tests.rtsp.footage import CLIP_NAMES, FootageError, ensure_footage  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp" / "server.py"
@@ -611,29 +618,68 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory):
         broker.stop()
 
 
+@dataclass(frozen=True)
+class Post:
+    """One POST as the webhook receiver saw it (``at``: its monotonic clock on arrival)."""
+
+    at: float
+    connection: int
+    status: int
+    headers: dict
+    body: dict
+
+
 @dataclass
 class WebhookReceiver:
-    """A local HTTP server recording every POST: ``received`` holds ``(headers, json body)``."""
+    """A local HTTP/1.1 server (keep-alive) recording every POST.
+
+    ``received``: ``(headers, json body)`` of each POST answered 200; ``posts``: every POST
+    (:class:`Post`, whatever the answer); ``connections``: TCP connections accepted. Answers: ``answers`` first (a list of ``(status, headers)``, consumed
+    in order), then ``status``."""
 
     url: str
     received: list = field(default_factory=list)
     status: int = 200
+    answers: list = field(default_factory=list)
+    posts: list = field(default_factory=list)
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, body: bytes, headers: dict, connection: int) -> tuple[int, dict]:
+        with self.lock:
+            status, extra = self.answers.pop(0) if self.answers else (self.status, {})
+            event = json.loads(body)
+            self.posts.append(Post(time.monotonic(), connection, status, headers, event))
+            if status == 200:
+                self.received.append((headers, event))
+            return status, extra
+
+    def accepted(self) -> int:
+        with self.lock:
+            self.connections += 1
+            return self.connections
 
 
-@pytest.fixture
-def webhook_receiver():
-    """A real HTTP receiver on loopback: ``hook.url``, ``hook.received`` (list of ``(headers
-    dict, parsed JSON)``), ``hook.status`` (the answer, 200 by default)."""
+def start_webhook_receiver(tls=None):
+    """A :class:`WebhookReceiver` served on a loopback port by a thread: HTTP, or HTTPS with
+    ``tls`` (an ``ssl.SSLContext`` holding the server's certificate). Returns ``(hook, stop)``."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     hook = WebhookReceiver("")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps the connection open unless the client closes it
+
+        def setup(self):
+            super().setup()
+            self.connection_number = hook.accepted()
+
         def do_POST(self):  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if hook.status == 200:
-                hook.received.append((dict(self.headers), json.loads(body)))
-            self.send_response(hook.status)
+            status, extra = hook.answer(body, dict(self.headers), self.connection_number)
+            self.send_response(status)
+            for key, value in extra.items():
+                self.send_header(key, value)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -641,12 +687,28 @@ def webhook_receiver():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    hook.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/hook"
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     t.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return hook, stop
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real HTTP receiver on loopback (:class:`WebhookReceiver`): ``hook.url``,
+    ``hook.received``, ``hook.posts``, ``hook.connections``, ``hook.status`` (the answer, 200 by
+    default) and ``hook.answers`` (scripted answers before that)."""
+    hook, stop = start_webhook_receiver()
     yield hook
-    server.shutdown()
-    server.server_close()
+    stop()
 
 
 # -- Triton (tests/triton_server.py) --------------------------------------------------------------

@@ -144,3 +144,36 @@ def make_config(cameras=("a", "b"), listen="127.0.0.1:0", **extra) -> "Config": 
     }
     data.update(extra)
     return parse_config(data)
+
+
+class EmptyFacade:
+    """A complete :class:`daemon.service.web.facade.Facade` with nothing to show: no cameras,
+    no event store. Subclass it to fake one answer."""
+
+    def metrics_payload(self):
+        return b"", "text/plain; version=0.0.4"
+
+    def health(self):
+        return True, {"healthy": True, "reasons": [], "stale_cameras": []}
+
+    def readiness(self):
+        return True, {"ready": True}
+
+    def cameras_status(self):
+        return {"cameras": {}}
+
+    def camera_names(self):
+        return []
+
+    def snapshot_jpeg(self, camera, picture="shown"):
+        return None
+
+    def events_list(self, camera=None, type_=None, limit=100):
+        return []
+
+    def events_page(self, *, camera=None, type_=None, cls=None, since=None, until=None,
+                    offset=0, limit=100):
+        return [], 0
+
+    def event_file(self, event_id, kind):
+        return None

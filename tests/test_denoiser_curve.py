@@ -1,5 +1,6 @@
 """The curve head: identity at start, bounded, monotone, smooth (no block pattern), exportable."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -113,3 +114,63 @@ def test_guided_smoothing_averages_flat_noise_and_keeps_an_edge():
     out = guided_smooth(noisy, torch.full((1, 1, 32, 32), 1e-4))
     assert (out - img)[..., 2:14].std() < 0.5 * (noisy - img)[..., 2:14].std()  # flat: averaged
     assert (out[..., 18] - out[..., 13]).mean() > 0.19  # the 0.2 step survives
+
+
+# -- the shipped enhancer's form: sampler at half size, guided upsampling, edge-aware gains --------
+WORK2 = replace(GUIDED, work=2, edge_aware=True)  # frame multiple 16
+
+
+def _lamp_frame(size: int = 64, radius: int = 9) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    lamp = ((yy - size // 2) ** 2 + (xx - size // 2) ** 2) <= radius ** 2
+    return torch.where(lamp, 0.8, 0.03).float().expand(1, 3, size, size).contiguous(), lamp
+
+
+def test_edge_aware_gains_follow_the_lamp_not_the_grid_cells():
+    """The halo's cause and its cure, at the mechanism: cells holding the lamp were given gain 1,
+    dark cells gain 10. Bilinear upsampling lowers the gain of the dark pixels beside the lamp
+    (the dark ring); the edge-aware fit gives them the dark cells' gain, and the lamp its own."""
+    from torch.nn import functional as F
+
+    from export.denoiser.net import gain_maps_edge_aware
+
+    frame, lamp = _lamp_frame()
+    r = 8
+    cell_lamp = F.avg_pool2d(lamp[None, None].float(), r) > 0.5
+    log_g = torch.where(cell_lamp, 0.0, math.log(10.0)).expand(1, 3, -1, -1).contiguous()
+    bilinear = torch.exp(F.interpolate(log_g, scale_factor=r, mode="bilinear", align_corners=False))[0, 0]
+    edge = gain_maps_edge_aware(log_g, frame, r, max_gain=4.0)[0, 0]
+    ring = ~lamp & (F.max_pool2d(lamp[None, None].float(), 9, stride=1, padding=4)[0, 0] > 0)  # 4 px around it
+    assert bilinear[ring].min() < 4.0  # the dark ring: gains down to 2.8 (mean 7.2)
+    assert edge[ring].min() > 9.0  # dark pixels keep the dark cells' gain (measured 10.4 .. 11.4)
+    assert edge[lamp].mean() < bilinear[lamp].mean()  # the lamp is lifted less: less blow-out
+
+
+def test_work_scale_two_keeps_a_ramp_and_quiets_flat_noise():
+    """The sampler at half size plus the guided upsampling gives, for a fresh net (the frame's
+    exposure gain), the full-size result on smooth content, and less noise on flat content."""
+    torch.manual_seed(0)
+    full, half = build_net(GUIDED).eval(), build_net(WORK2).eval()
+    ramp = torch.linspace(0.01, 0.06, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+    noisy = (0.03 + 0.004 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    with torch.no_grad():
+        g_full, g_half = EnhancerGraph(full, DiffusionConfig(), 2), EnhancerGraph(half, DiffusionConfig(), 2)
+        assert g_half(ramp).shape == ramp.shape
+        assert (g_half(ramp) - g_full(ramp))[..., 4:-4, 4:-4].abs().max() < 0.02
+        assert _roughness(g_half(ramp)) < 0.6
+        assert g_half(noisy).std() < 0.7 * g_full(noisy).std()
+
+
+def test_work_scale_two_exports_to_onnx_and_matches(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from export.denoiser import export as dx
+
+    net = _randomised(WORK2, 0.05)
+    ckpt = tmp_path / "work2.pt"
+    torch.save({"kind": "student", "steps": 2, "net_config": WORK2.to_dict(),
+                "diffusion": DiffusionConfig().to_dict(), "model": net.state_dict()}, ckpt)
+    out = dx.export_denoiser(ckpt, 2, "onnx", tmp_path / "work2.onnx")
+    graph, _ = dx.build_graph(ckpt, 2)
+    assert graph.multiple == 16
+    x = np.random.default_rng(0).random((2, 3, 48, 64), dtype=np.float32) * 0.3
+    assert dx.parity(graph, out, x) < 1e-4

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.wait import wait_for
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(240)]
 
@@ -69,13 +70,6 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def wait_for(pred, timeout: float, step: float = 0.25) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def sample(svc, name: str, **labels) -> float:
@@ -164,7 +158,7 @@ def test_line_crossings_arrive_once_on_mqtt_and_webhook_with_snapshots_and_clips
     svc = start_service(cfg)
     try:
         assert wait_for(lambda: total(svc, "duskwatch_line_crossings_total") >= 4, timeout=90), \
-            f"fewer than 4 crossings; events: {[e['type'] for e in svc.events_list(limit=50)]}"
+            f"fewer than 4 crossings; events: {[e['type'] for e in svc.view.events_list(limit=50)]}"
         status, body = get(svc, "/events?type=crossed&limit=1")
         newest = json.loads(body)["events"][0]
         assert status == 200 and newest["type"] == "crossed"
@@ -175,21 +169,21 @@ def test_line_crossings_arrive_once_on_mqtt_and_webhook_with_snapshots_and_clips
         served: list[bytes] = []
 
         def a_clip_is_served() -> bool:
-            for e in svc.events_list(type_="crossed"):
+            for e in svc.view.events_list(type_="crossed"):
                 status, body = get(svc, e["clip_url"])
                 if status == 200:
                     served.append(body)
                     return True
             return False
 
-        assert wait_for(a_clip_is_served, timeout=30, step=1.0)
+        assert wait_for(a_clip_is_served, timeout=30, interval=1.0)
         (tmp / "served.mp4").write_bytes(served[0])
         assert cv2.VideoCapture(str(tmp / "served.mp4")).read()[0]
         assert get(svc, "/events/0123456789abcdef/clip.mp4")[0] == 404
         metrics_text = get(svc, "/metrics")[1].decode()
     finally:
         svc.stop()  # closes clips, flushes the sinks
-    events = svc.events_list(limit=5000)
+    events = svc.view.events_list(limit=5000)
     crossed = [e for e in events if e["type"] == "crossed"]
     # counted per direction: the counters and the events agree
     for direction in ("in", "out"):
@@ -256,7 +250,7 @@ def test_broker_killed_and_restarted_events_wait_then_arrive_and_detection_goes_
         rate_down = (processed() - f1) / (time.monotonic() - t1)
         queued = svc.events.sinks.sinks[0].pending()
         broker.restart()
-        ids_now = lambda: {e["id"] for e in svc.events_list(limit=5000)}
+        ids_now = lambda: {e["id"] for e in svc.view.events_list(limit=5000)}
         assert wait_for(lambda: ids_now() <= set(sub.ids()), timeout=60), \
             f"missing after restart: {len(ids_now() - set(sub.ids()))}"
     finally:

@@ -57,7 +57,7 @@ def test_sighup_reload_of_lines_and_sinks_keeps_the_camera_streaming(tmp_path):
 
         def appeared():
             src.push(value=200)  # a new frame each poll: the library names a track at its 2nd
-            return svc.events_list(type_="appeared")
+            return svc.view.events_list(type_="appeared")
 
         assert wait_for(appeared)
         text = svc.metrics.render().decode()
@@ -72,14 +72,14 @@ def test_sighup_reload_of_lines_and_sinks_keeps_the_camera_streaming(tmp_path):
         assert 'duskwatch_sink_events_dropped_total{sink="events_jsonl"} 0.0' in svc.metrics.render().decode()
         # ... the camera was not restarted, and its track kept its id
         assert len(sources) == 1 and src.stopped == 0
-        track_ids = {e["track_id"] for e in svc.events_list()}
+        track_ids = {e["track_id"] for e in svc.view.events_list()}
         for _ in range(3):
             src.push(value=200)
             time.sleep(0.05)
         assert wait_for(lambda: svc.events.cameras["gate"].tracks)
         assert set(svc.events.cameras["gate"].tracks) == track_ids
         # no more frames: the object is gone after lost_track_s, and the new sink gets that
-        assert wait_for(lambda: svc.events_list(type_="gone"))
+        assert wait_for(lambda: svc.view.events_list(type_="gone"))
     finally:
         svc.stop()
     written = [yaml.safe_load(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
@@ -192,7 +192,7 @@ def test_a_dark_cameras_event_snapshot_shows_the_enhanced_picture_and_keeps_the_
         def snapshots():
             for s in sources.values():
                 s.push(np.full((120, 160, 3), 20, np.uint8))
-            evs = {e["camera"]: e for e in svc.events_list(type_="appeared")}
+            evs = {e["camera"]: e for e in svc.view.events_list(type_="appeared")}
             return evs if set(evs) == {"gate", "raw"} and all(
                 Path(e["snapshot"]).is_file() for e in evs.values()) and Path(
                 evs["gate"].get("snapshot_raw", "/nonexistent")).is_file() else None

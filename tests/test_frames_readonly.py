@@ -52,7 +52,7 @@ def test_read_only_frames_go_through_every_view_events_snapshots_and_clips(tmp_p
         def one_more():
             frame = sources[0].push(rng.integers(0, 80, (48, 64, 3), np.uint8))
             pushed.append((frame.image, frame.image.copy()))
-            return svc.events_list(type_="appeared") and any(evidence.rglob("*.jpg"))
+            return svc.view.events_list(type_="appeared") and any(evidence.rglob("*.jpg"))
 
         assert wait_for(one_more, 20, interval=0.05), "no event with a snapshot"
         snap = svc.pipeline.snapshots.get("gate")

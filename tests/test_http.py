@@ -11,7 +11,7 @@ import pytest
 
 from daemon.service.service import Service
 from daemon.service.systemd import Notifier
-from tests.daemon_fakes import FakeDetector, FakeEnhancer, FakeSource, make_config
+from tests.daemon_fakes import EmptyFacade, FakeDetector, FakeEnhancer, FakeSource, make_config
 
 
 def get(base, path):
@@ -113,7 +113,7 @@ def test_snapshot_unknown_or_invalid_camera(served):
     assert status == 404 and b'"a"' not in body and "snapshot/a.jpg" not in body.decode()
 
 
-class _VanishingClientApp:
+class _VanishingClientApp(EmptyFacade):
     """An app whose /metrics answer finds the client gone, as after a timed-out scrape."""
 
     def metrics_payload(self):
@@ -121,9 +121,6 @@ class _VanishingClientApp:
 
     def cameras_status(self):
         return {"ok": True}
-
-    def camera_names(self):
-        return []
 
 
 def test_client_disconnect_is_not_logged_as_an_error(caplog):

@@ -237,7 +237,7 @@ def pump_until_clip(svc, src) -> dict:
     def done():
         src.push(np.full((48, 64, 3), 20, np.uint8))
         time.sleep(0.02)
-        evs = svc.events_list(type_="appeared")
+        evs = svc.view.events_list(type_="appeared")
         ev = evs[0] if evs else None
         ok = ev and ev["snapshot"] and Path(ev["snapshot"]).is_file() and ev["clip"] and \
             Path(ev["clip"]).is_file()

@@ -59,14 +59,14 @@ def test_any_bad_file_is_refused_and_the_daemon_keeps_running(tmp_path, caplog):
                 path.write_bytes(content)
                 assert svc.reload_from_file() is False
                 assert failures(svc) == i
-                ok, info = svc.readiness()
+                ok, info = svc.view.readiness()
                 assert ok and info["config_reload"]["status"] == "failed"
                 assert info["config_reload"]["error"]
         assert "keeping the running config" in caplog.text and "Traceback" not in caplog.text
-        assert svc.camera_names() == ["a"] and sources["a"][0].stopped == 0
+        assert svc.view.camera_names() == ["a"] and sources["a"][0].stopped == 0
         path.write_text(yaml.safe_dump(cfg_dict(("a", "b"))))
         assert svc.reload_from_file() is True
-        assert svc.readiness()[1]["config_reload"]["status"] == "ok"
+        assert svc.view.readiness()[1]["config_reload"]["status"] == "ok"
     finally:
         svc.stop()
 
@@ -85,7 +85,7 @@ def test_reload_opens_the_new_engines_and_a_failure_keeps_the_old(tmp_path):
     try:
         path.write_text(yaml.safe_dump(cfg_dict(detector="/x/broken.onnx")))
         assert svc.reload_from_file() is False
-        ok, info = svc.readiness()
+        ok, info = svc.view.readiness()
         assert "engines.detector: cannot open the engine: RuntimeError" in \
             info["config_reload"]["error"]
         assert info["detector"] == "det.onnx"  # the engine running, not the refused one
@@ -123,7 +123,7 @@ def test_validation_runs_off_the_main_loop_so_watchdog_pings_continue(tmp_path, 
                 pings += 1
         assert svc._reloads.busy  # still validating while the pings went out
         gate.set()
-        assert wait_for(lambda: svc.camera_names() == ["a", "b"], 10)
+        assert wait_for(lambda: svc.view.camera_names() == ["a", "b"], 10)
     finally:
         gate.set()
         stop.set()

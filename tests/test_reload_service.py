@@ -96,7 +96,7 @@ def test_readers_never_see_a_half_applied_reload(tmp_path):
 
     def read() -> None:
         while not stop.is_set():
-            cameras = svc.cameras_status()["cameras"]
+            cameras = svc.view.cameras_status()["cameras"]
             seen.add(tuple(sorted((n, c["fps_limit"]) for n, c in cameras.items())))
 
     readers = [threading.Thread(target=read) for _ in range(3)]

@@ -100,9 +100,9 @@ def test_page_shows_the_camera_new_events_plays_clips_and_filters(
         assert js(browser, "return document.querySelectorAll("
                            "'[data-camera=\"street\"] svg polyline').length") == 1
         # an event that happens while the page is open appears on it
-        at_load = {e["id"] for e in svc.events_list(limit=10_000)}
+        at_load = {e["id"] for e in svc.view.events_list(limit=10_000)}
         assert wait_for(lambda: set(event_ids_on_page(browser)) - at_load, 90), \
-            f"no new event on the page; daemon has {len(svc.events_list(limit=10_000))}"
+            f"no new event on the page; daemon has {len(svc.view.events_list(limit=10_000))}"
         # open an event whose clip is written; its video plays (currentTime advances)
         assert wait_for(lambda: _clip_ready(svc), 60)
         event = _clip_ready(svc)
@@ -166,7 +166,7 @@ def _night_record(svc, event: dict, tmp_path) -> dict:
 
 
 def _clip_ready(svc) -> dict | None:
-    for e in svc.events_list(limit=10_000):
+    for e in svc.view.events_list(limit=10_000):
         if e.get("clip_url") and _status(svc, e["clip_url"]) == 200:
             return e
     return None

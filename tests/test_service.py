@@ -43,13 +43,13 @@ def make_service(cfg, notifier=None, **kw):
 def test_ready_after_warmup_then_frames_flow_and_stopping(notify_socket):
     path, sock = notify_socket
     svc, sources = make_service(make_config(), Notifier(environ={"NOTIFY_SOCKET": path}))
-    assert svc.readiness()[0] is False
+    assert svc.view.readiness()[0] is False
     svc.start()
     try:
         msgs = drain(sock)
         assert any(m.startswith("READY=1") for m in msgs), msgs
         assert svc.detector.warmed == 1
-        assert svc.readiness()[0] is True
+        assert svc.view.readiness()[0] is True
         sources["a"][0].push(value=10)
         sources["b"][0].push(value=200)
         r = svc.metrics.registry
@@ -59,7 +59,7 @@ def test_ready_after_warmup_then_frames_flow_and_stopping(notify_socket):
             "duskwatch_frames_total", {"camera": "a", "outcome": "processed"}) == 1)
         # the dark frame's picture is made when first looked at (its live snapshot)
         assert r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": "a"}) == 0
-        assert svc.snapshot_jpeg("a")
+        assert svc.view.snapshot_jpeg("a")
         assert r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": "a"}) == 1
         assert r.get_sample_value("duskwatch_camera_up", {"camera": "a"}) == 1
         assert r.get_sample_value("duskwatch_build_info", {
@@ -88,7 +88,7 @@ def test_watchdog_only_while_every_heartbeat_is_fresh(notify_socket):
         msgs = drain(sock)
         assert "WATCHDOG=1" not in msgs
         assert any("unhealthy" in m and "camera b" in m for m in msgs), msgs
-        ok, info = svc.health()
+        ok, info = svc.view.health()
         assert not ok and info["stale_cameras"] == ["b"]
     finally:
         svc.stop()
@@ -102,7 +102,7 @@ def test_supervisor_restarts_a_stuck_reader():
         sources["a"][0].frozen_heartbeat = time.monotonic() - 60
         svc.tick()
         assert len(sources["a"]) == 2 and sources["a"][0].stopped == 1
-        assert svc.health()[0]
+        assert svc.view.health()[0]
         assert len(sources["b"]) == 1
     finally:
         svc.stop()
@@ -140,17 +140,17 @@ def test_reload_adds_removes_changes_and_keeps_unchanged(tmp_path):
             ("d", {}),                                   # new
         ]))
         assert svc.reload_from_file()
-        assert svc.camera_names() == ["a", "b", "c", "d"]
-        assert svc._cameras["a"].source is a0 and a0.started == 1 and a0.stopped == 0
-        assert svc._cameras["c"].source is c0 and c0.stopped == 0
+        assert svc.view.camera_names() == ["a", "b", "c", "d"]
+        assert svc.published.cameras["a"].source is a0 and a0.started == 1 and a0.stopped == 0
+        assert svc.published.cameras["c"].source is c0 and c0.stopped == 0
         # applied by the scheduler thread between two batches
-        assert wait_for(lambda: svc._cameras["c"].slot.fps == 2
-                        and svc._cameras["c"].slot.gate.mode == "always")
-        assert svc._cameras["b"].source is not b0 and b0.stopped == 1
+        assert wait_for(lambda: svc.published.cameras["c"].slot.fps == 2
+                        and svc.published.cameras["c"].slot.gate.mode == "always")
+        assert svc.published.cameras["b"].source is not b0 and b0.stopped == 1
         assert len(sources["d"]) == 1 and sources["d"][0].started == 1
         write_cfg(path, cfg_dict([("a", {})]))
         assert svc.reload_from_file()
-        assert svc.camera_names() == ["a"]
+        assert svc.view.camera_names() == ["a"]
         # removed cameras release the enhancer's per-stream state (on the scheduler thread)
         assert wait_for(lambda: {"b", "c", "d"} <= set(svc.enhancer.resets))
         text = svc.metrics.render().decode()
@@ -174,7 +174,7 @@ def test_invalid_reload_keeps_the_running_config(tmp_path, caplog):
         with caplog.at_level(logging.ERROR):
             assert svc.reload_from_file() is False
         assert "bogus_key" in caplog.text and "keeping the running config" in caplog.text
-        assert svc.camera_names() == ["a"] and sources["a"][0].stopped == 0
+        assert svc.view.camera_names() == ["a"] and sources["a"][0].stopped == 0
         write_cfg(path, cfg_dict([("a", {"password_env": "DUSKWATCH_TEST_UNSET_VAR"})]))
         assert svc.reload_from_file() is False
         assert "DUSKWATCH_TEST_UNSET_VAR" in caplog.text
@@ -212,7 +212,7 @@ def test_cameras_status_has_no_credentials_even_if_a_source_leaks():
     try:
         leaky = sources["a"][0]
         leaky.status = lambda: {"state": "streaming", "oops": "rtsp://user:pw-a-secret@127.0.0.1/a"}
-        status = svc.cameras_status()
+        status = svc.view.cameras_status()
         text = str(status)
         assert "pw-a-secret" not in text and "pw-b-secret" not in text
         assert status["cameras"]["a"]["url"] == "rtsp://user:***@127.0.0.1:8554/a"

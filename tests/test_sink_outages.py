@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 
 import pytest
 
@@ -21,18 +20,12 @@ from daemon.events.sinks import (
 )
 from daemon.metrics import Metrics
 from tests.conftest import start_again
+from tests.wait import wait_for
 
 OVER = re.compile(r"sink (\S+): (outage over|outage ended by shutdown): ([\d.]+) s without (.+?) "
                   r"\((.+)\), (\d+) events delivered late, (\d+) dropped$")
 
 
-def wait_for(pred, timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def lines(caplog) -> list[str]:

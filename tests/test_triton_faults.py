@@ -81,14 +81,14 @@ def check_outage(svc, caplog, words: str, ready_words: tuple[str, ...] = ()) -> 
     one of ``ready_words`` for the latest try), the log naming it."""
     failed0 = frames(svc, "failed")
     assert wait_for(lambda: frames(svc, "failed") >= failed0 + 10, timeout=20), "no failed frames"
-    ok, info = svc.readiness()
+    ok, info = svc.view.readiness()
     assert ok is False and info["inference"]["detector"].startswith("unavailable"), info
     status, body = readyz(svc)
     assert status == 503 and body["inference"]["detector"].startswith("unavailable"), body
     assert any(w in info["inference"]["detector"] for w in ready_words or (words,)), info
     r = svc.metrics.registry
     assert all(r.get_sample_value("duskwatch_camera_up", {"camera": c}) == 1 for c in ("a", "b"))
-    assert svc.health()[0], svc.health()[1]  # the daemon itself stays healthy
+    assert svc.view.health()[0], svc.view.health()[1]  # the daemon itself stays healthy
     assert any("Triton" in rec.getMessage() and words in rec.getMessage()
                for rec in caplog.records), "the log names the reason"
 
@@ -119,7 +119,7 @@ def check_backoff(svc) -> None:
 def test_server_answering_errors(daemon, caplog):
     svc, srv = daemon
     caplog.set_level(logging.INFO)
-    assert processing(svc) and svc.readiness()[0] is True
+    assert processing(svc) and svc.view.readiness()[0] is True
     srv.unload("yolo")
     try:
         check_outage(svc, caplog, "yolo")
@@ -127,7 +127,7 @@ def test_server_answering_errors(daemon, caplog):
     finally:
         srv.load("yolo")
     assert processing(svc), "detection did not resume after the model came back"
-    assert svc.readiness()[0] is True and readyz(svc)[0] == 200
+    assert svc.view.readiness()[0] is True and readyz(svc)[0] == 200
 
 
 def test_slow_server_hits_the_deadline(daemon, caplog):
@@ -142,7 +142,7 @@ def test_slow_server_hits_the_deadline(daemon, caplog):
     finally:
         srv.thaw()
     assert processing(svc), "detection did not resume after the server thawed"
-    assert svc.readiness()[0] is True
+    assert svc.view.readiness()[0] is True
 
 
 def test_server_killed_then_restarted(daemon, caplog):
@@ -157,7 +157,7 @@ def test_server_killed_then_restarted(daemon, caplog):
     assert processing(svc), "detection did not resume after the restart"
     resumed_s = time.monotonic() - back
     assert resumed_s <= triton_backend.BACKOFF_MAX_S + 6, resumed_s
-    assert svc.readiness()[0] is True
+    assert svc.view.readiness()[0] is True
 
 
 def test_a_box_started_while_the_server_is_down_exits_1_for_systemd_to_retry(tmp_path, closed_port):

@@ -93,12 +93,12 @@ def site(tmp_path_factory):
     def clip_served():
         sources[0].push(value=200)
         time.sleep(0.05)
-        found = svc.events_list(type_="appeared")
+        found = svc.view.events_list(type_="appeared")
         return found and get(base, found[0]["clip_url"], AUTH)[0] == 200
 
     try:
         assert wait_for(clip_served, 30)
-        event = svc.events_list(type_="appeared")[0]
+        event = svc.view.events_list(type_="appeared")[0]
         assert wait_for(lambda: get(base, event["snapshot_url"], AUTH)[0] == 200, 10)
         yield svc, base, event, tmp / "evidence"
     finally:
@@ -375,7 +375,7 @@ def test_a_night_events_raw_picture_is_served_beside_the_enhanced_one(tmp_path):
     try:
         def night_event():
             sources[0].push(np.full((120, 160, 3), 20, np.uint8))
-            found = [e for e in svc.events_list(type_="appeared") if e.get("snapshot_raw")]
+            found = [e for e in svc.view.events_list(type_="appeared") if e.get("snapshot_raw")]
             return found and Path(found[0]["snapshot_raw"]).is_file() and found[0]
         event = wait_for(night_event, 20)
         assert event and event["pictures"] == ["enhanced", "raw"]

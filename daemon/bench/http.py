@@ -77,7 +77,7 @@ def _processed(svc) -> float:
     r = svc.metrics.registry
     return sum(r.get_sample_value("duskwatch_frames_total",
                                   {"camera": c, "outcome": "processed"}) or 0
-               for c in svc.camera_names())
+               for c in svc.view.camera_names())
 
 
 def _rate(svc, seconds: float) -> float:
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         ours, theirs = ctx.Pipe()
         counts = {"scrapers": args.scrapers, "viewers": args.viewers, "idle": args.idle}
         child = ctx.Process(target=_load_main, daemon=True,
-                            args=(address, svc.camera_names(), counts, args.seconds + 5, theirs))
+                            args=(address, svc.view.camera_names(), counts, args.seconds + 5, theirs))
         child.start()
         time.sleep(3.0)  # the clients start, the idle sockets connect
         loaded = _rate(svc, args.seconds)

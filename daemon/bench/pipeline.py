@@ -153,9 +153,9 @@ class _Watcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self._period):
-            for cam in self._svc.camera_names():
+            for cam in self._svc.view.camera_names():
                 try:
-                    self.fetched += self._svc.snapshot_jpeg(cam) is not None
+                    self.fetched += self._svc.view.snapshot_jpeg(cam) is not None
                 except Exception:  # noqa: BLE001 - no frame yet
                     pass
 
@@ -439,7 +439,7 @@ def _counts(svc) -> dict[str, Any]:
                            "views_shed": 0.0, "per": {},
                            "evidence_dropped": r.get_sample_value(
                                "duskwatch_sink_events_dropped_total", {"sink": "evidence"}) or 0.0}
-    for cam in svc.camera_names():
+    for cam in svc.view.camera_names():
         for outcome in ("processed", "dropped", "failed"):
             v = r.get_sample_value("duskwatch_frames_total", {"camera": cam, "outcome": outcome}) or 0.0
             out[outcome] += v

@@ -3,11 +3,12 @@
 Each sink has a bounded queue and its own sender thread, so a slow or dead receiver never slows
 detection: :meth:`QueuedSink.offer` never blocks, and an event that finds the queue full is
 dropped and counted (``duskwatch_sink_events_dropped_total{sink}``), as is one whose retries ran
-out. A receiver that cannot be reached is an outage (:mod:`daemon.events.outage`): logged when it
-begins (with the reason in words), when the receiver is back, and in one closing line with its
-length and the events delivered late and dropped. Secrets (MQTT password, webhook token) are resolved from the environment or
+out or that the receiver refused (a webhook's 4xx). A receiver that cannot be reached is an
+outage (:mod:`daemon.events.outage`): logged when it begins (with the reason in words), when the
+receiver is back, and in one closing line with its length and the events delivered late and
+dropped. Secrets (MQTT password, webhook token) are resolved from the environment or
 ``$CREDENTIALS_DIRECTORY`` when the sink is built and never logged; the webhook URL is logged
-without its userinfo and query.
+as :func:`daemon.config.redact_url` writes it (no password, no secret query values).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import requests
 
 from daemon.config import (
     EventsJsonlSinkConfig,
@@ -35,13 +36,18 @@ from daemon.config import (
     redact_url,
     sink_secret,
 )
+from daemon.events import webhook_http
 from daemon.events.outage import Outage
-from daemon.pipeline.backoff import Backoff
 from daemon.pipeline.ratelog import RateLimitedLog
 
 log = logging.getLogger("duskwatch.events")
 
 OnDrop = Callable[[str], None]
+
+
+class NotDelivered(Exception):
+    """Raised by :meth:`QueuedSink.deliver`: the event is dropped, for the reason given (words,
+    no secrets)."""
 
 
 class QueuedSink(abc.ABC):
@@ -118,6 +124,9 @@ class QueuedSink(abc.ABC):
                 continue
             try:
                 ok = self.deliver(event)
+            except NotDelivered as exc:
+                self._drop(str(exc))
+                continue
             except Exception as exc:  # noqa: BLE001 - a sink thread never dies of one event
                 self._errors.error("deliver", "sink %s: %s: %s", self.name, type(exc).__name__, exc)
                 self.outage.failed(f"{type(exc).__name__}: {exc}")
@@ -132,7 +141,8 @@ class QueuedSink(abc.ABC):
 
     @abc.abstractmethod
     def deliver(self, event: dict[str, Any]) -> bool:
-        """Send one event; True when the receiver has it (each sink type says how)."""
+        """Send one event; True when the receiver has it (each sink type says how), False or
+        :class:`NotDelivered` (with the reason) when it is dropped."""
 
     def shutdown(self) -> None:
         """Release connections and files (after the thread ended)."""
@@ -185,7 +195,8 @@ class EventsJsonlSink(QueuedSink):
 
 # -- webhook ------------------------------------------------------------------------------------
 class WebhookSink(QueuedSink):
-    """POST each event as JSON; retries with exponential backoff, then drops (counted)."""
+    """POST each event as JSON over one kept-alive connection (:mod:`daemon.events.webhook_http`
+    says what is retried and how long it waits); what is not delivered is dropped and counted."""
 
     def __init__(self, cfg: WebhookSinkConfig, on_drop: OnDrop, environ: dict[str, str] | None = None):
         self._url = cfg.url.get_secret_value()
@@ -193,53 +204,56 @@ class WebhookSink(QueuedSink):
         self.target = f"webhook {self.display_url}"
         super().__init__(cfg.label, cfg.queue_size, cfg.types, on_drop)
         self.cfg = cfg
-        self._token = sink_secret(cfg, environ)
+        self._failures: list[str] = []  # this event's failed attempts, in words
+        retry = webhook_http.retry_policy(cfg.retries, cfg.backoff_max_s, self._stop.wait,
+                                          self._attempt_failed)
+        self._session = webhook_http.open_session(retry, sink_secret(cfg, environ))
 
     def deliver(self, event: dict[str, Any]) -> bool:
-        backoff = Backoff(min(0.5, self.cfg.backoff_max_s), self.cfg.backoff_max_s)
-        for attempt in range(self.cfg.retries + 1):
-            try:
-                self._post(event)
-                return True
-            except (urllib.error.URLError, OSError, _HttpStatusError) as exc:
-                self.outage.failed(_reason(exc))
-                self._errors.error("post", "sink %s: POST %s failed (attempt %d of %d): %s",
-                                   self.name, self.display_url, attempt + 1, self.cfg.retries + 1,
-                                   _reason(exc))
-            if attempt < self.cfg.retries and self._stop.wait(backoff.next_delay()):
-                return self._post_once_quietly(event)  # stopping: one last try, no waiting
-        return False
-
-    def _post_once_quietly(self, event: dict[str, Any]) -> bool:
-        try:
-            self._post(event)
-            return True
-        except (urllib.error.URLError, OSError, _HttpStatusError):
-            return False
-
-    def _post(self, event: dict[str, Any]) -> None:
+        if self._stop.is_set():
+            raise NotDelivered("shut down with the event undelivered")
         body = json.dumps(stamped(event)).encode()
-        req = urllib.request.Request(self._url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "duskwatch"})
-        if self._token:
-            req.add_header("Authorization", f"Bearer {self._token}")
+        self._failures.clear()
         try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                resp.read()
-        except urllib.error.HTTPError as exc:
-            raise _HttpStatusError(exc.code) from None
+            with self._session.post(self._url, data=body, timeout=self.cfg.timeout_s,
+                                    allow_redirects=False) as answer:
+                status = answer.status_code
+        except webhook_http.Stopped:
+            raise NotDelivered("shut down with the event undelivered") from None
+        except requests.RequestException as exc:
+            if not self._failures:  # not sent at all (the message may quote the URL: not logged)
+                raise NotDelivered(f"not sent: {type(exc).__name__}") from None
+            raise NotDelivered(self._gave_up_words()) from None
+        if 200 <= status < 300:
+            return True
+        if status in webhook_http.RETRIED_STATUSES:
+            self._failures = self._failures or [webhook_http.status_words(status)]
+            raise NotDelivered(self._gave_up_words())
+        self.outage.recovered(self._queue.qsize())  # it answers: reachable, but refuses this
+        raise NotDelivered(self._refused_words(status))
 
+    def _attempt_failed(self, reason: str, attempt: int) -> None:
+        self._failures.append(reason)
+        self.outage.failed(reason)
+        self._errors.error("post", "sink %s: POST %s failed (attempt %d of %d): %s", self.name,
+                           self.display_url, attempt, self.cfg.retries + 1, reason)
 
-class _HttpStatusError(Exception):
-    def __init__(self, code: int):
-        super().__init__(f"HTTP {code}")
+    def _gave_up_words(self) -> str:
+        """The retries ran out: how many attempts, and the last one's failure."""
+        return f"not delivered in {len(self._failures)} attempts: {self._failures[-1]}"
 
+    def _refused_words(self, status: int) -> str:
+        if status in (401, 403):
+            hint = "check the sink's token (token_env / token_credential)"
+        elif 300 <= status < 400:
+            hint = "redirects are not followed: set url to the address it points to"
+        else:
+            hint = "check the sink's url and what the receiver expects"
+        answer = webhook_http.status_words(status, phrase=True)
+        return f"POST {self.display_url} answered {answer}, not retried; {hint}"
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
+    def shutdown(self) -> None:
+        self._session.close()
 
 
 # -- MQTT ---------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 
 The scheduler thread owns the camera slots, the gates and the pipeline (engines, sinks, the
 enhancer's per-camera state). Other threads never touch them: a reload or a camera change
-reaches the loop as a command (:meth:`Scheduler.submit`), applied between two batches.
+reaches the loop as a command (:meth:`Scheduler.submit`), applied between two batches. In
+debug runs (:mod:`daemon.pipeline.owner`) the slots and the command queue are checked: a
+change from another thread while the loop runs raises AssertionError naming both threads.
 
 Frames are never queued: a camera's source keeps only its newest frame, and every frame the
 scheduler never took (a gap in the source's ``seq``) is counted as ``dropped``.
@@ -27,6 +29,7 @@ from daemon.config import CameraConfig, EventsConfig, LowLightConfig, SchedulerC
 from daemon.metrics import Metrics
 from daemon.pipeline.frames import CameraSource, Frame
 from daemon.pipeline.gate import LowLightGate
+from daemon.pipeline.owner import OwnedDict, Owner
 from daemon.pipeline.process import Pipeline
 from daemon.pipeline.sinks import SinkSet
 
@@ -75,7 +78,8 @@ class Scheduler:
         self.poll_s = poll_s
         self.idle_s = idle_s
         self.count_seq_gaps = count_seq_gaps
-        self._slots: dict[str, CameraSlot] = {}  # the scheduler thread's own
+        self.owner = Owner("the scheduler's structures")  # bound to the loop's thread
+        self._slots: dict[str, CameraSlot] = OwnedDict(self.owner, "Scheduler._slots")
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._rr = 0
         self._heartbeat = clock()
@@ -89,32 +93,44 @@ class Scheduler:
 
     def add_camera(self, slot: CameraSlot, camera: CameraConfig | None = None,
                    on_added: Command | None = None) -> None:
-        """One unit, applied between two batches: ``on_added`` (the service creates the
-        camera's metric series there), the camera's events settings when ``camera`` is given,
+        """One unit, applied between two batches: ``on_added`` (the camera manager creates
+        the camera's metric series there), the camera's events settings when ``camera`` is given,
         then its slot, so no frame of it is processed before its series exist."""
 
         def add() -> None:
             if on_added is not None:
                 on_added()
-            if camera is not None and self.pipeline.events is not None:
-                self.pipeline.events.configure_camera(camera)
-            self._slots[slot.name] = slot
+            self.attach(slot, camera)
 
         self.submit(add)
 
     def remove_camera(self, name: str, on_removed: Command | None = None) -> None:
         """One unit, applied between two batches: drop the camera's slot, release what the
-        pipeline keeps for it, then ``on_removed`` (the service drops the camera's metric
-        series there). No batch holding the camera is in flight by then, so nothing
+        pipeline keeps for it, then ``on_removed`` (the camera manager drops the camera's
+        metric series there). No batch holding the camera is in flight by then, so nothing
         re-creates its series."""
 
         def remove() -> None:
-            self._slots.pop(name, None)
-            self.pipeline.forget(name)
+            self.detach(name)
             if on_removed is not None:
                 on_removed()
 
         self.submit(remove)
+
+    # on the scheduler thread (inside a command) -------------------------------------------
+    def attach(self, slot: CameraSlot, camera: CameraConfig | None = None) -> None:
+        """The camera's events settings (when ``camera`` is given), then its slot: polled from
+        the next batch on. Only on the loop's thread (a command) while the loop runs."""
+        self.owner.check("Scheduler.attach")
+        if camera is not None and self.pipeline.events is not None:
+            self.pipeline.events.configure_camera(camera)
+        self._slots[slot.name] = slot
+
+    def detach(self, name: str) -> None:
+        """Drop the camera's slot and what the pipeline keeps for it (loop's thread only)."""
+        self.owner.check("Scheduler.detach")
+        self._slots.pop(name, None)
+        self.pipeline.forget(name)
 
     def sync(self, timeout: float) -> bool:
         """Wait until every command submitted before this call has been applied; True when
@@ -166,6 +182,7 @@ class Scheduler:
 
     def apply_commands(self) -> int:
         """Apply every pending command (on the scheduler thread); how many ran."""
+        self.owner.check("the scheduler's command queue")
         n = 0
         while True:
             try:
@@ -207,13 +224,19 @@ class Scheduler:
         return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:
-        """The loop: apply commands, gather a batch, process it, until :meth:`stop`."""
-        while not self._stop.is_set():
-            self.step()
+        """The loop: apply commands, gather a batch, process it, until :meth:`stop`. Its
+        thread owns the scheduler's structures while it runs."""
+        self.owner.bind()
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self.owner.release()
 
     def step(self) -> int:
         """One iteration: apply pending commands, gather one batch (possibly empty) and process
         it; frames processed."""
+        self.owner.check("Scheduler.step")
         self._heartbeat = self.clock()
         self.apply_commands()
         batch = self.gather()

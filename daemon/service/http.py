@@ -1,8 +1,9 @@
 """The daemon's HTTP side: the review page at ``/`` and /metrics /healthz /readyz /cameras
 /snapshot/<camera>.jpg /events /events/<id>/snapshot.jpg /events/<id>/clip.mp4.
 
-The app (:mod:`daemon.service.web.app`, Starlette) asks an :class:`App` (the service) for every
-answer, so tests can serve any object with these methods; the server
+The app (:mod:`daemon.service.web.app`, Starlette) asks a :class:`Facade` (the service's
+read-only view, :class:`daemon.service.view.ServiceView`) for every answer, so tests can serve
+any object with all of its methods; the server
 (:mod:`daemon.service.web.server`, uvicorn in a thread of the daemon) bounds what a client can
 hold: a thread pool, a connection cap, idle and request deadlines, a head size limit.
 Authentication (:mod:`daemon.service.auth`) guards every path but ``/healthz``; answers never
@@ -11,33 +12,23 @@ name cameras to a client that has not authenticated (a 404 lists no camera).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from daemon.config import HttpConfig
 from daemon.service.auth import Authenticator
 from daemon.service.web.app import ENDPOINTS, SnapshotNotReady, build_app
+from daemon.service.web.facade import Facade
 from daemon.service.web.server import ThreadedServer
 
-__all__ = ["App", "ENDPOINTS", "HttpServer", "SnapshotNotReady"]
-
-
-class App(Protocol):
-    def metrics_payload(self) -> tuple[bytes, str]: ...
-    def health(self) -> tuple[bool, dict[str, Any]]: ...
-    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
-    def cameras_status(self) -> dict[str, Any]: ...
-    def camera_names(self) -> list[str]: ...
-    def snapshot_jpeg(self, camera: str, picture: str = "shown") -> bytes | None: ...
-    # optional, when events are configured: events_list(camera, type_, limit),
-    # events_page(**filters) -> (events, total), event_file(event_id, kind) -> Path | None
+__all__ = ["ENDPOINTS", "Facade", "HttpServer", "SnapshotNotReady"]
 
 
 class HttpServer:
-    """Serves an :class:`App` on ``host:port`` (port 0 picks a free one) with the bounds of
+    """Serves a :class:`Facade` on ``host:port`` (port 0 picks a free one) with the bounds of
     ``settings`` (:class:`~daemon.config.HttpConfig`: workers, connection cap, deadlines,
     backlog) and, when ``auth`` is given, authentication on every path but /healthz."""
 
-    def __init__(self, app: App, host: str, port: int, *, settings: HttpConfig | None = None,
+    def __init__(self, app: Facade, host: str, port: int, *, settings: HttpConfig | None = None,
                  auth: Authenticator | None = None, metrics: Any = None):
         settings = settings or HttpConfig()
         on_close = (lambda reason: metrics.http_rejected.labels(reason).inc()) if metrics else None

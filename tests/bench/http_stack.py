@@ -50,7 +50,7 @@ def main() -> int:
         ours, theirs = ctx.Pipe()
         counts = {"scrapers": scrapers, "viewers": viewers, "idle": idle}
         child = ctx.Process(target=bench._load_main, daemon=True, args=(
-            svc.http.address, svc.camera_names(), counts, args.seconds, theirs))
+            svc.http.address, svc.view.camera_names(), counts, args.seconds, theirs))
         child.start()
         got = ours.recv()
         child.join(15)

@@ -62,17 +62,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         time.sleep(3)
-        print("BEFORE", counts(), json.dumps(svc.readiness()[1]))
+        print("BEFORE", counts(), json.dumps(svc.view.readiness()[1]))
         srv.kill()
         time.sleep(args.down)
-        print("DURING", counts(), json.dumps(svc.readiness()[1]), "failed_calls",
+        print("DURING", counts(), json.dumps(svc.view.readiness()[1]), "failed_calls",
               svc.detector.engine.wire["failed_calls"])
         srv.start()
         up = time.monotonic()
-        while counts()["processed"] == 0 or svc.readiness()[0] is False:
+        while counts()["processed"] == 0 or svc.view.readiness()[0] is False:
             time.sleep(0.05)
         print(f"RESUMED {time.monotonic() - up:.1f} s after the server was ready", counts(),
-              json.dumps(svc.readiness()[1]))
+              json.dumps(svc.view.readiness()[1]))
     finally:
         stop.set()
         svc.stop()

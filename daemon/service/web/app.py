@@ -1,8 +1,9 @@
 """The Starlette app: the review page at ``/``, its assets, and the JSON and file endpoints.
 
-Every answer comes from an :class:`~daemon.service.http.App` (the service), so this module
-knows nothing of cameras or engines. :class:`AuthGate` runs before routing: a protected path
-answers 401 before anything else (before 404 or 405), and a 404 never names a camera.
+Every answer comes from a :class:`~daemon.service.web.facade.Facade` (the service's read-only
+view) and only from its methods, so this module knows nothing of cameras or engines.
+:class:`AuthGate` runs before routing: a protected path answers 401 before anything else
+(before 404 or 405), and a 404 never names a camera.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from daemon.service.auth import Authenticator
+from daemon.service.web.facade import Facade, missing_methods
 
 log = logging.getLogger("duskwatch.http")
 
@@ -96,8 +98,12 @@ class AuthGate:
         await send({"type": "http.response.body", "body": body})
 
 
-def build_app(app: Any, auth: Authenticator | None, metrics: Any = None) -> Any:
-    """The ASGI application serving ``app`` (see :class:`daemon.service.http.App`)."""
+def build_app(app: Facade, auth: Authenticator | None, metrics: Any = None) -> Any:
+    """The ASGI application serving ``app``: every method of :class:`Facade` is required."""
+    missing = missing_methods(app)
+    if missing:
+        raise TypeError(f"{type(app).__name__} cannot be served over HTTP: it lacks "
+                        f"{', '.join(missing)} (daemon.service.web.facade.Facade lists them)")
 
     def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:  # runs in anyio's worker threads
@@ -145,8 +151,6 @@ def build_app(app: Any, auth: Authenticator | None, metrics: Any = None) -> Any:
         return Response(jpeg, 200, {"cache-control": "no-store"}, media_type="image/jpeg")
 
     def events(request: Request) -> Response:
-        if not hasattr(app, "events_list"):
-            return not_found()
         return json_response(200, events_answer(app, request.query_params))
 
     def event_snapshot(request: Request) -> Response:
@@ -159,8 +163,7 @@ def build_app(app: Any, auth: Authenticator | None, metrics: Any = None) -> Any:
         return event_file(request.path_params["id"], "clip", "video/mp4")
 
     def event_file(event_id: str, kind: str, ctype: str) -> Response:
-        path = app.event_file(event_id, kind) if EVENT_ID.match(event_id) and \
-            hasattr(app, "event_file") else None
+        path = app.event_file(event_id, kind) if EVENT_ID.match(event_id) else None
         if path is None:
             what = "raw snapshot" if kind == "snapshot_raw" else kind
             return json_response(404, {
@@ -199,14 +202,14 @@ def build_app(app: Any, auth: Authenticator | None, metrics: Any = None) -> Any:
 FILTERS = ("class", "since", "until", "offset")
 
 
-def events_answer(app: Any, query: Any) -> dict[str, Any]:
+def events_answer(app: Facade, query: Any) -> dict[str, Any]:
     """/events?camera=&type=&limit=N (newest first, as before), plus class=, since=, until=
     (Unix seconds) and offset= for paging; with any of those the answer adds ``total`` (the
     number of matching events) and ``offset``."""
     camera = query.get("camera") or None
     type_ = query.get("type") or None
     limit = _number(query, "limit", int, 100, 1, 10_000)
-    if not any(k in query for k in FILTERS) or not hasattr(app, "events_page"):
+    if not any(k in query for k in FILTERS):
         return {"events": app.events_list(camera, type_, limit)}
     offset = _number(query, "offset", int, 0, 0, 1_000_000)
     since = _number(query, "since", float, None, 0, 1e11)
