@@ -54,7 +54,9 @@ class Metrics:
             "or the latest-frame slot), failed (an engine call failed).",
             ["camera", "outcome"], registry=r)
         self.frames_enhanced = Counter(
-            "duskwatch_frames_enhanced", "Frames that went through the low-light enhancer.",
+            "duskwatch_frames_enhanced", "Frames the low-light enhancer's network ran on: the "
+            "enhanced view for the detector, and the enhanced pictures that were looked at (live "
+            "snapshot, event snapshot, clip frame; each made once, when first needed).",
             ["camera"], registry=r)
         self.views_shed = Counter(
             "duskwatch_views_shed", "Low-light views (detector passes) a dark frame was not given "

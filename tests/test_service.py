@@ -55,7 +55,12 @@ def test_ready_after_warmup_then_frames_flow_and_stopping(notify_socket):
         r = svc.metrics.registry
         assert wait_for(lambda: r.get_sample_value(
             "duskwatch_frames_total", {"camera": "b", "outcome": "processed"}) == 1)
-        assert wait_for(lambda: r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": "a"}) == 1)
+        assert wait_for(lambda: r.get_sample_value(
+            "duskwatch_frames_total", {"camera": "a", "outcome": "processed"}) == 1)
+        # the dark frame's picture is made when first looked at (its live snapshot)
+        assert r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": "a"}) == 0
+        assert svc.view.snapshot_jpeg("a")
+        assert r.get_sample_value("duskwatch_frames_enhanced_total", {"camera": "a"}) == 1
         assert r.get_sample_value("duskwatch_camera_up", {"camera": "a"}) == 1
         assert r.get_sample_value("duskwatch_build_info", {
             "version": "0.1.0", "backend": "onnxruntime", "detector": "det.onnx", "enhancer": "enh.onnx"}) == 1

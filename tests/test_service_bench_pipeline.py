@@ -85,7 +85,8 @@ def test_bench_pipeline_compares_the_decoders(footage, tmp_path):
 @pytest.mark.slow
 def test_bench_pipeline_day_and_night_side_by_side(footage, tmp_path):
     """--day-night: the same streams with enhance never (day) and always (night: every frame gets
-    the views and the enhanced picture), alternating per round; night / day is their quotient."""
+    the views and the enhanced picture), alternating per round; night / day is their quotient.
+    With --watch a viewer fetches each live snapshot: only those pictures are made."""
     from tests.yolo_exports import exported
 
     engine = exported("onnx", imgsz=160, batch=8, dynamic=True)
@@ -97,10 +98,17 @@ def test_bench_pipeline_day_and_night_side_by_side(footage, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "daemon.cli", "bench", "pipeline", "--source", clip,
          "--engine", str(engine), "--enhancer", str(enhancer), "--seconds", "3", "--warmup", "2",
-         "--fps", "10", "--device", "cpu", "--day-night"],
+         "--fps", "10", "--device", "cpu", "--day-night", "--watch", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dn = json.loads(proc.stdout.strip().splitlines()[-1])["day_night"]
     assert dn["day"]["frames_processed"] > 0 and dn["night"]["frames_processed"] > 0
-    assert dn["night"]["enhanced"] > 0  # the night frames got the picture
+    night = dn["night"]
+    # every night frame got the picture (counted at the filter, a batch apart at the window's ends)
+    assert abs(night["pictures"] - night["frames_processed"]) <= 8
+    assert night["snapshots_fetched"] > 0
+    # the pictures somebody looked at were made, and only those (2 a second, 10 frames a second;
+    # one look may straddle the window's end)
+    assert 0 < night["enhanced"] <= night["snapshots_fetched"] + 1
+    assert night["enhanced"] < night["pictures"] / 2
     assert dn["night_over_day"] == pytest.approx(dn["night"]["fps"] / dn["day"]["fps"], rel=0.02)

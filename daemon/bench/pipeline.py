@@ -13,6 +13,11 @@ over its window is recorded too: ``frames_per_cpu_second`` and ``cpu_efficiency_
 what a frame costs each, which a machine shared with other jobs distorts far less than frames/s
 (there, a side with more runnable threads simply gets a larger share of the cores). Progress goes to stderr; the
 last stdout line is the JSON summary.
+
+The enhanced picture of a low-light camera is made only when someone looks at it
+(:mod:`daemon.pipeline.picture`); ``bench pipeline`` has no viewer unless ``--watch HZ`` (each
+camera's live snapshot fetched HZ times a second) or ``--evidence`` (event snapshots and clips
+written) gives it one.
 """
 
 from __future__ import annotations
@@ -70,6 +75,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "both (the pipeline alone with each, alternating per round; no ultralytics)")
     p.add_argument("--no-budget", dest="budget", action="store_false",
                    help="skip the per-stage budget of one frame")
+    p.add_argument("--watch", type=float, default=0.0, metavar="HZ",
+                   help="a live view being watched: fetch each camera's snapshot JPEG this many "
+                   "times a second (through the service's snapshot cache, as /snapshot/<camera>.jpg "
+                   "does), so that pictures are made; 0: nobody looks (default)")
+    p.add_argument("--evidence", action="store_true",
+                   help="write event snapshots and clips (into a temporary folder, deleted after), "
+                   "so that the pictures of the frames that go into them are made")
 
 
 # -- timing at the seams ------------------------------------------------------------------------
@@ -98,6 +110,58 @@ class Recorder:
             if hasattr(fn, attr):
                 setattr(call, attr, getattr(fn, attr))
         return call
+
+
+class _TimedEnhancer:
+    """Wraps the enhancer: times its network (``enhance``, wherever it runs: the scheduler
+    thread for the enhanced view, the threads that make pictures) and counts the frames through
+    its per-stream filter (``filtered``: every frame given a picture or the enhanced view)."""
+
+    def __init__(self, inner, rec: Recorder):
+        self._inner, self._rec = inner, rec
+        self.filtered = 0
+
+    def __call__(self, images, streams=None):
+        return self.network(self.filter(images, streams))
+
+    def filter(self, images, streams=None):
+        if self._rec.on:
+            self.filtered += len(images)
+        split = getattr(self._inner, "filter", None)
+        return split(images, streams) if split is not None else list(images)
+
+    def network(self, frames):
+        t0 = time.perf_counter()
+        out = self._inner.network(frames)
+        self._rec.add("enhance", time.perf_counter() - t0)
+        return out
+
+    def __getattr__(self, item):
+        return getattr(self._inner, item)
+
+
+class _Watcher:
+    """``--watch HZ``: a viewer on every camera's live snapshot, ``hz`` times a second, through
+    the service's snapshot cache (what /snapshot/<camera>.jpg serves)."""
+
+    def __init__(self, svc, hz: float):
+        self._svc, self._period = svc, 1.0 / hz
+        self._stop = threading.Event()
+        self.fetched = 0
+        self._thread = threading.Thread(target=self._run, name="bench-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            for cam in self._svc.view.camera_names():
+                try:
+                    self.fetched += self._svc.view.snapshot_jpeg(cam) is not None
+                except Exception:  # noqa: BLE001 - no frame yet
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 class _TimedSource:
@@ -147,7 +211,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 # -- the daemon pipeline ------------------------------------------------------------------------
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, evidence_dir: str | None = None):
     from daemon.config import parse_config
 
     cams = []
@@ -160,7 +224,11 @@ def _config(args: argparse.Namespace):
         "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device},
         "scheduler": {"max_batch": args.max_batch, "batch_timeout_ms": args.batch_timeout_ms},
         "sinks": [{"type": "jsonl"}],  # replaced by the recording sink
-        "events": {"evidence": {"snapshots": False, "clips": False}},  # tracking, no files
+        # tracking; files only with --evidence
+        "events": {"evidence": {"snapshots": True, "clips": True, "dir": evidence_dir}
+                   if evidence_dir else {"snapshots": False, "clips": False}},
+        # --watch: a fresh snapshot at every look (the cache re-encodes a changed frame only)
+        "http": {"snapshot_interval_s": min(0.5, 1.0 / args.watch) if getattr(args, "watch", 0) else 0.5},
     }, "bench config")
 
 
@@ -174,20 +242,39 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
     from daemon.service.service import Service, default_detector_factory, default_enhancer_factory
     from daemon.service.systemd import Notifier
 
-    cfg = _config(args)
+    with tempfile.TemporaryDirectory(prefix="duskwatch-bench-evidence-") as folder:
+        return _bench_daemon(args, folder if getattr(args, "evidence", False) else None)
+
+
+def _bench_daemon(args: argparse.Namespace, evidence_dir: str | None) -> dict[str, Any]:
+    from daemon.service.service import Service, default_detector_factory, default_enhancer_factory
+    from daemon.service.systemd import Notifier
+
+    cfg = _config(args, evidence_dir)
     rec = Recorder()
     sink = _RecordingSink(rec)
+    enhancers: list[_TimedEnhancer] = []
+
+    def enhancer_factory(engines):
+        enh = default_enhancer_factory(engines)
+        if enh is not None:
+            enhancers.append(_TimedEnhancer(enh, rec))
+            return enhancers[-1]
+        return None
+
     svc = Service(
         cfg, source_factory=_source_factory(rec),
         detector_factory=lambda e, b: rec.timed("detect", default_detector_factory(e, b)),
-        enhancer_factory=lambda e: (lambda enh: enh and rec.timed("enhance", enh))(default_enhancer_factory(e)),
+        enhancer_factory=enhancer_factory,
         sink_factory=lambda s, i: sink, serve_http=False, notifier=Notifier(environ={}))
     svc.start()
     placement = _placement(svc.detector)
+    watcher = _Watcher(svc, args.watch) if getattr(args, "watch", 0) > 0 else None
     try:
         _progress(f"pipeline: {len(args.source)} streams, warm-up {args.warmup:g} s")
         time.sleep(args.warmup)
         before, wire0 = _counts(svc), _wire(svc.detector)
+        fetched0 = watcher.fetched if watcher else 0
         rec.on = True
         t0, cpu0, child0 = time.perf_counter(), time.process_time(), _children_cpu()
         time.sleep(args.seconds)
@@ -195,7 +282,10 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         child_cpu = _children_cpu() - child0
         after, wire1 = _counts(svc), _wire(svc.detector)
+        fetched = (watcher.fetched - fetched0) if watcher else 0
     finally:
+        if watcher is not None:
+            watcher.stop()
         svc.stop()
     processed = after["processed"] - before["processed"]
     out = {
@@ -213,6 +303,9 @@ def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         "dropped": int(after["dropped"] - before["dropped"]),
         "failed": int(after["failed"] - before["failed"]),
         "enhanced": int(after["enhanced"] - before["enhanced"]),
+        "pictures": int(sum(e.filtered for e in enhancers)),
+        "snapshots_fetched": int(fetched),
+        "evidence_dropped": int(after["evidence_dropped"] - before["evidence_dropped"]),
         "views_shed": int(after["views_shed"] - before["views_shed"]),
         "stages": {k: percentiles(rec.samples.get(k, []))
                    for k in ("decode", "enhance", "detect", "end_to_end")},
@@ -276,12 +369,21 @@ def alternate(args: argparse.Namespace, key: str, values: tuple[str, str]) -> di
 def compare_day_night(args: argparse.Namespace) -> dict[str, Any]:
     """``--day-night``: the same streams as daylight (``enhance: never``: one detector pass a
     frame) and as night (``enhance: always``: every frame gets the low-light views and, with an
-    enhancer, the enhanced picture people see), alternating per round; night / day frames/s."""
+    enhancer, the enhanced picture people see), alternating per round; night / day frames/s.
+    Night also reports ``pictures`` (frames given the enhanced picture: each went through the
+    temporal filter) and ``enhanced`` (the enhancer's network runs: pictures made because
+    someone looked, ``--watch`` or ``--evidence``, plus the enhanced view where it is one)."""
     runs = alternate(args, "enhance", ("never", "always"))
     out: dict[str, Any] = {name: _aggregate(runs[mode]) for name, mode in (("day", "never"), ("night", "always"))}
     out["night"]["views_shed"] = sum(x.get("views_shed", 0) for x in runs["always"])
     out["night"]["enhanced"] = sum(x["enhanced"] for x in runs["always"])
+    for key in ("pictures", "snapshots_fetched", "evidence_dropped"):
+        out["night"][key] = sum(x.get(key, 0) for x in runs["always"])
     out["night_over_day"] = _ratio(out["night"]["fps"], out["day"]["fps"])
+    # what a frame costs, night against day (a shared machine's load distorts it far less than
+    # frames/s; the decoders' fixed cost per second weighs more on the side with fewer frames)
+    out["night_over_day_per_cpu_second"] = _ratio(out["night"]["frames_per_cpu_second"],
+                                                  out["day"]["frames_per_cpu_second"])
     return out
 
 
@@ -334,7 +436,9 @@ def bench_budget(args: argparse.Namespace, decode_ms: float | None, batch: int) 
 def _counts(svc) -> dict[str, Any]:
     r = svc.metrics.registry
     out: dict[str, Any] = {"processed": 0.0, "dropped": 0.0, "failed": 0.0, "enhanced": 0.0,
-                           "views_shed": 0.0, "per": {}}
+                           "views_shed": 0.0, "per": {},
+                           "evidence_dropped": r.get_sample_value(
+                               "duskwatch_sink_events_dropped_total", {"sink": "evidence"}) or 0.0}
     for cam in svc.view.camera_names():
         for outcome in ("processed", "dropped", "failed"):
             v = r.get_sample_value("duskwatch_frames_total", {"camera": cam, "outcome": outcome}) or 0.0

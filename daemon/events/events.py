@@ -30,6 +30,7 @@ from daemon.config import EVENT_TYPES, CameraConfig
 from daemon.events.geometry import anchor, resolve
 from daemon.events.tracker import CameraTracker
 from daemon.metrics import Metrics
+from daemon.pipeline.picture import Image
 from engines.detections import Detections
 
 
@@ -38,7 +39,7 @@ class BestFrame:
     """What a snapshot is drawn from: the track's best frame so far. A reference to the frame
     the pipeline already made, not a copy: a track holds at most one frame."""
 
-    image: np.ndarray
+    image: Image  # the picture people see (a lazy Picture is made only if a snapshot is written)
     box: tuple[float, float, float, float]
     label: str
     raw: np.ndarray | None = None  # the decoded frame, when ``image`` is the enhanced picture
@@ -157,7 +158,7 @@ class CameraEvents:
         self.tracks.clear()
 
     # per frame --------------------------------------------------------------------------------
-    def observe(self, dets: Detections, t: float, wall: float, image: np.ndarray,
+    def observe(self, dets: Detections, t: float, wall: float, image: Image,
                 enhanced: bool, raw: np.ndarray | None = None) -> list[Event]:
         """One processed frame (captured at monotonic ``t``, ``wall`` epoch seconds): ``image``
         is the picture people see, ``raw`` the decoded frame when that picture is another."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from daemon.config import EvidenceConfig
 from daemon.events.retention import Retention, remove_empty_parents, scan, victims
+from daemon.pipeline.picture import Image, Picture, as_array
 from daemon.pipeline.ratelog import RateLimitedLog
 
 log = logging.getLogger("duskwatch.evidence")
@@ -42,7 +43,7 @@ Shapes = list[tuple[str, np.ndarray, bool]]  # (name, (K, 2) pixel points, close
 @dataclass
 class RingFrame:
     t: float
-    image: np.ndarray  # scaled to clip_width
+    image: Image  # scaled to clip_width (a lazy Picture is made when the clip encodes it)
     scale: float  # clip pixels per frame pixel
     boxes: Boxes
 
@@ -67,7 +68,7 @@ class FrameRing:
 @dataclass
 class SnapshotJob:
     path: Path
-    image: np.ndarray  # full-resolution frame (a reference; drawn on a copy)
+    image: Image  # full-resolution frame (a reference; made if lazy, drawn on a copy)
     box: tuple[float, float, float, float]
     label: str
     quality: int
@@ -135,7 +136,7 @@ class Evidence:
     def snapshot_path(self, camera: str, event_id: str, wall: float) -> Path | None:
         return self._path(camera, event_id, wall, ".jpg") if self.cfg.snapshots else None
 
-    def write_snapshot(self, path: Path, image: np.ndarray, box, label: str,
+    def write_snapshot(self, path: Path, image: Image, box, label: str,
                        shapes: Shapes = ()) -> None:
         self.writer.submit(SnapshotJob(path, image, box, label, self.cfg.jpeg_quality, list(shapes)))
 
@@ -158,7 +159,7 @@ class Evidence:
         self.writer.submit(ClipOpen(key, path, pre, self._fps.get(camera, 10.0), list(shapes)))
         return path
 
-    def push_frame(self, camera: str, t: float, image: np.ndarray, boxes: Boxes) -> None:
+    def push_frame(self, camera: str, t: float, image: Image, boxes: Boxes) -> None:
         """A processed frame: into the ring, and into the open clip while it runs."""
         if not self.cfg.clips:
             return
@@ -189,14 +190,17 @@ class Evidence:
         return Path(self.cfg.dir) / camera / day / f"{event_id}{suffix}"
 
 
-def _scaled(t: float, image: np.ndarray, boxes: Boxes, width: int) -> RingFrame:
+def _scaled(t: float, image: Image, boxes: Boxes, width: int) -> RingFrame:
+    """The frame at the clip's width (even sides); a lazy picture stays lazy, scaled."""
     import cv2
 
     h, w = image.shape[:2]
     scale = min(1.0, width / float(w))
     new_w, new_h = max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
-    small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA) \
-        if (new_w, new_h) != (w, h) else image
+    small = image
+    if (new_w, new_h) != (w, h):
+        small = image.scaled(new_w, new_h) if isinstance(image, Picture) else \
+            cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     return RingFrame(t, small, new_w / float(w), boxes)
 
 
@@ -305,7 +309,7 @@ class EvidenceWriter:
     def _snapshot(self, job: SnapshotJob) -> None:
         import cv2
 
-        img = np.ascontiguousarray(job.image.copy())
+        img = np.ascontiguousarray(as_array(job.image).copy())
         thick = max(2, round(max(img.shape[:2]) / 400))
         draw_shapes(img, job.shapes, 1.0, thick)
         draw_box(img, job.box, job.label, thick)
@@ -373,7 +377,7 @@ class ClipEncoder:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, frame: RingFrame) -> None:
-        img = np.ascontiguousarray(frame.image.copy())
+        img = np.ascontiguousarray(as_array(frame.image).copy())
         draw_shapes(img, self.shapes, frame.scale, 1)
         for box, label in frame.boxes:
             draw_box(img, [v * frame.scale for v in box], label, 1)

@@ -19,14 +19,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
 from daemon.config import CameraConfig, EventsConfig
 from daemon.events.events import CameraEvents, Event
 from daemon.events.evidence import EVIDENCE_SINK, Evidence, EvidenceWriter
 from daemon.events.sinks import EventSinkSet
 from daemon.metrics import Metrics
 from daemon.pipeline.frames import Frame, Result
+from daemon.pipeline.picture import Image
 
 
 class RecentEvents:
@@ -125,8 +124,10 @@ class EventStage:
         closing.join(timeout + 1.0)
 
     # per frame ---------------------------------------------------------------------------------
-    def observe(self, frame: Frame, image: np.ndarray, result: Result) -> list[Event]:
-        """One processed frame of a configured camera; the events it raised."""
+    def observe(self, frame: Frame, image: Image, result: Result) -> list[Event]:
+        """One processed frame of a configured camera; the events it raised. ``image``: the
+        picture people see (the frame itself, or a lazy :class:`~daemon.pipeline.picture.Picture`, made only where a
+        snapshot or a clip needs it)."""
         state = self.cameras.get(frame.camera)
         if state is None:
             return []

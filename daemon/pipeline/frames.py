@@ -41,8 +41,9 @@ class Frame:
 @dataclass(frozen=True)
 class Result:
     """One processed frame: its detections, whether the gate picked it for the low-light views
-    (``lowlight``) and whether the enhancer's output was used, for a view or for the picture
-    people see (``enhanced``)."""
+    (``lowlight``) and whether the enhancer's output is used, for a view or for the picture
+    people see (``enhanced``; the picture is made when first looked at:
+    :mod:`daemon.pipeline.picture`)."""
 
     camera: str
     seq: int

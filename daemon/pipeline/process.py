@@ -4,7 +4,9 @@ detector -> merged results; and, apart from what the detector sees, the picture 
 The enhancer serves two jobs, measured apart (docs/DENOISER.md): the *picture* of a low-light
 camera (live snapshot, event snapshots, clips: ``camera.picture: enhanced``, the default) and,
 where ``lowlight.views`` names it, one of the pictures the detector looks at. A frame that needs
-it for either goes through it once, in one call for the batch.
+it for either goes through the enhancer's per-stream filter here, in one call for the batch; the
+network runs here only for the frames whose views name ``enhanced``. The picture of any other
+frame is lazy (:mod:`daemon.pipeline.picture`): the network runs when someone first looks at it.
 
 Under overload (the scheduler took a frame a whole fps period late: ``Frame.behind``) a dark
 frame sheds its views down to the first before the camera loses frames
@@ -26,6 +28,7 @@ import numpy as np
 
 from daemon.pipeline.frames import Frame, Result
 from daemon.pipeline.gate import LowLightGate
+from daemon.pipeline.picture import Picture, PictureMaker
 from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
@@ -57,6 +60,7 @@ class Pipeline:
     ):
         self.detector = detector
         self.enhancer = enhancer
+        self.pictures = PictureMaker(enhancer, metrics, clock) if enhancer is not None else None
         self.metrics = metrics
         self.sinks = sinks
         self.clock = clock
@@ -75,7 +79,7 @@ class Pipeline:
         views = [self._views(f, g) for f, g in zip(frames, gates)]
         shown = [g.wants_picture and self.enhancer is not None for g in gates]
         ok = [True] * len(frames)
-        enhanced = self._enhance(frames, ["enhanced" in v or s for v, s in zip(views, shown)], ok)
+        enhanced = self._enhance(frames, views, shown, ok)
         live = [i for i in range(len(frames)) if ok[i]]
         pictures = {i: self._pictures(frames[i].image, views[i], enhanced.get(i)) for i in live}
         dets = self._detect(frames, pictures, live)
@@ -124,31 +128,36 @@ class Pipeline:
             views = views[:1]
         return views
 
-    def _enhance(self, frames, wanted: Sequence[bool], ok) -> dict[int, np.ndarray]:
-        """The enhancer's output for the frames that want it (a view or the picture), in one
-        call; a failure drops those frames (counted) and the rest of the batch goes on."""
-        idx = [i for i, w in enumerate(wanted) if w]
-        if not idx or self.enhancer is None:
+    def _enhance(self, frames, views, shown, ok) -> dict[int, Picture]:
+        """The enhancer's picture of each frame that wants it (as a view or to be shown): every
+        such frame through the per-stream filter, in one call; the network, in one call, only
+        for the frames whose views name ``enhanced`` (their picture is then ready), the others'
+        pictures made when first looked at. A failure here drops those frames (counted) and the
+        rest of the batch goes on."""
+        idx = [i for i in range(len(frames)) if "enhanced" in views[i] or shown[i]]
+        if not idx or self.pictures is None:
             return {}
-        t0 = self.clock()
+        cams = [frames[i].camera for i in idx]
+        now = [k for k, i in enumerate(idx) if "enhanced" in views[i]]
         try:
-            out = list(self.enhancer([frames[i].image for i in idx], [frames[i].camera for i in idx]))
-            if len(out) != len(idx):
-                raise ValueError(f"enhancer returned {len(out)} images for {len(idx)}")
+            filtered = self.pictures.filter([frames[i].image for i in idx], cams)
+            made = self.pictures.network([filtered[k] for k in now], [cams[k] for k in now]) if now else []
         except Exception as exc:  # noqa: BLE001 - count, log, go on with the next batch
             self._engine_failed("enhance", [frames[i] for i in idx], exc)
             for i in idx:
                 ok[i] = False
             return {}
-        self.metrics.stage.labels("enhance").observe(self.clock() - t0)
-        for i in idx:
-            self.metrics.count_enhanced(frames[i].camera)
-        return dict(zip(idx, out))
+        out = {idx[k]: Picture.ready(image) for k, image in zip(now, made)}
+        for k, i in enumerate(idx):
+            out.setdefault(i, self.pictures.lazy(cams[k], filtered[k], frames[i].image))
+        return out
 
     @staticmethod
-    def _pictures(raw: np.ndarray, views: tuple[str, ...], enhanced: np.ndarray | None
+    def _pictures(raw: np.ndarray, views: tuple[str, ...], enhanced: Picture | None
                   ) -> dict[str, np.ndarray]:
-        return {v: picture(v, raw, enhanced) for v in views}
+        """The detector's pictures of a frame (the enhanced one is ready whenever a view names it)."""
+        made = enhanced.image() if enhanced is not None and "enhanced" in views else None
+        return {v: picture(v, raw, made) for v in views}
 
     def _detect(self, frames, pictures, live) -> list[Detections] | None:
         """Every picture of every live frame in one detector call; one merged result per frame."""
@@ -173,10 +182,10 @@ class Pipeline:
             found[i].append(in_frame(view, d, frames[i].image.shape[1]))
         return [merge(found[i]) for i in live]
 
-    def _finish(self, frame: Frame, picture: np.ndarray | None, lowlight: bool, enhanced: bool,
+    def _finish(self, frame: Frame, picture: Picture | None, lowlight: bool, enhanced: bool,
                 dets: Detections) -> Result:
-        """``picture``: what people see instead of the decoded frame (the enhancer's output),
-        or None: the frame itself."""
+        """``picture``: what people see instead of the decoded frame (the enhancer's output,
+        made when first looked at), or None: the frame itself."""
         result = Result(frame.camera, frame.seq, frame.captured_wall, enhanced, dets, lowlight)
         image = frame.image if picture is None else picture
         age = max(0.0, self.clock() - frame.captured_monotonic)

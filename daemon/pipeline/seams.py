@@ -32,7 +32,11 @@ class Detector(Protocol):
 class Enhancer(Protocol):
     """BGR uint8 images in, enhanced images of the same shapes out. ``streams`` names the
     camera of each image: an enhancer may keep per-stream state (a temporal filter), released
-    by :meth:`reset` when a camera goes away."""
+    by :meth:`reset` when a camera goes away. One that also has ``filter(images, streams)`` (the
+    per-stream state's share, run on every frame in order) and ``network(filtered)`` (stateless,
+    any thread), as ``engines.enhancer.Enhancer`` does, gets its network run only for the
+    pictures somebody looks at (:mod:`daemon.pipeline.picture`); for one without them
+    ``__call__`` is the network."""
 
     backend: str
 

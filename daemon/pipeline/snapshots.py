@@ -13,18 +13,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.pipeline.frames import Result
+from daemon.pipeline.picture import Image, as_array
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The latest processed frame of one camera: the picture people see (enhanced for a
-    low-light camera whose ``picture`` is enhanced) and, when that is not the decoded frame,
-    the decoded frame too (``raw``)."""
+    """The latest processed frame of one camera: the picture people see (``shown``: enhanced
+    for a low-light camera whose ``picture`` is enhanced, a lazy :class:`Picture` made when
+    first drawn) and, when that is not the decoded frame, the decoded frame too (``raw``)."""
 
     camera: str
-    image: np.ndarray
+    shown: Image
     result: Result
     raw: np.ndarray | None = None
+
+    @property
+    def image(self) -> np.ndarray:
+        """The picture people see, made now if nobody looked at it before."""
+        return as_array(self.shown)
 
     def picture(self, which: str = "shown") -> np.ndarray:
         """``shown`` (the default picture) or ``raw`` (the decoded frame)."""
@@ -59,8 +65,9 @@ class SnapshotStore:
 
     def put(self, snap: Snapshot) -> None:
         """Publish the camera's latest snapshot; its image becomes read-only (HTTP threads
-        draw on copies of it)."""
-        snap.image.flags.writeable = False
+        draw on copies of it; a :class:`Picture` is read-only once made)."""
+        if isinstance(snap.shown, np.ndarray):
+            snap.shown.flags.writeable = False
         with self._lock:
             self._snapshots[snap.camera] = snap
 
