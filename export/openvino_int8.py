@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: The head's box (cv2) and class (cv3) branches: ``/model.23/cv2.0/cv2.0.2/Conv`` etc.
 _BRANCH = re.compile(r"/cv[23]\.\d+/")
-_LAST_CONV = re.compile(r"/cv[23]\.\d+\.2/Conv$")
+_LAST_CONV = re.compile(r"/cv[23]\.\d+\.2/Conv(/WithoutBiases)?$")
 
 
 def _import_nncf() -> Any:
@@ -142,9 +142,9 @@ def quantize_with_ap_control(src: Path, out: Path, calib_dir: Path, imgsz: int,
 
 
 class APValidation:
-    """NNCF's validation function for YOLO: AP50 on labelled photo sets, pre- and post-processed
-    as the detector does (rect letterbox, multi-label NMS at ``conf`` 0.001, IoU 0.7) and scored
-    by :func:`engines.evaluation.evaluate`.
+    """NNCF's validation function for YOLO: AP50 on labelled photo sets, as ``duskwatch bench
+    night`` scores the ``raw`` method (ultralytics' validation letterbox, multi-label NMS at
+    ``conf`` 0.001, IoU 0.7, :func:`engines.evaluation.evaluate`).
 
     Items are ``(set name, photo index)``; the metric of a call is the worst change of any set's
     AP50 against the float model's (0 for the float model itself, whose AP50s are taken from the
@@ -169,11 +169,10 @@ class APValidation:
         return ", ".join(f"{name} ({len(s.images)} photos)" for name, s in self.sets.items())
 
     def _letterboxed(self, item: tuple[str, int]) -> tuple[np.ndarray, Any]:
-        from engines.letterbox import letterbox_cpu, rect_size
+        from engines.letterbox import letterbox_cpu
 
         img = self.photos[item[0]][item[1]]
-        size = rect_size([img.shape[:2]], (self.imgsz, self.imgsz), self.stride)
-        batch, boxes = letterbox_cpu([img], size)
+        batch, boxes = letterbox_cpu([img], (self.imgsz, self.imgsz), val_stride=self.stride)
         return batch, boxes[0]
 
     def transform(self, item: tuple[str, int]) -> np.ndarray:
