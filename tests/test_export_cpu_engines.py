@@ -93,7 +93,8 @@ def test_int8_openvino_export_has_fake_quantize_and_float_decoding(tmp_path, cal
         if op.get_type_name() in ("Sigmoid", "Softmax") or "/dfl/" in op.get_friendly_name():
             assert not _fed_by_fake_quantize(op), op.get_friendly_name()
     assert model.get_rt_info(["model_info", "stride"]).astype(str) == "32"
-    with open_engine(out, device="cpu") as eng:
+    with open_engine(out, device="cpu", precision="f32") as eng:
+        assert eng.placement()["provider"] == "openvino:CPU/int8+f32"
         det = Detector(eng)
         wide = np.full((90, 160, 3), 100, np.uint8)
         assert det.input_size_for([wide]) == (96, 160)
