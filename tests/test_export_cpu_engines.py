@@ -211,3 +211,24 @@ def test_openvino_out_suffix_is_checked(tmp_path, capsys):
     rc = main(["export", "yolo", "--weights", "yolo11n.yaml", "--format", "openvino",
                "--out", str(tmp_path / "m.onnx")])
     assert rc == 2 and "must end in .xml" in capsys.readouterr().err
+
+
+def test_ap_validation_is_zero_for_the_float_model_and_returns_outputs():
+    """NNCF's accuracy-control metric: the worst AP50 change against the float model's (which
+    the first whole-set call records), with the raw outputs per item for NNCF's ranking."""
+    ov = pytest.importorskip("openvino")
+    from engines.evaluation import read_labelled_set
+    from export.openvino_int8 import APValidation
+
+    coco = SHARED / "coco128"
+    if not coco.is_dir():
+        pytest.skip(f"{coco} is absent (the shared data's labelled photos)")
+    model = ov.convert_model(str(exported("onnx", imgsz=160, batch=1, dynamic=True)))
+    v = APValidation({"coco": read_labelled_set(coco, "coco", limit=3)}, "images", 32, imgsz=160)
+    compiled = ov.Core().compile_model(model, "CPU")
+    assert v.transform(v.items[0]).shape[:2] == (1, 3)
+    metric, outputs = v(compiled, v.items[:1])  # a subset: no reference taken yet
+    assert v.reference is None and len(outputs) == 1
+    metric, outputs = v(compiled, v.items)
+    assert metric == 0.0 and set(v.reference) == {"coco"} and len(outputs) == 3
+    assert outputs[0][0].shape[:2] == (1, 84) and v.history[-1]["worst_change"] == 0.0
