@@ -146,8 +146,8 @@ class APValidation:
     night`` scores the ``raw`` method (ultralytics' validation letterbox, multi-label NMS at
     ``conf`` 0.001, IoU 0.7, :func:`engines.evaluation.evaluate`).
 
-    Items are ``(set name, photo index)``; the metric of a call is the worst change of any set's
-    AP50 against the float model's (0 for the float model itself, whose AP50s are taken from the
+    Items are ``(set name, photo index)``; the metric of a call is 1 + the worst change of any
+    set's AP50 against the float model's (1 for the float model itself, whose AP50s are taken from the
     first call that covers every item: NNCF validates the float model first). The outputs per
     item go back too, so NNCF ranks layers by how far they move the outputs (cheap), not by AP.
     """
@@ -203,11 +203,13 @@ class APValidation:
         if self.reference is None and len(items) == len(self.items):
             self.reference = dict(ap)
         ref = self.reference or {}
-        metric = min(ap[n] - ref[n] for n in ap) if ref else float(np.mean(list(ap.values())))
+        change = min(ap[n] - ref[n] for n in ap) if ref else 0.0
         if len(items) == len(self.items):
-            self.history.append({**ap, "worst_change": metric})
-            log.info("AP50 %s, worst change against float %+.4f", ap, metric)
-        return metric, outputs
+            self.history.append({**ap, "worst_change": change})
+            log.info("AP50 %s, worst change against float %+.4f", ap, change)
+        # 1 + change: NNCF also divides by the float model's metric (its relative drop), so the
+        # float model scores 1.0, not 0; absolute drops are the same
+        return 1.0 + change, outputs
 
 
 def _calibration_extra(calib_dir: Path, frames: int, keep_head_outputs: bool) -> dict[str, Any]:

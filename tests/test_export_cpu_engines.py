@@ -213,9 +213,9 @@ def test_openvino_out_suffix_is_checked(tmp_path, capsys):
     assert rc == 2 and "must end in .xml" in capsys.readouterr().err
 
 
-def test_ap_validation_is_zero_for_the_float_model_and_returns_outputs():
-    """NNCF's accuracy-control metric: the worst AP50 change against the float model's (which
-    the first whole-set call records), with the raw outputs per item for NNCF's ranking."""
+def test_ap_validation_is_one_for_the_float_model_and_returns_outputs():
+    """NNCF's accuracy-control metric: 1 + the worst AP50 change against the float model's
+    (which the first whole-set call records), with the raw outputs per item for NNCF's ranking."""
     ov = pytest.importorskip("openvino")
     from engines.evaluation import read_labelled_set
     from export.openvino_int8 import APValidation
@@ -230,5 +230,5 @@ def test_ap_validation_is_zero_for_the_float_model_and_returns_outputs():
     metric, outputs = v(compiled, v.items[:1])  # a subset: no reference taken yet
     assert v.reference is None and len(outputs) == 1
     metric, outputs = v(compiled, v.items)
-    assert metric == 0.0 and set(v.reference) == {"coco"} and len(outputs) == 3
+    assert metric == 1.0 and set(v.reference) == {"coco"} and len(outputs) == 3
     assert outputs[0][0].shape[:2] == (1, 84) and v.history[-1]["worst_change"] == 0.0
