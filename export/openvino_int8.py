@@ -71,6 +71,14 @@ def float_head_ops(model: Any, keep_head_outputs: bool = False) -> list[str]:
     return names
 
 
+def stem_ops(model: Any) -> list[str]:
+    """The first convolution (``/model.0/``), which reads the image itself: NNCF's accuracy
+    control on YOLO11n gave it back to float first, and that alone brought coco128's AP50 loss
+    from 0.0103 to 0.0036 (docs/BENCHMARKS.md), so it stays float by default."""
+    return [op.get_friendly_name() for op in model.get_ops()
+            if op.get_friendly_name().startswith("/model.0/") and op.get_type_name() == "Convolution"]
+
+
 def calibration_dataset(nncf: Any, calib_dir: Path, imgsz: int, rect_stride: int | None,
                         frames: int, input_name: str) -> Any:
     """An ``nncf.Dataset`` of letterboxed frames (NCHW float32, batch 1)."""
@@ -83,9 +91,11 @@ def calibration_dataset(nncf: Any, calib_dir: Path, imgsz: int, rect_stride: int
 
 def quantize_ir(src: Path, out: Path, calib_dir: Path, imgsz: int, rect_stride: int | None,
                 frames: int = DEFAULT_CALIB_FRAMES, keep_head_outputs: bool = False,
+                keep_stem: bool = True,
                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write the int8 version of the float OpenVINO IR ``src`` to ``out``; return sidecar
-    extras (``calibration``: what it was calibrated on and how)."""
+    extras (``calibration``: what it was calibrated on and how). ``keep_stem``: the first
+    convolution stays float (:func:`stem_ops`)."""
     import openvino as ov
 
     nncf = _import_nncf()
@@ -93,15 +103,18 @@ def quantize_ir(src: Path, out: Path, calib_dir: Path, imgsz: int, rect_stride: 
     model = ov.Core().read_model(str(src))
     data = calibration_dataset(nncf, calib_dir, imgsz, rect_stride, frames,
                                model.inputs[0].get_any_name())
-    ignored = float_head_ops(model, keep_head_outputs)
+    ignored = float_head_ops(model, keep_head_outputs) + (stem_ops(model) if keep_stem else [])
     say(f"quantising to int8 with NNCF on {data.get_length()} frames from {calib_dir} "
-        f"({len(ignored)} head operations kept float)")
+        f"({len(ignored)} operations of the head{' and stem' if keep_stem else ''} kept float)")
     quantized = nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED,
                               subset_size=data.get_length(),
                               ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
     _copy_rt_info(model, quantized)
     ov.save_model(quantized, str(out), compress_to_fp16=False)
-    return {"calibration": _calibration_extra(calib_dir, data.get_length(), keep_head_outputs)}
+    extra = _calibration_extra(calib_dir, data.get_length(), keep_head_outputs)
+    if keep_stem:
+        extra["float"] = "first convolution and " + extra["float"]
+    return {"calibration": extra}
 
 
 def quantize_with_ap_control(src: Path, out: Path, calib_dir: Path, imgsz: int,

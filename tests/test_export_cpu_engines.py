@@ -85,10 +85,12 @@ def test_int8_openvino_export_has_fake_quantize_and_float_decoding(tmp_path, cal
     assert meta["calibration"]["tool"] == "nncf" and meta["calibration"]["frames"] == 6
     model = ov.Core().read_model(str(out))
     convs = [op for op in model.get_ops() if op.get_type_name() == "Convolution"]
-    assert count_fake_quantize(model) >= len(convs) - 1  # every conv but the DFL's; + weights
+    assert count_fake_quantize(model) >= len(convs) - 2  # every conv but the stem and the DFL
     quantized = {op.get_friendly_name().removesuffix("/WithoutBiases")
                  for op in convs if _fed_by_fake_quantize(op)}
-    assert "/model.0/conv/Conv" in quantized and "/model.23/cv3.0/cv3.0.2/Conv" in quantized
+    assert "/model.1/conv/Conv" in quantized and "/model.23/cv3.0/cv3.0.2/Conv" in quantized
+    assert "/model.0/conv/Conv" not in quantized  # the stem reads the image: float
+    assert meta["calibration"]["float"].startswith("first convolution and head decoding")
     for op in model.get_ops():
         if op.get_type_name() in ("Sigmoid", "Softmax") or "/dfl/" in op.get_friendly_name():
             assert not _fed_by_fake_quantize(op), op.get_friendly_name()

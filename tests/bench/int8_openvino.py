@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--calib-dir", required=True, type=Path)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--keep-head-outputs", action="store_true")
+    p.add_argument("--quantize-stem", action="store_true",
+                   help="quantise the first convolution too (float by default)")
     p.add_argument("--val", action="append", default=[], metavar="NAME=DIR")
     p.add_argument("--max-drop", type=float, default=0.005)
     p.add_argument("--ranking-subset", type=int, default=None)
@@ -45,7 +47,8 @@ def main() -> None:
     t0 = time.monotonic()
     if args.mode == "plain":
         extra = oi.quantize_ir(args.src, args.out, args.calib_dir, imgsz, stride, args.frames,
-                               keep_head_outputs=args.keep_head_outputs, progress=print)
+                               keep_head_outputs=args.keep_head_outputs,
+                               keep_stem=not args.quantize_stem, progress=print)
     else:
         validation = _validation(args.src, args.val, imgsz, stride)
         extra = oi.quantize_with_ap_control(args.src, args.out, args.calib_dir, imgsz, stride,
