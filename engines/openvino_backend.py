@@ -66,6 +66,8 @@ class OpenVinoEngine(Engine):
                          **self.metadata}
         self.device = "cpu"
         self.precision = _runtime_precision(self._compiled[first])
+        if any(op.get_type_name() == "FakeQuantize" for op in self._model.get_ops()):
+            self.precision = f"int8+{self.precision}"  # NNCF's int8 IR: the rest in that precision
         self.provider = f"openvino:{self.ov_device}/{self.precision}"
 
     def _requests_for(self, hint: str, hw: tuple[int, int] | None) -> list[Any]:

@@ -25,11 +25,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic", action="store_true", help="dynamic batch (and ONNX spatial) size")
     p.add_argument("--half", action="store_true", help="fp16 (TensorRT, or ONNX/TorchScript on GPU)")
     p.add_argument("--int8", action="store_true",
-                   help="int8: ONNX Runtime static QDQ (onnx) or TensorRT entropy calibration (engine)")
+                   help="int8: NNCF post-training quantisation (openvino), ONNX Runtime static QDQ "
+                        "(onnx) or TensorRT entropy calibration (engine); needs --calib-dir")
     p.add_argument("--calib-dir", type=Path, default=None,
                    help="folder of representative frames (images or camera clips) for --int8")
     p.add_argument("--calib-frames", type=int, default=128,
-                   help="most frames to calibrate --int8 onnx on (videos are sampled evenly)")
+                   help="most frames to calibrate --int8 onnx/openvino on (videos and photos are "
+                        "sampled evenly)")
     p.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB")
     p.add_argument("--seed", type=int, default=0, help="seed for .yaml random weights")
 

@@ -66,13 +66,22 @@ def calibration_frames(folder: Path, limit: int = DEFAULT_CALIB_FRAMES) -> Itera
                 return
             n += 1
             yield frame
-    step = max(1, len(images) // max(1, limit - n))
-    for path in images[::step]:
+    for path in spread(images, limit - n):
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None or n >= limit:
             continue
         n += 1
         yield img
+
+
+def spread(items: list, count: int) -> list:
+    """``count`` of ``items`` spaced evenly over the whole list (all when there are fewer), so
+    that a limit draws from every folder of a sorted listing, not only the first ones."""
+    if count <= 0:
+        return []
+    if len(items) <= count:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
 def _video_frames(cv2: Any, path: Path, count: int) -> Iterator[np.ndarray]:

@@ -9,7 +9,8 @@ ONNX and TorchScript go through ultralytics' own exporter (it knows the head's e
 it writes next to the weights, so it works in a temporary folder and the result is moved to
 ``out``. TensorRT engines are built from that ONNX by :mod:`export.trt_build`, OpenVINO IRs
 converted from it by :mod:`export.openvino_ir`; ``--int8`` on ONNX quantises it with ONNX
-Runtime, calibrated on real frames (:mod:`export.quantize`). Every export writes
+Runtime (:mod:`export.quantize`), on OpenVINO with NNCF (:mod:`export.openvino_int8`), both
+calibrated on real frames. Every export writes
 ``<out>.json`` (see :func:`sidecar`).
 """
 
@@ -64,12 +65,9 @@ class ExportOptions:
                               "model's largest stride)")
         if self.batch < 1:
             raise ExportError(f"--batch {self.batch} must be at least 1")
-        if self.int8 and self.fmt not in ("engine", "onnx"):
-            raise ExportError(f"--int8 works with --format onnx (ONNX Runtime QDQ) or --format "
-                              f"engine (TensorRT), not {self.fmt}" + (
-                                  "; OpenVINO runs the float export in bf16, as fast as int8 on "
-                                  "the CPUs measured and as accurate as fp32 (docs/BENCHMARKS.md)"
-                                  if self.fmt == "openvino" else ""))
+        if self.int8 and self.fmt not in ("engine", "onnx", "openvino"):
+            raise ExportError(f"--int8 works with --format openvino (NNCF), onnx (ONNX Runtime "
+                              f"QDQ) or engine (TensorRT), not {self.fmt}")
         if self.int8 and not self.calib_dir:
             raise ExportError("--int8 needs --calib-dir DIR, a folder of representative frames "
                               "(images or video clips from the cameras)")
@@ -166,7 +164,15 @@ def export_yolo(model: Any, out: str | Path, opts: ExportOptions, weights: str |
             from export.openvino_ir import onnx_to_openvino
 
             say(f"converting {produced.name} to OpenVINO IR")
-            onnx_to_openvino(produced, out, _ir_info(model, opts))
+            if opts.int8:
+                from export.openvino_int8 import quantize_ir
+
+                float_ir = onnx_to_openvino(produced, Path(tmp) / "model_f32.xml",
+                                            _ir_info(model, opts))
+                extra = quantize_ir(float_ir, out, opts.calib_dir, opts.imgsz,
+                                    _rect_stride(model, opts), opts.calib_frames, progress=say)
+            else:
+                onnx_to_openvino(produced, out, _ir_info(model, opts))
         elif opts.fmt == "engine":
             from export.trt_build import BuildOptions, build_engine
 

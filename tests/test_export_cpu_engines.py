@@ -1,5 +1,6 @@
-"""`duskwatch export yolo --format openvino` and `--format onnx --int8` (ONNX Runtime QDQ,
-calibrated on frames from a folder), run through the real CLI on a small random-weight YOLO11n.
+"""`duskwatch export yolo --format openvino`, `--format openvino --int8` (NNCF) and `--format onnx
+--int8` (ONNX Runtime QDQ), calibrated on frames from a folder, run through the real CLI on a
+small random-weight YOLO11n.
 
 Accuracy on real weights is a benchmark, not a test (docs/BENCHMARKS.md); here: the files,
 their sidecars, that they open on their runtimes and agree with the float32 ONNX export.
@@ -57,6 +58,9 @@ def test_openvino_export_opens_by_suffix_and_runs_rect(tmp_path):
     meta = read_sidecar(out)
     assert meta["format"] == "openvino" and meta["backend"] == "openvino"
     assert meta["rect"] is True and meta["precision"] == "fp32"
+    from export.openvino_int8 import count_fake_quantize
+
+    assert count_fake_quantize(__import__("openvino").Core().read_model(str(out))) == 0
     with open_engine(out, device="auto", precision="f32") as eng:
         assert eng.placement()["provider"] == "openvino:CPU/f32"
         assert eng.metadata["names"]["0"] == "person"  # the IR's own model_info agrees
@@ -64,6 +68,59 @@ def test_openvino_export_opens_by_suffix_and_runs_rect(tmp_path):
         wide = np.full((90, 160, 3), 100, np.uint8)
         assert det.input_size_for([wide]) == (96, 160)  # rect, as on ONNX Runtime
         assert len(det([wide, wide])) == 2
+
+
+def test_int8_openvino_export_has_fake_quantize_and_float_decoding(tmp_path, calib_dir):
+    """NNCF's int8 IR: FakeQuantize in front of the convolutions, none in the head's decoding,
+    the IR's model_info kept, and it runs through the Detector at rect sizes."""
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from export.openvino_int8 import count_fake_quantize
+
+    rc, out = _export(tmp_path, "--format", "openvino", "--int8", "--calib-dir", str(calib_dir),
+                      "--calib-frames", "6", "q.xml")
+    assert rc == 0 and out.with_suffix(".bin").is_file()
+    meta = read_sidecar(out)
+    assert meta["precision"] == "int8" and meta["rect"] is True
+    assert meta["calibration"]["tool"] == "nncf" and meta["calibration"]["frames"] == 6
+    model = ov.Core().read_model(str(out))
+    convs = [op for op in model.get_ops() if op.get_type_name() == "Convolution"]
+    assert count_fake_quantize(model) >= len(convs) - 2  # every conv but the stem and the DFL
+    quantized = {op.get_friendly_name().removesuffix("/WithoutBiases")
+                 for op in convs if _fed_by_fake_quantize(op)}
+    assert "/model.1/conv/Conv" in quantized and "/model.23/cv3.0/cv3.0.2/Conv" in quantized
+    assert "/model.0/conv/Conv" not in quantized  # the stem reads the image: float
+    assert meta["calibration"]["float"].startswith("first convolution and head decoding")
+    for op in model.get_ops():
+        if op.get_type_name() in ("Sigmoid", "Softmax") or "/dfl/" in op.get_friendly_name():
+            assert not _fed_by_fake_quantize(op), op.get_friendly_name()
+    assert model.get_rt_info(["model_info", "stride"]).astype(str) == "32"
+    with open_engine(out, device="cpu", precision="f32") as eng:
+        assert eng.placement()["provider"] == "openvino:CPU/int8+f32"
+        det = Detector(eng)
+        wide = np.full((90, 160, 3), 100, np.uint8)
+        assert det.input_size_for([wide]) == (96, 160)
+        assert len(det([wide, wide])) == 2
+
+
+def _fed_by_fake_quantize(op) -> bool:
+    return any(inp.get_source_output().get_node().get_type_name() == "FakeQuantize"
+               for inp in op.inputs())
+
+
+def test_float_head_ops_of_the_ir():
+    ov = pytest.importorskip("openvino")
+    from export.openvino_int8 import float_head_ops
+
+    onnx_path = exported("onnx", imgsz=160, batch=1, dynamic=True)
+    model = ov.convert_model(str(onnx_path))
+    decode = set(float_head_ops(model))
+    assert "/model.23/dfl/conv/Conv" in decode and "/model.23/Sigmoid" in decode
+    assert not any("/cv2." in n or "/cv3." in n for n in decode)
+    assert not any(n.startswith("/model.22/") for n in decode)
+    outputs = {n.removesuffix("/WithoutBiases")
+               for n in set(float_head_ops(model, keep_head_outputs=True)) - decode}
+    assert outputs == {f"/model.23/cv{b}.{i}/cv{b}.{i}.2/Conv" for b in (2, 3) for i in range(3)}
 
 
 def test_openvino_matches_onnx_runtime_in_f32():
@@ -142,8 +199,8 @@ def test_calibration_folder_errors(tmp_path):
 
 
 @pytest.mark.parametrize("opts,match", [
-    (ExportOptions(fmt="openvino", int8=True, calib_dir="d"), "not openvino; OpenVINO runs"),
-    (ExportOptions(fmt="torchscript", int8=True, calib_dir="d"), "--format onnx"),
+    (ExportOptions(fmt="torchscript", int8=True, calib_dir="d"), "--format openvino .NNCF., onnx"),
+    (ExportOptions(fmt="openvino", int8=True), "--calib-dir DIR"),
     (ExportOptions(fmt="onnx", int8=True), "--calib-dir DIR"),
     (ExportOptions(fmt="onnx", int8=True, half=True, calib_dir="d"), "exclude each other"),
 ])
@@ -156,3 +213,24 @@ def test_openvino_out_suffix_is_checked(tmp_path, capsys):
     rc = main(["export", "yolo", "--weights", "yolo11n.yaml", "--format", "openvino",
                "--out", str(tmp_path / "m.onnx")])
     assert rc == 2 and "must end in .xml" in capsys.readouterr().err
+
+
+def test_ap_validation_is_one_for_the_float_model_and_returns_outputs():
+    """NNCF's accuracy-control metric: 1 + the worst AP50 change against the float model's
+    (which the first whole-set call records), with the raw outputs per item for NNCF's ranking."""
+    ov = pytest.importorskip("openvino")
+    from engines.evaluation import read_labelled_set
+    from export.openvino_int8 import APValidation
+
+    coco = SHARED / "coco128"
+    if not coco.is_dir():
+        pytest.skip(f"{coco} is absent (the shared data's labelled photos)")
+    model = ov.convert_model(str(exported("onnx", imgsz=160, batch=1, dynamic=True)))
+    v = APValidation({"coco": read_labelled_set(coco, "coco", limit=3)}, "images", 32, imgsz=160)
+    compiled = ov.Core().compile_model(model, "CPU")
+    assert v.transform(v.items[0]).shape[:2] == (1, 3)
+    metric, outputs = v(compiled, v.items[:1])  # a subset: no reference taken yet
+    assert v.reference is None and len(outputs) == 1
+    metric, outputs = v(compiled, v.items)
+    assert metric == 1.0 and set(v.reference) == {"coco"} and len(outputs) == 3
+    assert outputs[0][0].shape[:2] == (1, 84) and v.history[-1]["worst_change"] == 0.0

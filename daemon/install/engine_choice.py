@@ -10,7 +10,11 @@ The rule follows the measurements in docs/BENCHMARKS.md (same accuracy is the co
   or AMX (1.7-1.9x ONNX Runtime) and, in f32 elsewhere, is on par with ONNX Runtime alone and
   costs 1.2-1.3x less CPU per frame in the pipeline; the enhancer stays on ONNX Runtime, which
   ran it 2.3-2.6x faster than OpenVINO (docs/BENCHMARKS.md, "Engine choice"); ONNX Runtime for
-  both when OpenVINO is not installed.
+  both when OpenVINO is not installed. NNCF's int8 IR (``export yolo --format openvino
+  --int8``, the stem convolution float) is 1.5x f32 per CPU second on a VNNI CPU without bf16
+  and within 0.004 AP50 of it, but it needs calibration frames of the box's cameras, which the
+  installer does not gather yet, so it is built on request only (docs/BENCHMARKS.md, "int8 on
+  a CPU without bf16").
 
 :func:`probe_box` gathers the facts (cheaply: nothing is imported that the answer does not
 need); :func:`choose_engines` is a pure function of them, so tests feed it any box. Run as
@@ -106,7 +110,9 @@ def _cpu_choice(facts: BoxFacts) -> EngineChoice:
     precision = ("in bf16 (this CPU has AVX-512 BF16 or AMX), 1.7x ONNX Runtime's speed at the "
                  "same accuracy" if facts.cpu_bf16 else
                  "in f32 (this CPU has no bf16), on par with ONNX Runtime alone and at less CPU "
-                 "per frame in the pipeline")
+                 "per frame in the pipeline (NNCF int8 is 1.5x faster per CPU second at the same "
+                 "accuracy: build it with `export yolo --format openvino --int8 --calib-dir DIR`, "
+                 "frames of these cameras)")
     return EngineChoice("openvino", "onnx", f"no GPU: OpenVINO runs the detector {precision}; the "
                         "enhancer stays on ONNX Runtime, which runs it faster than OpenVINO "
                         "(docs/BENCHMARKS.md, 'Engine choice')")
