@@ -266,9 +266,16 @@ def guided_upsample(frame: torch.Tensor, small: torch.Tensor, out: torch.Tensor,
     up = apply_linear(a, b, luma(frame) * g, s)
     # no overshoot: each pixel within the range of ``out`` around it (as image scalers clamp
     # ringing); a pixel brighter than its neighbourhood would otherwise be pushed past it
-    hi, lo = F.max_pool2d(out, 3, 1, 1), -F.max_pool2d(-out, 3, 1, 1)
+    return within_neighbours(up, out, s)
+
+
+def within_neighbours(fine: torch.Tensor, coarse: torch.Tensor, s: int) -> torch.Tensor:
+    """``fine`` (``s`` times ``coarse``'s size) kept within the range ``coarse`` spans in the 3 x 3
+    coarse pixels around each fine one: a fit extrapolated past its neighbourhood (a pixel much
+    brighter than its window) does not overshoot, as image scalers clamp ringing."""
+    hi, lo = F.max_pool2d(coarse, 3, 1, 1), -F.max_pool2d(-coarse, 3, 1, 1)
     near = lambda t: F.interpolate(t, scale_factor=float(s), mode="nearest")  # noqa: E731
-    return torch.minimum(torch.maximum(up, near(lo)), near(hi))
+    return torch.minimum(torch.maximum(fine, near(lo)), near(hi))
 
 
 def log_luma(x: torch.Tensor) -> torch.Tensor:
