@@ -45,6 +45,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", required=True,
                    help="detector engine (.onnx, .engine, ...) or triton://HOST:PORT/MODEL")
     p.add_argument("--enhancer", default=None, help="enhancer engine (optional)")
+    p.add_argument("--views", default=None, metavar="V,V",
+                   help="lowlight.views for the run (default: the daemon's); e.g. raw,enhanced runs the "
+                        "enhancer's network on every low-light frame, as the detector's view")
     p.add_argument("--enhance", choices=["auto", "always", "never"], default="auto",
                    help="the cameras' enhance setting (always: every frame is enhanced)")
     p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per measurement")
@@ -223,6 +226,7 @@ def _config(args: argparse.Namespace, evidence_dir: str | None = None):
         "cameras": cams,
         "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device},
         "scheduler": {"max_batch": args.max_batch, "batch_timeout_ms": args.batch_timeout_ms},
+        **({"lowlight": {"views": args.views.split(",")}} if getattr(args, "views", None) else {}),
         "sinks": [{"type": "jsonl"}],  # replaced by the recording sink
         # tracking; files only with --evidence
         "events": {"evidence": {"snapshots": True, "clips": True, "dir": evidence_dir}

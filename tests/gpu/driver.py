@@ -9,7 +9,8 @@ stages with tiny sizes on the CPU (CI runs it, ``tests/gpu/test_driver_dry.py``)
 2. ``bench_engine_b{1,8,32}``: the torch engine (fp16, CUDA graphs) beside the bare PyTorch
    forward, eager and replayed from a CUDA graph (``bench engine --compare-bare``);
 3. ``bench_pipeline_{8,32}``: the daemon pipeline on 8 and 32 file streams with the enhancer on
-   every frame (``--enhance always``), 8 streams also beside ultralytics;
+   every frame (``--enhance always --views raw,enhanced``: the enhancer's network on every frame,
+   as a view, since the picture alone is made only when looked at), 8 streams also beside ultralytics;
 4. ``bench_pipeline_triton``: the detector (an ONNX export) served by the bundled Triton server
    of nvidia-pytriton (ONNX Runtime's CUDA provider inside its Python backend), the pipeline on
    8 streams sending it its batches (``tests/gpu/triton_stage.py``); skipped, and said so, when
@@ -231,7 +232,7 @@ def bench_pipeline_steps(plan: Plan, detector: Path, enhancer: Path, clip: Path,
     for n in plan.streams:
         argv = duskwatch("bench", "pipeline", *[a for _ in range(n) for a in ("--source", str(clip))],
                          "--engine", str(detector), "--enhancer", str(enhancer), "--enhance",
-                         "always", "--device", plan.device, "--seconds", str(plan.pipeline_seconds),
+                         "always", "--views", "raw,enhanced", "--device", plan.device, "--seconds", str(plan.pipeline_seconds),
                          "--warmup", str(5.0 * plan.warmup),
                          "--max-batch", str(min(n, 32)), "--no-budget")
         if n in plan.ultralytics_streams:
