@@ -232,8 +232,9 @@ def test_passwords_are_masked_as_typed_and_as_percent_encoded(monkeypatch):
     assert filt.mask("raw p@ss:w0rd/x and encoded p%40ss%3Aw0rd%2Fx") == "raw *** and encoded ***"
 
 
-def test_stop_never_closes_an_engine_the_scheduler_is_still_using():
-    release = threading.Event()
+def _service_inside_a_detector_call(release: threading.Event):
+    """A started service whose scheduler is inside a detector call that ends when ``release``
+    is set (or after 10 s)."""
     in_call = threading.Event()
 
     class SlowDetector(FakeDetector):
@@ -244,9 +245,15 @@ def test_stop_never_closes_an_engine_the_scheduler_is_still_using():
 
     svc, sources = make_service(make_config(), detector_factory=lambda e, b: SlowDetector())
     svc.start()
+    sources["a"][0].push(value=200)
+    assert in_call.wait(5)
+    return svc
+
+
+def test_stop_never_closes_an_engine_the_scheduler_is_still_using():
+    release = threading.Event()
+    svc = _service_inside_a_detector_call(release)
     try:
-        sources["a"][0].push(value=200)
-        assert in_call.wait(5)
         svc.stop(timeout=0.4, engine_grace=0.2)  # inside the detector call: it cannot stop yet
         assert not svc.detector.closed and not svc.enhancer.closed
     finally:
@@ -257,18 +264,9 @@ def test_stop_never_closes_an_engine_the_scheduler_is_still_using():
 def test_stop_waits_for_an_engine_call_in_progress_then_closes_the_engines():
     """A process must not exit under a running engine call (ONNX Runtime's threads abort it):
     stop() stops the rest, then waits for the call to end and closes the engines."""
-    in_call = threading.Event()
-
-    class SlowDetector(FakeDetector):
-        def __call__(self, images):
-            in_call.set()
-            time.sleep(1.0)
-            return super().__call__(images)
-
-    svc, sources = make_service(make_config(), detector_factory=lambda e, b: SlowDetector())
-    svc.start()
-    sources["a"][0].push(value=200)
-    assert in_call.wait(5)
-    svc.stop(timeout=0.4)  # the call outlasts stop()'s own 0.2 s for the scheduler
+    release = threading.Event()
+    svc = _service_inside_a_detector_call(release)
+    threading.Timer(1.0, release.set).start()  # the call ends 1 s on, after stop()'s own 0.2 s
+    svc.stop(timeout=0.4)
     assert not svc.scheduler.running
     assert svc.detector.closed and svc.enhancer.closed
