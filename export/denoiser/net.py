@@ -205,14 +205,12 @@ def guided_smooth(y: torch.Tensor, eps: torch.Tensor, r: int = 2) -> torch.Tenso
     """Self-guided filter (He, Sun and Tang 2010, "Guided Image Filtering"), per channel: in each
     window ``q = a y + b`` with ``a = var / (var + eps)``, so flat, noisy regions (variance below
     ``eps``) are averaged while edges (variance above it) are kept. ``eps`` is a per-pixel map;
-    four box filters, no learned weights, no block structure."""
-    mean = box(y, r)
-    var = (box(y * y, r) - mean * mean).clamp_min(0.0)
-    a = var / (var + eps)
-    return box(a, r) * y + box(mean - a * mean, r)
+    :func:`local_linear` with the frame as its own guide, no learned weights, no block structure."""
+    a, b = local_linear(y, y, eps, r)
+    return a * y + b
 
 
-#: ITU-R BT.601 luma weights, as a 1x1 convolution ``[1, 3, 1, 1]``
+#: ITU-R BT.601 luma weights
 LUMA = (0.299, 0.587, 0.114)
 #: the edge-aware gain fit's regulariser, in squared natural-log units of luminance: cells whose
 #: log-luminance varies less than ~0.2 (20 %) are treated as flat (their gains just averaged)
@@ -240,7 +238,7 @@ def upsample(x: torch.Tensor, s: int) -> torch.Tensor:
 def local_linear(guide: torch.Tensor, target: torch.Tensor, eps: torch.Tensor | float, r: int = 1):
     """Least-squares ``target ~ a guide + b`` in each ``(2r+1)^2`` window (the guided filter's
     coefficients, He et al. 2010), each averaged over the windows that hold the pixel. ``guide``
-    has one channel, ``target`` any number; returns ``(a, b)`` shaped like ``target``."""
+    has one channel or as many as ``target``; returns ``(a, b)`` shaped like ``target``."""
     m_i, m_p = box(guide, r), box(target, r)
     cov = box(guide * target, r) - m_i * m_p
     var = (box(guide * guide, r) - m_i * m_i).clamp_min(0.0)
@@ -259,14 +257,11 @@ def guided_upsample(frame: torch.Tensor, small: torch.Tensor, out: torch.Tensor,
     exposure gain, so ``eps`` means the same at every exposure), applied to ``frame``'s luminance.
     Where ``out`` is flat and the frame noisy, ``a`` is ~0 and the noise stays out. Each pixel is
     kept within the range ``out`` spans in the 3 x 3 reduced pixels around it (no overshoot: the
-    fit extrapolated to a pixel brighter than its window blew out lamps' rims, +0.7 points of
-    clipped pixels on dark ExDark photos)."""
+    fit extrapolated to a pixel brighter than its window blew out lamps' rims: +0.45 points of
+    clipped pixels on dark ExDark photos without it)."""
     g = exposure_gain(small)
     a, b = local_linear(luma(small) * g, out, eps)
-    up = apply_linear(a, b, luma(frame) * g, s)
-    # no overshoot: each pixel within the range of ``out`` around it (as image scalers clamp
-    # ringing); a pixel brighter than its neighbourhood would otherwise be pushed past it
-    return within_neighbours(up, out, s)
+    return within_neighbours(apply_linear(a, b, luma(frame) * g, s), out, s)
 
 
 def within_neighbours(fine: torch.Tensor, coarse: torch.Tensor, s: int) -> torch.Tensor:
