@@ -25,6 +25,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-enc", default="", help="comma-separated levels (0 = 1/4 resolution) whose encoder "
                    "block the student leaves out (a cheaper student; the rest starts from the teacher)")
     p.add_argument("--skip-dec", default="", help="the same for decoder blocks")
+    p.add_argument("--headroom", type=float, default=None,
+                   help="the student's highlight roll-off: its output keeps at least this share of each "
+                        "pixel's distance to white (0.3 ships; default: the teacher's)")
     p.add_argument("--clean-weight", type=float, default=0.0,
                    help="pull the last step's target towards the clean photo by this weight (0: pure distillation)")
     p.add_argument("--init", choices=["teacher", "identity"], default="teacher",
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher, steps=args.steps, iters=args.iters, lr=args.lr, pool=args.pool,
         refresh=args.refresh, weights_out=args.weights_out, noise=args.noise,
         skip_enc=_levels(args.skip_enc, "--skip-enc"), skip_dec=_levels(args.skip_dec, "--skip-dec"),
-        clean_weight=args.clean_weight, init=args.init, pair_weight=args.pair_weight,
+        clean_weight=args.clean_weight, headroom=args.headroom, init=args.init, pair_weight=args.pair_weight,
         distill_weight=args.distill_weight, detector=args.detector, det_data=args.det_data,
         det_weight=args.det_weight, det_batch=args.det_batch, det_crop=args.det_crop, det_val=args.det_val,
         det_val_limit=args.det_val_limit, feat_weight=args.feat_weight, feat_batch=args.feat_batch,

@@ -24,6 +24,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-gain", type=float, help="largest shadow gain of a curve head (default 8; real LOL "
                    "pairs need about 30)")
     p.add_argument("--unshuffle", type=int, help="the network's input reduction (default 8 for curve, 4 for residual)")
+    p.add_argument("--headroom", type=float, default=0.0,
+                   help="curve/guided heads: the output keeps at least this share of each pixel's "
+                        "distance to white (a highlight roll-off: lamps keep their halo's gradation; 0: none)")
     p.add_argument("--work-scale", type=int, choices=[1, 2, 4], default=1,
                    help="curve/guided heads: run the sampler on the frame averaged down this many times "
                         "and give the full-resolution picture by a guided upsampling (cheaper; 2 is the "
@@ -61,6 +64,8 @@ def _net_config(args: argparse.Namespace):
         kw["work"] = args.work_scale
     if args.edge_aware:
         kw["edge_aware"] = True
+    if args.headroom:
+        kw["headroom"] = args.headroom
     if args.widths:
         kw["widths"] = tuple(int(w) for w in args.widths.split(","))
     return NetConfig(**kw)

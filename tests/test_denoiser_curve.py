@@ -174,3 +174,44 @@ def test_work_scale_two_exports_to_onnx_and_matches(tmp_path):
     assert graph.multiple == 16
     x = np.random.default_rng(0).random((2, 3, 48, 64), dtype=np.float32) * 0.3
     assert dx.parity(graph, out, x) < 1e-4
+
+
+def test_headroom_keeps_a_share_of_each_pixels_distance_to_white():
+    from export.denoiser.net import keep_headroom
+
+    frame = torch.linspace(0, 1, 101).view(1, 1, 1, -1).expand(1, 3, 4, -1)
+    lifted = torch.ones_like(frame)  # the worst a gain can do: everything white
+    out = keep_headroom(lifted, frame, 0.3)
+    assert torch.all(1 - out >= 0.3 * (1 - frame) - 1e-6)
+    assert torch.all(out.diff(dim=-1) > 0)  # a halo's gradation survives: strictly increasing
+    assert torch.all(out[..., -1] == 1.0)  # the frame's own white stays white
+    dark = torch.full_like(frame, 0.4)  # far from white: untouched
+    assert torch.equal(keep_headroom(dark, frame, 0.3), dark)
+    assert torch.equal(keep_headroom(lifted, frame, 0.0), lifted)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
+def test_headroom_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="headroom"):
+        replace(GUIDED, headroom=bad)
+    with pytest.raises(ValueError, match="headroom"):
+        replace(TINY, headroom=0.3)  # the residual head has no curve to roll off
+
+
+def test_a_guided_net_with_headroom_does_not_blow_out_a_lamps_halo():
+    """A fresh guided network lifts a dark frame by its exposure gain (about 15x here), which
+    takes the bright part of a lamp's halo (raw 0.8-0.93) to white; with headroom 0.3 no halo
+    pixel reaches 250/255."""
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    r = torch.hypot(yy - 128, xx - 128)
+    frame = torch.where(r < 4, 1.0, 0.02 + 0.88 * torch.exp(-(r - 4).clamp_min(0) / 5)).expand(1, 3, 256, 256)
+    halo = (r >= 4) & (frame[0, 0] < 0.93)
+    outs = {}  # a fresh net: its head's weights are zero, the output is the exposure gain's
+    for k in (0.0, 0.3):
+        net = build_net(replace(GUIDED, headroom=k)).eval()
+        with torch.no_grad():
+            outs[k] = EnhancerGraph(net, DiffusionConfig(), 2)(frame.contiguous())[0, 0]
+    assert (outs[0.0][halo] >= 250 / 255).sum() >= 30  # without it: a white ring (36 pixels)
+    assert (outs[0.3][halo] >= 250 / 255).sum() == 0
+    assert outs[0.3][r < 4].min() > 0.99  # the lamp itself stays white
+    assert outs[0.3].mean() > 3 * frame[0, 0].mean()  # the dark frame is still lifted

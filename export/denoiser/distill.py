@@ -43,6 +43,7 @@ class DistillConfig(common.RunConfig):
     noise: str = "zero"  # starting noise of the trajectories: "zero" (as the exported graph) or "random"
     skip_enc: tuple[int, ...] = ()  # student leaves out these levels' encoder blocks (cheaper)
     skip_dec: tuple[int, ...] = ()  # ... and these levels' decoder blocks
+    headroom: float | None = None  # the student's highlight roll-off (NetConfig.headroom); None: the teacher's
     clean_weight: float = 0.0  # last segment's target: (1 - w) * teacher's image + w * clean photo
     init: str = "teacher"  # "teacher": a copy; "identity": the teacher's trunk with a zeroed head (curve head only)
     distill_weight: float = 1.0  # weight of the trajectory-matching loss
@@ -59,15 +60,18 @@ class DistillConfig(common.RunConfig):
     pair_weight: float = 0.0  # the K-step graph's own output against the target (end to end, both steps)
 
 
-def student_from_teacher(teacher, skip_enc=(), skip_dec=()):
+def student_from_teacher(teacher, skip_enc=(), skip_dec=(), headroom: float | None = None):
     """A student initialised from the teacher: the same network, or a cheaper one without some
     residual blocks (their residual branch starts at zero, i.e. as if the block were the identity;
-    the remaining weights are the teacher's). Returns a trainable float32 copy."""
-    if not skip_enc and not skip_dec:
+    the remaining weights are the teacher's), with the teacher's highlight roll-off unless
+    ``headroom`` is given (``NetConfig.headroom``: no weights of its own). Returns a trainable
+    float32 copy."""
+    cfg = replace(teacher.cfg, skip_enc=tuple(sorted(set(teacher.cfg.skip_enc) | set(skip_enc))),
+                  skip_dec=tuple(sorted(set(teacher.cfg.skip_dec) | set(skip_dec))),
+                  headroom=teacher.cfg.headroom if headroom is None else headroom)
+    if cfg == teacher.cfg:
         student = copy.deepcopy(teacher)
     else:
-        cfg = replace(teacher.cfg, skip_enc=tuple(sorted(set(teacher.cfg.skip_enc) | set(skip_enc))),
-                      skip_dec=tuple(sorted(set(teacher.cfg.skip_dec) | set(skip_dec))))
         student = build_net(cfg).to(next(teacher.parameters()).device)
         state = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
         student.load_state_dict(state, strict=True)
@@ -152,7 +156,7 @@ class StudentTask:
         self.etas_k = self.diff.sampling_etas(cfg.steps)  # validates K against T
         self.train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
         self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size, cfg.degradation)
-        self.net = student_from_teacher(self.teacher, cfg.skip_enc, cfg.skip_dec)
+        self.net = student_from_teacher(self.teacher, cfg.skip_enc, cfg.skip_dec, cfg.headroom)
         if cfg.init == "identity":
             zero_head(self.net)
         self.graph = EnhancerGraph(self.net, self.diff, cfg.steps)  # differentiable, shares the weights

@@ -69,6 +69,7 @@ class NetConfig:
     upsample: str = "shuffle"  # decoder: "shuffle" (1x1 + pixel_shuffle(2)) | "bilinear" (1x1 + bilinear x2)
     work: int = 1  # the sampler runs at 1/work of the frame, then a guided upsampling (curve heads)
     edge_aware: bool = False  # guided head: gain maps upsampled against the frame's log-luminance
+    headroom: float = 0.0  # curve heads: the share of each pixel's distance to white the output keeps
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -79,6 +80,8 @@ class NetConfig:
             raise ValueError(f"NetConfig.work {self.work!r}: use 1, or 2 or 4 with a curve or guided head")
         if self.edge_aware and self.head != "guided":
             raise ValueError("NetConfig.edge_aware needs head 'guided'")
+        if not 0.0 <= self.headroom < 1.0 or (self.headroom and not self.curve):
+            raise ValueError(f"NetConfig.headroom {self.headroom!r}: use 0 (none) or a value in (0, 1) with a curve or guided head")
 
     @property
     def multiple(self) -> int:
@@ -273,6 +276,14 @@ def within_neighbours(fine: torch.Tensor, coarse: torch.Tensor, s: int) -> torch
     return torch.minimum(torch.maximum(fine, near(lo)), near(hi))
 
 
+def keep_headroom(out: torch.Tensor, frame: torch.Tensor, k: float) -> torch.Tensor:
+    """``out`` kept at least ``k`` of ``frame``'s distance to white, per channel: ``1 - out >=
+    k (1 - frame)``. A highlight roll-off, as a camera's tone curve has one: a lamp's halo keeps
+    its gradation instead of being lifted to white (the frame's own clipped pixels stay clipped,
+    dark pixels, far from white, are not touched). ``k = 0``: ``out`` itself."""
+    return out if k <= 0 else torch.minimum(out, 1.0 - k * (1.0 - frame))
+
+
 def log_luma(x: torch.Tensor) -> torch.Tensor:
     return torch.log(luma(x) + 1e-3)
 
@@ -395,10 +406,11 @@ class DenoiserUNet(nn.Module):
         return frame if w == 1 else F.avg_pool2d(frame, w)
 
     def expand(self, frame: torch.Tensor, small: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """The full-resolution picture from ``out`` (the enhanced :meth:`shrink` of ``frame``)."""
-        if self.cfg.work == 1:
-            return out
-        return guided_upsample(frame, small, out, 10.0 ** self.guide_log_eps, self.cfg.work).clamp(0.0, 1.0)
+        """The full-resolution picture from ``out`` (the enhanced :meth:`shrink` of ``frame``),
+        with its highlights rolled off (:func:`keep_headroom`, ``NetConfig.headroom``)."""
+        if self.cfg.work > 1:
+            out = guided_upsample(frame, small, out, 10.0 ** self.guide_log_eps, self.cfg.work).clamp(0.0, 1.0)
+        return keep_headroom(out, frame, self.cfg.headroom)
 
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         r = self.cfg.unshuffle
