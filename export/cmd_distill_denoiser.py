@@ -28,6 +28,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headroom", type=float, default=None,
                    help="the student's highlight roll-off: its output keeps at least this share of each "
                         "pixel's distance to white (0.3 ships; default: the teacher's)")
+    p.add_argument("--work-scale", type=int, choices=[1, 2, 4], default=None,
+                   help="the student's working scale (its sampler runs on the frame averaged down this "
+                        "many times; default: the teacher's). A scale other than the teacher's makes the "
+                        "teacher's trajectories the wrong size: train it with --distill-weight 0")
     p.add_argument("--clean-weight", type=float, default=0.0,
                    help="pull the last step's target towards the clean photo by this weight (0: pure distillation)")
     p.add_argument("--init", choices=["teacher", "identity"], default="teacher",
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher, steps=args.steps, iters=args.iters, lr=args.lr, pool=args.pool,
         refresh=args.refresh, weights_out=args.weights_out, noise=args.noise,
         skip_enc=_levels(args.skip_enc, "--skip-enc"), skip_dec=_levels(args.skip_dec, "--skip-dec"),
-        clean_weight=args.clean_weight, headroom=args.headroom, init=args.init, pair_weight=args.pair_weight,
+        clean_weight=args.clean_weight, headroom=args.headroom, work=args.work_scale, init=args.init, pair_weight=args.pair_weight,
         distill_weight=args.distill_weight, detector=args.detector, det_data=args.det_data,
         det_weight=args.det_weight, det_batch=args.det_batch, det_crop=args.det_crop, det_val=args.det_val,
         det_val_limit=args.det_val_limit, feat_weight=args.feat_weight, feat_batch=args.feat_batch,

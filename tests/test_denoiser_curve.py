@@ -161,18 +161,25 @@ def test_work_scale_two_keeps_a_ramp_and_quiets_flat_noise():
         assert g_half(noisy).std() < 0.7 * g_full(noisy).std()
 
 
-def test_work_scale_two_exports_to_onnx_and_matches(tmp_path):
+WORK4 = replace(WORK2, work=4, widths=(8, 16, 16, 16), headroom=0.3)  # frame multiple 128 (as shipped)
+
+
+@pytest.mark.parametrize("cfg, multiple", [(WORK2, 16), (WORK4, 128)], ids=["work2", "work4-headroom"])
+def test_a_reduced_work_scale_exports_to_onnx_and_matches(cfg, multiple, tmp_path):
+    """Exported at any frame multiple (the trace's example image is rounded up to it), the same
+    function as in PyTorch, the roll-off included."""
     pytest.importorskip("onnxruntime")
     from export.denoiser import export as dx
 
-    net = _randomised(WORK2, 0.05)
-    ckpt = tmp_path / "work2.pt"
-    torch.save({"kind": "student", "steps": 2, "net_config": WORK2.to_dict(),
+    net = _randomised(cfg, 0.05)
+    ckpt = tmp_path / "work.pt"
+    torch.save({"kind": "student", "steps": 2, "net_config": cfg.to_dict(),
                 "diffusion": DiffusionConfig().to_dict(), "model": net.state_dict()}, ckpt)
-    out = dx.export_denoiser(ckpt, 2, "onnx", tmp_path / "work2.onnx")
+    out = dx.export_denoiser(ckpt, 2, "onnx", tmp_path / "work.onnx")
     graph, _ = dx.build_graph(ckpt, 2)
-    assert graph.multiple == 16
-    x = np.random.default_rng(0).random((2, 3, 48, 64), dtype=np.float32) * 0.3
+    assert graph.multiple == multiple
+    x = np.random.default_rng(0).random((2, 3, multiple, 2 * multiple), dtype=np.float32) * 0.3
+    x[:, :, :8, :8] = 0.95  # a bright corner, where the roll-off acts
     assert dx.parity(graph, out, x) < 1e-4
 
 

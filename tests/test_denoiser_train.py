@@ -93,6 +93,26 @@ def test_pruned_student_starts_from_the_teacher_minus_blocks():
     assert build_net(student.cfg.to_dict()).cfg == student.cfg
 
 
+def test_a_student_can_change_its_working_scale_and_roll_off_and_keeps_every_weight():
+    from dataclasses import replace
+
+    from export.denoiser.distill import student_from_teacher
+    from export.denoiser.net import build_net
+
+    torch.manual_seed(0)
+    guided = replace(TINY, head="guided", upsample="bilinear", unshuffle=4, work=2)
+    teacher = build_net(guided).eval()
+    student = student_from_teacher(teacher, headroom=0.3, work=4)
+    assert (student.cfg.work, student.cfg.headroom) == (4, 0.3)
+    assert student.cfg.frame_multiple == 2 * teacher.cfg.frame_multiple
+    t_state = teacher.state_dict()
+    assert student.state_dict().keys() == t_state.keys()
+    assert all(torch.equal(v, t_state[k]) for k, v in student.state_dict().items())
+    assert student_from_teacher(teacher).cfg == teacher.cfg  # nothing asked: the teacher's own
+    with pytest.raises(ValueError, match="headroom"):
+        student_from_teacher(build_net(TINY), headroom=0.3)  # the residual head has no curve
+
+
 def _tensors_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

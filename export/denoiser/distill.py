@@ -44,6 +44,7 @@ class DistillConfig(common.RunConfig):
     skip_enc: tuple[int, ...] = ()  # student leaves out these levels' encoder blocks (cheaper)
     skip_dec: tuple[int, ...] = ()  # ... and these levels' decoder blocks
     headroom: float | None = None  # the student's highlight roll-off (NetConfig.headroom); None: the teacher's
+    work: int | None = None  # the student's working scale (NetConfig.work); None: the teacher's
     clean_weight: float = 0.0  # last segment's target: (1 - w) * teacher's image + w * clean photo
     init: str = "teacher"  # "teacher": a copy; "identity": the teacher's trunk with a zeroed head (curve head only)
     distill_weight: float = 1.0  # weight of the trajectory-matching loss
@@ -60,21 +61,26 @@ class DistillConfig(common.RunConfig):
     pair_weight: float = 0.0  # the K-step graph's own output against the target (end to end, both steps)
 
 
-def student_from_teacher(teacher, skip_enc=(), skip_dec=(), headroom: float | None = None):
+def student_from_teacher(teacher, skip_enc=(), skip_dec=(), headroom: float | None = None,
+                         work: int | None = None):
     """A student initialised from the teacher: the same network, or a cheaper one without some
     residual blocks (their residual branch starts at zero, i.e. as if the block were the identity;
-    the remaining weights are the teacher's), with the teacher's highlight roll-off unless
-    ``headroom`` is given (``NetConfig.headroom``: no weights of its own). Returns a trainable
-    float32 copy."""
+    the remaining weights are the teacher's), with the teacher's highlight roll-off and working
+    scale unless ``headroom`` or ``work`` is given (``NetConfig.headroom``, ``NetConfig.work``:
+    a smaller working scale keeps every weight). Returns a trainable float32 copy."""
     cfg = replace(teacher.cfg, skip_enc=tuple(sorted(set(teacher.cfg.skip_enc) | set(skip_enc))),
                   skip_dec=tuple(sorted(set(teacher.cfg.skip_dec) | set(skip_dec))),
-                  headroom=teacher.cfg.headroom if headroom is None else headroom)
+                  headroom=teacher.cfg.headroom if headroom is None else headroom,
+                  work=teacher.cfg.work if work is None else work)
     if cfg == teacher.cfg:
         student = copy.deepcopy(teacher)
     else:
         student = build_net(cfg).to(next(teacher.parameters()).device)
         state = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
-        student.load_state_dict(state, strict=True)
+        student.load_state_dict(state, strict=False)
+        missing = set(student.state_dict()) - set(state)
+        if missing - {"guide_log_eps"}:  # a work scale > 1 from a work-1 teacher starts its own
+            raise ValueError(f"the student's weights {sorted(missing)} are not in the teacher")
     for p in student.parameters():
         p.requires_grad_(True)
     return student.train()
@@ -156,7 +162,7 @@ class StudentTask:
         self.etas_k = self.diff.sampling_etas(cfg.steps)  # validates K against T
         self.train_set, val_set = data.load_split(cfg.data, cfg.val_fraction, cfg.max_side)
         self.val_y, self.val_x = data.validation_pairs(val_set, cfg.val_size, cfg.degradation)
-        self.net = student_from_teacher(self.teacher, cfg.skip_enc, cfg.skip_dec, cfg.headroom)
+        self.net = student_from_teacher(self.teacher, cfg.skip_enc, cfg.skip_dec, cfg.headroom, cfg.work)
         if cfg.init == "identity":
             zero_head(self.net)
         self.graph = EnhancerGraph(self.net, self.diff, cfg.steps)  # differentiable, shares the weights

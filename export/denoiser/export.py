@@ -63,10 +63,12 @@ def sidecar_meta(graph: EnhancerGraph, checkpoint: str | Path, precision: str, f
 
 
 def export_onnx(graph: EnhancerGraph, out: str | Path, opset: int = 18, example: int = 64) -> Path:
-    """Dynamic batch/height/width ONNX (TorchScript exporter: dynamic axes, constant folding)."""
+    """Dynamic batch/height/width ONNX (TorchScript exporter: dynamic axes, constant folding),
+    traced on an ``example``-sided image (rounded up to the graph's frame multiple)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.rand(1, 3, example, example)
+    side = -(-example // graph.multiple) * graph.multiple
+    x = torch.rand(1, 3, side, side)
     torch.onnx.export(
         graph, (x,), str(out), input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
         dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch", 2: "height", 3: "width"}},
