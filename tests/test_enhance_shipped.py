@@ -93,6 +93,24 @@ def test_a_lamp_stays_a_lamp_without_new_clipping_or_rings(shipped):
     assert (np.diff(outside[:peak + 1]) >= -1.0).all()
 
 
+def test_a_bright_halo_keeps_its_gradation(shipped):
+    """A street lamp whose glare spreads wide (raw 250 down to 10 around a clipped core) in a dark
+    street: the street is lifted, and no halo pixel below raw 235 turns white (the 6 Dec weights
+    took 328 of them to 250+, raw 190 and up: on dark ExDark photos such pixels made most of
+    the rise in blown-out pixels). The shipped roll-off (``NetConfig.headroom`` 0.3) keeps 30 %
+    of each pixel's distance to white, so only raw 238+ can reach 250."""
+    yy, xx = np.mgrid[0:240, 0:320]
+    r = np.hypot(yy - 120, xx - 160)
+    scene = np.where(r < 6, 255, 8 + 245 * np.exp(-(r - 6) / 15)).astype(np.float32)
+    img = np.repeat(scene[..., None], 3, axis=2).astype(np.uint8)
+    out = shipped([img])[0]
+    below = (r >= 6) & (img.max(axis=2) < 235)
+    assert out.mean() > img.mean() + 40  # the street is lifted
+    assert int(((out.max(axis=2) >= 250) & below).sum()) == 0
+    profile = _profile(out, r)
+    assert (np.diff(profile[3:30]) < 0).all(), f"the halo falls away smoothly: {np.round(profile)}"
+
+
 def test_a_lamp_in_the_dark_has_no_dark_halo(shipped):
     """Brightness falls away from a lamp: no darker ring around it. The 6 Dec weights had one
     (their 1/8-resolution gain maps, upsampled bilinearly, gave the lamp's low gain to its dark
