@@ -57,7 +57,7 @@ class FrameCollector:
         to_check = self.checks < self.check_frames and (
             self.calib >= self.calib_frames or self.count % _check_every(self) == 0)
         folder = self.check_dir if to_check else self.calib_dir
-        path = folder / f"{camera}-{time.time_ns() // 1_000_000}.jpg"
+        path = folder / f"{camera}-{time.time_ns() // 1_000_000}-{self.count:04d}.jpg"
         tmp = path.with_name(path.stem + ".tmp.jpg")
         if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
             tmp.unlink(missing_ok=True)

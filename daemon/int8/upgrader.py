@@ -62,9 +62,10 @@ class Settings:
     def describe(self, cameras: int) -> str:
         """How long collecting takes with ``cameras`` cameras (for logs and install-service)."""
         total = self.calib_frames + self.check_frames
-        minutes = total * self.every_s / max(1, cameras) / 60
-        return (f"{total} frames, one per camera every {self.every_s:g} s: about "
-                f"{minutes:.0f} min with {cameras} camera{'s' if cameras != 1 else ''}")
+        seconds = total * self.every_s / max(1, cameras)
+        took = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+        return (f"{total} frames, one per camera every {self.every_s:g} s: about {took} with "
+                f"{cameras} camera{'s' if cameras != 1 else ''}")
 
 
 class Int8Metrics:
@@ -122,7 +123,7 @@ def plan(ecfg: Any, settings: Settings) -> Plan:
 
 Frames = Callable[[], Iterable[tuple[str, int, np.ndarray]]]  # (camera, seq, BGR image)
 OpenDetector = Callable[[Path, float | None], Any]  # (engine path, conf or None) -> detector
-Swap = Callable[[Any, threading.Event], bool]
+Swap = Callable[[Any, Path, threading.Event], bool]  # (detector, its file, stop)
 
 
 @dataclass
@@ -311,7 +312,7 @@ class Upgrader:
         except Exception as exc:  # noqa: BLE001
             _close(new)
             return self._failed("load", f"warming {sib.int8.name} up failed: {exc}")
-        if not self.swap(new, self._stop):
+        if not self.swap(new, sib.int8, self._stop):
             _close(new)
             return False
         self.metrics.set_state("active")

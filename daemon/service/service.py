@@ -371,7 +371,7 @@ class Service:
             if snap is not None:
                 yield name, snap.result.seq, snap.picture("raw")
 
-    def _swap_detector(self, new: Detector, stop: threading.Event) -> bool:
+    def _swap_detector(self, new: Detector, path: Path, stop: threading.Event) -> bool:
         """Put ``new`` in the running detector's place between two batches (a scheduler
         command: no engine call is interrupted, no frame lost), then close the old one. False
         (nothing changed) when the service stops first or the classes differ."""
@@ -399,14 +399,13 @@ class Service:
                     if not done.is_set():
                         return False
         _close_quietly(swapped[0])
-        self._detector_swapped(new)
+        self._detector_swapped(new, path)
         return True
 
-    def _detector_swapped(self, new: Detector) -> None:
+    def _detector_swapped(self, new: Detector, path: Path) -> None:
         from daemon.config import engine_name
 
-        path = getattr(getattr(new, "engine", None), "path", None)
-        name = engine_name(path) if path is not None else "int8"
+        name = engine_name(path)
         names = dict(self._published.engines or {})
         names["detector"] = name
         self._publish(engines=MappingProxyType(names))
@@ -414,7 +413,7 @@ class Service:
         self.metrics.set_build_info(version(), new.backend, name, enhancer)
         report_placement(self.cfg, self.metrics, new, None)
         log.info("detector: switched to the int8 IR %s without a restart (the f32 one is closed)",
-                 path or name)
+                 path)
 
     # -- reload --------------------------------------------------------------------------------
     def reload_from_file(self) -> bool:
