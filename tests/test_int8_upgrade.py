@@ -301,3 +301,35 @@ def _alive(pid: int) -> bool:
         return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
     except OSError:
         return False
+
+
+def test_frames_of_a_real_rtsp_camera_reach_the_calibration_folder(rtsp_server, f32_ir):
+    """The real source (GStreamer RTSP server, the daemon's decoder) -> the pipeline's newest
+    frame -> JPEGs in the calibration and check folders, spread over time."""
+    import cv2
+
+    from daemon.config import parse_config
+
+    srv = rtsp_server({"street": "h264"})  # vtest.avi as H.264, 640x360
+    cfg = parse_config({
+        "cameras": [{"name": "street", "url": srv.url("street"), "fps": 5, "enhance": "never"}],
+        "engines": {"detector": str(f32_ir), "check_files": False},
+        "http": {"listen": "127.0.0.1:0"}, "sinks": [],
+        "events": {"evidence": {"snapshots": False, "clips": False}}})
+    s = settings("hang", every_s=0.3, calib_frames=4, check_frames=2)
+    svc = Service(cfg, detector_factory=Factory(), enhancer_factory=lambda e: None,
+                  notifier=Notifier(environ={}), serve_http=False, int8_settings=s)
+    svc.start()
+    sib = Sibling(f32_ir)
+    try:
+        assert wait_for(lambda: state(svc) == "building", timeout=60), state(svc)
+    finally:
+        svc.stop()
+    calib, held = sorted(sib.calib.glob("*.jpg")), sorted(sib.check.glob("*.jpg"))
+    assert (len(calib), len(held)) == (4, 2)
+    stamps = sorted(int(p.name.split("-")[1]) for p in calib + held)
+    assert all(b - a >= 250 for a, b in zip(stamps, stamps[1:]))  # one per camera per 0.3 s
+    for path in calib + held:
+        assert path.name.startswith("street-")
+        img = cv2.imread(str(path))
+        assert img.shape == (360, 640, 3) and img.std() > 10  # a decoded picture, not a blank

@@ -122,7 +122,7 @@ def _int8_later(detector) -> str:
     from daemon.int8.upgrader import Settings
 
     s = Settings()
-    return (f"int8: {detector} is built in f32 now; the service makes the int8 detector itself "
+    return (f"int8: {detector} is an f32 IR; the service makes the int8 detector itself "
             f"once the cameras stream: it collects {s.describe(1)} (divide by the number of "
             "cameras), builds it in the background (a few minutes at low priority), checks it "
             "against f32 and switches to it without a restart (journalctl -u duskwatch | grep "
