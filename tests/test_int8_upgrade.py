@@ -64,16 +64,36 @@ class Disagreeing(FakeDetector):
         return [Detections.from_arrays(np.zeros((0, 4)), [], [], self.names) for _ in images]
 
 
-class Factory:
-    """The detector factory seam: FakeDetector for the f32 IR, ``int8`` for the int8 one."""
+class SlowStrict(FakeDetector):
+    """A detector whose calls take a while and that fails any call once closed, or any two
+    calls at once: a swap that closed it under a running call, or ran the two detectors side by
+    side on the scheduler's frames, would show as failed frames."""
 
-    def __init__(self, int8=FakeDetector):
-        self.int8 = int8
+    busy: bool = False
+
+    def __call__(self, images):
+        if self.closed or self.busy:
+            raise RuntimeError("called while closed or busy")
+        self.busy = True
+        try:
+            time.sleep(0.1)
+            if self.closed:
+                raise RuntimeError("closed during the call")
+            return super().__call__(images)
+        finally:
+            self.busy = False
+
+
+class Factory:
+    """The detector factory seam: ``f32`` for the f32 IR, ``int8`` for the int8 one."""
+
+    def __init__(self, int8=FakeDetector, f32=FakeDetector):
+        self.int8, self.f32 = int8, f32
         self.opened: list[tuple[str, object]] = []
 
     def __call__(self, ecfg, max_batch):
         path = str(ecfg.detector)
-        det = self.int8() if path.endswith(".int8.xml") else FakeDetector()
+        det = self.int8() if path.endswith(".int8.xml") else self.f32()
         self.opened.append((path, det))
         return det
 
@@ -170,7 +190,7 @@ def test_check_refuses_when_too_few_boxes_to_judge(tmp_path):
 # -- the service ---------------------------------------------------------------------------------
 def test_upgrade_swaps_the_running_detector_without_a_restart(f32_ir, caplog):
     caplog.set_level(logging.INFO, logger="duskwatch")
-    factory = Factory()
+    factory = Factory(f32=SlowStrict)
     svc, sources = service(f32_ir, factory, settings())
     svc.start()
     f32 = svc.detector

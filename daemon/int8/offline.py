@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -83,8 +84,6 @@ def upgrade_from_folder(f32: Path, folder: Path, settings: Any, open_detector: C
     finally:
         f32_det.close()
         int8_det.close()
-    import time
-
     sib.record_check({**result.to_json(), "at": round(time.time(), 3)})
     if result.passed:  # nothing left beside the engines for uninstall to trip over
         shutil.rmtree(sib.frames, ignore_errors=True)

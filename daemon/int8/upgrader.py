@@ -213,7 +213,8 @@ class Upgrader:
             collector = FrameCollector(self.sibling.calib, self.sibling.check, s.calib_frames,
                                        s.check_frames, s.every_s)
         except OSError as exc:
-            return self._failed("collect", f"cannot create {self.sibling.frames} ({exc})")
+            self._failed("collect", f"cannot create {self.sibling.frames} ({exc})")
+            return None
         self.metrics.set_state("collecting")
         self.metrics.frames.set(collector.count)
         if not collector.complete:
@@ -227,7 +228,8 @@ class Upgrader:
             try:
                 self._offer(collector, seen)
             except OSError as exc:
-                return self._failed("collect", f"cannot save a frame: {exc}")
+                self._failed("collect", f"cannot save a frame: {exc}")
+                return None
             self.metrics.frames.set(collector.count)
             if time.monotonic() - last_note >= s.progress_every_s:
                 last_note = time.monotonic()
@@ -319,13 +321,14 @@ class Upgrader:
         self.outcome = "active"
         return True
 
-    def _failed(self, stage: str, why: str) -> Any:
+    def _failed(self, stage: str, why: str) -> bool:
+        """Count, log and show a failed step; False (what the step returns)."""
         self.metrics.failures.labels(stage).inc()
         self.metrics.set_state("failed")
         self.outcome = f"failed:{stage}"
         log.error("int8: %s; the f32 detector keeps running (next try in %.0f min)", why,
                   self.settings.retry_after_s / 60)
-        return None if stage == "collect" else False
+        return False
 
 
 def _close(detector: Any) -> None:

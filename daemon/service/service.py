@@ -392,10 +392,10 @@ class Service:
                 done.set()
 
         rt.scheduler.submit(swap)
-        while not done.wait(0.2):
-            with self._swap_lock:
-                if self._swaps_closed or stop.is_set():
-                    self._swaps_closed = self._swaps_closed or stop.is_set()
+        while not done.wait(0.2):  # the scheduler may be inside an engine call: it comes back
+            if stop.is_set() or self._swaps_closed:  # stopping: the command must not apply later
+                with self._swap_lock:
+                    self._swaps_closed = True
                     if not done.is_set():
                         return False
         _close_quietly(swapped[0])
