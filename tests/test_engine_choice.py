@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CPU_BF16 = ec.BoxFacts(openvino=True, cpu_bf16=True, cpu_vnni=True)
 CPU_F32 = ec.BoxFacts(openvino=True)
-CPU_VNNI = ec.BoxFacts(openvino=True, cpu_vnni=True)  # this project's box: VNNI, no bf16
+CPU_VNNI = ec.BoxFacts(openvino=True, cpu_vnni=True, nncf=True)  # this project's box: VNNI, no bf16
 CPU_BARE = ec.BoxFacts()
 GPU_TRT = ec.BoxFacts(tensorrt=True, torch_cuda=True, openvino=True)
 GPU_ORT = ec.BoxFacts(ort_cuda=True, torch_cuda=True, openvino=True)
@@ -44,7 +44,8 @@ def test_the_rule_picks_the_fastest_kind_and_says_why(facts, device, detector, e
 
 @pytest.mark.parametrize("facts, int8", [
     (CPU_VNNI, True), (CPU_BF16, False), (CPU_F32, False), (CPU_BARE, False),
-    (ec.BoxFacts(cpu_vnni=True), False),  # no OpenVINO: ONNX Runtime f32
+    (ec.BoxFacts(cpu_vnni=True, nncf=True), False),  # no OpenVINO: ONNX Runtime f32
+    (ec.BoxFacts(openvino=True, cpu_vnni=True), False),  # no NNCF: f32, the reason says so
     (ec.BoxFacts(torch_cuda=True, openvino=True, cpu_vnni=True), False),  # a GPU box
 ])
 def test_int8_only_on_a_vnni_cpu_without_bf16_with_openvino(facts, int8):

@@ -31,7 +31,7 @@ from tests.daemon_fakes import FakeDetector, FakeSource, make_config
 from tests.wait import wait_for
 
 FAKE_BUILD = Path(__file__).with_name("int8_fake_build.py")
-VNNI_BOX = BoxFacts(openvino=True, cpu_vnni=True)
+VNNI_BOX = BoxFacts(openvino=True, cpu_vnni=True, nncf=True)
 NAMES = {0: "person", 1: "car", 2: "dog"}
 
 
@@ -271,7 +271,8 @@ def test_a_restart_loads_the_checked_sibling_directly_and_not_one_of_another_f32
 
 @pytest.mark.parametrize("int8_mode, facts, detector", [
     ("off", VNNI_BOX, "yolo.xml"),
-    ("auto", BoxFacts(openvino=True, cpu_vnni=True, cpu_bf16=True), "yolo.xml"),  # bf16 box
+    ("auto", BoxFacts(openvino=True, cpu_vnni=True, cpu_bf16=True, nncf=True), "yolo.xml"),  # bf16
+    ("auto", BoxFacts(openvino=True, cpu_vnni=True), "yolo.xml"),  # no NNCF to build it
     ("auto", BoxFacts(openvino=True), "yolo.xml"),  # no VNNI
 ])
 def test_no_upgrade_where_the_rule_or_the_config_says_no(f32_ir, int8_mode, facts, detector):
