@@ -54,7 +54,7 @@ def test_int8_only_on_a_vnni_cpu_without_bf16_with_openvino(facts, int8):
     assert ("int8, calibrated on this box's cameras" in choice.describe()) is int8
     if int8:
         assert "engines.int8: auto" in choice.reason and choice.detector == "openvino"
-    if facts.openvino and facts.cpu_vnni and not facts.nncf:
+    if facts == ec.BoxFacts(openvino=True, cpu_vnni=True):
         assert "NNCF is not installed" in choice.reason
     assert ec.choose_engines(CPU_VNNI, "cpu").int8  # --device cpu on a VNNI box: int8 too
 
