@@ -11,7 +11,7 @@ The rule follows the measurements in docs/BENCHMARKS.md (same accuracy is the co
   costs 1.2-1.3x less CPU per frame in the pipeline; the enhancer stays on ONNX Runtime, which
   ran it 2.3-2.6x faster than OpenVINO (docs/BENCHMARKS.md, "Engine choice"); ONNX Runtime for
   both when OpenVINO is not installed;
-- a CPU box without bf16 but with VNNI (AVX-512 VNNI or AVX-VNNI: int8 dot products): the
+- a CPU box without bf16 but with VNNI (AVX-512 VNNI or AVX-VNNI: int8 dot products) and NNCF: the
   detector in OpenVINO int8 (NNCF, the stem convolution and the head's decoding float), 1.5-1.8x
   f32 per CPU second and within 0.005 AP50 of it (docs/BENCHMARKS.md, "int8 on a CPU without
   bf16"). It needs frames of the box's own cameras: the installer builds the f32 IR, and the
