@@ -354,3 +354,29 @@ def test_frames_of_a_real_rtsp_camera_reach_the_calibration_folder(rtsp_server, 
         assert path.name.startswith("street-")
         img = cv2.imread(str(path))
         assert img.shape == (360, 640, 3) and img.std() > 10  # a decoded picture, not a blank
+
+
+def test_a_checked_sibling_that_will_not_open_leaves_f32_running(f32_ir, caplog):
+    caplog.set_level(logging.INFO, logger="duskwatch")
+    svc, sources = service(f32_ir, Factory(), settings())
+    svc.start()
+    try:
+        with Feeder(sources):
+            assert wait_for(lambda: state(svc) == "active", timeout=30)
+    finally:
+        svc.stop()
+
+    def broken():
+        raise RuntimeError("truncated .bin")
+
+    factory = Factory(int8=broken)
+    again, _ = service(f32_ir, factory, settings())
+    again.start()  # starts, with f32
+    try:
+        assert [p for p, _ in factory.opened] == [str(f32_ir)]  # the int8 open raised
+        assert again.detector is factory.opened[-1][1]
+        r = again.metrics.registry
+        assert r.get_sample_value("duskwatch_int8_failures_total", {"stage": "load"}) == 1
+        assert "cannot open" in caplog.text and "truncated .bin" in caplog.text
+    finally:
+        again.stop()

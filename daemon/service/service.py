@@ -178,12 +178,11 @@ class Service:
                      "authentication required" if self._auth else "no authentication")
         self._checkpoint()
         self.notifier.status("loading engines")
-        int8_plan = self._int8_plan()
         adopted = self.detector is not None
-        if int8_plan.use_int8 and adopted:  # validation opened the f32 IR: open the int8 one
-            _close_quietly(self.detector)
-            self.detector = None
+        int8_plan = self._int8_plan()
         with _StartupPings(self.notifier):
+            if int8_plan.use_int8:
+                int8_plan = self._open_int8(int8_plan)
             engines = load_engines(
                 self.cfg, self.metrics, detector=self.detector, enhancer=self.enhancer,
                 detector_factory=self.detector_factory, enhancer_factory=self.enhancer_factory,
@@ -328,6 +327,21 @@ class Service:
         if found.use_int8:
             log.info("detector: %s instead of %s: %s", found.sibling.int8, ecfg.detector,
                      found.reason)
+        return found
+
+    def _open_int8(self, found: int8.Plan) -> int8.Plan:
+        """Open the checked int8 sibling in place of the f32 detector (closing the one that
+        validation opened); one that will not open leaves the f32 one, logged and counted."""
+        try:
+            detector = self._open_detector(found.sibling.int8, None)
+        except Exception as exc:  # noqa: BLE001 - f32 is there: the daemon starts with it
+            log.error("int8: cannot open %s (%s: %s); starting with the f32 detector %s",
+                      found.sibling.int8, type(exc).__name__, exc, self.cfg.engines.detector)
+            self.int8_metrics.failures.labels("load").inc()
+            return int8.Plan(found.sibling, False, f"the int8 IR would not open: {exc}")
+        if self.detector is not None:
+            _close_quietly(self.detector)
+        self.detector = detector
         return found
 
     def _start_int8(self, found: int8.Plan) -> None:
