@@ -289,7 +289,10 @@ class Upgrader:
         finally:
             for det in opened:
                 _close(det)
-        sib.record_check({**result.to_json(), "at": round(time.time(), 3)})
+        try:
+            sib.record_check({**result.to_json(), "at": round(time.time(), 3)})
+        except OSError as exc:  # the verdict is not kept: the next start checks again
+            log.warning("int8: cannot record the check in %s's sidecar (%s)", sib.int8.name, exc)
         if result.agreement is not None:
             self.metrics.agreement.set(result.agreement)
         if not result.passed:
