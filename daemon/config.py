@@ -303,6 +303,11 @@ class EnginesConfig(_Section):
     )
     conf: float = Field(0.25, ge=0, le=1, description="Detection confidence threshold.")
     iou: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold.")
+    int8: Literal["auto", "off"] = Field(
+        "auto", description="auto: on a CPU box whose engine choice is int8 (VNNI, no bf16), a "
+        "detector that is an f32 OpenVINO IR is upgraded in the background: frames of the "
+        "cameras are collected beside it, the int8 IR is built, checked against f32 and swapped "
+        "in without a restart (daemon/int8). off: the detector runs as configured.")
     check_files: bool = Field(
         True, description="Fail validation when an engine file is missing (set by tests only)."
     )

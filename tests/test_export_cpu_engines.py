@@ -234,3 +234,30 @@ def test_ap_validation_is_one_for_the_float_model_and_returns_outputs():
     metric, outputs = v(compiled, v.items)
     assert metric == 1.0 and set(v.reference) == {"coco"} and len(outputs) == 3
     assert outputs[0][0].shape[:2] == (1, 84) and v.history[-1]["worst_change"] == 0.0
+
+
+def test_openvino_int8_from_an_f32_ir_names_its_source_and_runs(tmp_path, calib_dir):
+    """`export openvino-int8`: what the daemon runs once it has frames (no weights needed): the
+    int8 IR beside the f32 one, its sidecar naming the f32 IR's SHA-256 (daemon.int8.sibling)."""
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from daemon.int8.sibling import Sibling
+    from engines.ir_files import ir_sha256
+    from export.openvino_int8 import count_fake_quantize
+
+    rc, f32 = _export(tmp_path, "--format", "openvino", "y.xml")
+    assert rc == 0
+    assert main(["export", "openvino-int8", "--ir", str(f32), "--calib-dir", str(calib_dir),
+                 "--calib-frames", "6"]) == 0
+    sib = Sibling(f32)
+    meta = read_sidecar(sib.int8)
+    assert meta["precision"] == "int8" and meta["rect"] is True and meta["names"]["0"] == "person"
+    assert meta["source_ir"] == {"file": "y.xml", "sha256": ir_sha256(f32)}
+    assert meta["calibration"]["frames"] == 6 and sib.matches_f32() and not sib.usable()
+    assert count_fake_quantize(ov.Core().read_model(str(sib.int8))) > 0
+    assert not list(tmp_path.glob("*.partial.*"))
+    with Detector(sib.int8) as det:
+        assert det.engine.placement()["provider"].startswith("openvino:CPU/int8")
+        assert len(det([np.full((90, 160, 3), 100, np.uint8)])) == 1
+    assert main(["export", "openvino-int8", "--ir", str(sib.int8), "--calib-dir",
+                 str(calib_dir)]) == 2  # already int8

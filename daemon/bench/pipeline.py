@@ -214,6 +214,14 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 # -- the daemon pipeline ------------------------------------------------------------------------
+def _int8_off() -> dict[str, str]:
+    """The engine asked for, as it is: no int8 upgrade (daemon/int8) during a benchmark
+    (omitted for an older checkout whose config has no engines.int8)."""
+    from daemon.config import EnginesConfig
+
+    return {"int8": "off"} if "int8" in EnginesConfig.model_fields else {}
+
+
 def _config(args: argparse.Namespace, evidence_dir: str | None = None):
     from daemon.config import parse_config
 
@@ -224,7 +232,8 @@ def _config(args: argparse.Namespace, evidence_dir: str | None = None):
                      "loop": True, "decoder": getattr(args, "decoder", "thread")})
     return parse_config({
         "cameras": cams,
-        "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device},
+        "engines": {"detector": args.engine, "enhancer": args.enhancer, "device": args.device,
+                    **_int8_off()},
         "scheduler": {"max_batch": args.max_batch, "batch_timeout_ms": args.batch_timeout_ms},
         **({"lowlight": {"views": args.views.split(",")}} if getattr(args, "views", None) else {}),
         "sinks": [{"type": "jsonl"}],  # replaced by the recording sink

@@ -1,4 +1,4 @@
-"""duskwatch bench engine|pipeline|night|http|evidence ...: benchmarks that print a JSON summary as their last line.
+"""duskwatch bench engine|pipeline|night|http|evidence|int8-check ...: benchmarks that print a JSON summary as their last line.
 
 Each benchmark is its own module exposing ``HELP``, ``configure(parser)`` and ``run(args)``
 (the same contract as the top-level commands); a module this checkout lacks is skipped.
@@ -11,7 +11,7 @@ import importlib
 
 from engines.errors import UserError
 
-HELP = "benchmarks (engine, pipeline, night, http, evidence); the last stdout line is a JSON summary"
+HELP = "benchmarks (engine, pipeline, night, http, evidence, int8-check); the last stdout line is a JSON summary"
 
 # bench name -> module implementing it
 BENCHES = {
@@ -20,6 +20,7 @@ BENCHES = {
     "night": "daemon.bench.night",
     "http": "daemon.bench.http",
     "evidence": "daemon.bench.evidence",
+    "int8-check": "daemon.bench.int8_check",
 }
 
 

@@ -3,7 +3,9 @@
 It runs the same validation as start-up and reload (:func:`daemon.service.validation.validate`):
 credentials resolved, the listen address checked, the engines opened (not warmed). It also
 warns (exit status still 0) when a configured engine is not this box's fastest kind
-(:mod:`daemon.install.engine_choice`); with ``--no-engines`` (another box runs them) it does not.
+(:mod:`daemon.install.engine_choice`), or when the detector is an f32 OpenVINO IR with
+``engines.int8: off`` on a box whose choice is int8; with ``--no-engines`` (another box runs
+them) it does not.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def engine_kind_warnings(cfg) -> list[str]:
-    """Configured engines that are not the fastest kind on this box (a warning, not an error)."""
-    from daemon.install.engine_choice import kind_warnings, probe_box
+    """Configured engines that are not the fastest kind on this box, and an f32 OpenVINO
+    detector with ``engines.int8: off`` where the box's choice is int8 (warnings, not errors)."""
+    from daemon.install.engine_choice import int8_warnings, kind_warnings, probe_box
 
     ecfg = cfg.engines
     device = "cpu" if ecfg.device == "cpu" else "auto"
-    return kind_warnings(ecfg.detector, ecfg.enhancer, probe_box(), device)
+    facts = probe_box()
+    return (kind_warnings(ecfg.detector, ecfg.enhancer, facts, device)
+            + int8_warnings(ecfg.detector, ecfg.int8, facts, device))

@@ -41,6 +41,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="duskwatch binary for ExecStart= (default: the one beside this Python)")
     p.add_argument("--source", default=None, help="deploy/ directory with the unit template "
                    "and example config (default: the one in this checkout)")
+    p.add_argument("--calib-dir", type=Path, default=None,
+                   help="folder of frames (images or clips) of your cameras: build the int8 "
+                   "detector now from them (OpenVINO detector only). Without it, on a box whose "
+                   "choice is int8, the service builds it from its cameras once they stream")
     p.add_argument("--force", action="store_true",
                    help="replace a unit or engine that install-service did not write")
 
@@ -67,7 +71,10 @@ def _install(install, root: Path, args: argparse.Namespace) -> int:
         raise install.InstallError(f"--root {root} is not a directory")
     deploy = install.find_deploy_dir(args.source)
     exe = install.find_executable(args.exec_path)
-    fmt, enhancer_fmt = _formats(install, args.format)
+    fmt, enhancer_fmt, int8 = _formats(install, args.format)
+    if args.calib_dir is not None and fmt != "openvino":
+        raise install.InstallError(f"--calib-dir builds an int8 OpenVINO detector; the detector "
+                                   f"here is {fmt} (use --format openvino, or drop --calib-dir)")
     specs = install.engine_specs(
         fmt, enhancer_fmt=enhancer_fmt, weights=args.weights, imgsz=args.imgsz, max_batch=args.max_batch,
         denoiser_checkpoint=args.denoiser_checkpoint, steps=args.steps,
@@ -84,24 +91,68 @@ def _install(install, root: Path, args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(f"installing duskwatch under {root} (engines: {fmt}, user: {args.user})")
-    warnings = install.Installer(root).install(plan)
+    installer = install.Installer(root)
+    warnings = installer.install(plan)
     warnings += install.executable_warnings(exe)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    detector = next(s.path for s in specs if s.role == "detector")
+    if plan.build and args.calib_dir is not None:
+        _int8_now(install, installer, root, detector, args.calib_dir)
+    elif int8:
+        print(_int8_later(detector))
     print(f"recorded in {install.MANIFEST_PATH}; `duskwatch install-service --uninstall` removes it")
     print(install.next_steps(root, exe, built=plan.build, fmt=fmt), end="")
     return 0
 
 
-def _formats(install, asked: str) -> tuple[str, str | None]:
+def _formats(install, asked: str) -> tuple[str, str | None, bool]:
     """The detector and enhancer export formats: this box's fastest for ``auto`` (printed with
-    the reason), else what ``--format`` names (the enhancer's follows it)."""
+    the reason), else what ``--format`` names (the enhancer's follows it); and whether the
+    detector is to go int8 (the box's choice)."""
     if asked != "auto":
         print(f"engines: --format {asked} as asked (the box's own choice is skipped)")
-        return asked, None
+        return asked, None, False
     choice = install.choose_engines()
     print(f"engines chosen for this box: {choice.describe()} (--format overrides)")
-    return choice.detector, choice.enhancer
+    return choice.detector, choice.enhancer, choice.int8
+
+
+def _int8_later(detector) -> str:
+    from daemon.int8.upgrader import Settings
+
+    s = Settings()
+    return (f"int8: {detector} is an f32 IR; the service makes the int8 detector itself "
+            f"once the cameras stream: it collects {s.describe(1)} (divide by the number of "
+            "cameras), builds it in the background (a few minutes at low priority), checks it "
+            "against f32 and switches to it without a restart (journalctl -u duskwatch | grep "
+            "int8). To build it now instead, rerun with --calib-dir DIR (frames of your cameras)")
+
+
+def _int8_now(install, installer, root: Path, detector, calib_dir: Path) -> None:
+    """Build and check the int8 detector from ``calib_dir`` at once (:mod:`daemon.int8.offline`)."""
+    from daemon.int8.build import BuildFailed
+    from daemon.int8.offline import FolderError, upgrade_from_folder
+    from daemon.int8.sibling import Sibling
+    from daemon.int8.upgrader import Settings
+    from engines.yolo import Detector
+
+    f32 = install.under(root, detector)
+    opener = lambda path, conf: Detector(path, conf=0.25 if conf is None else conf)  # noqa: E731
+    try:
+        result = upgrade_from_folder(f32, calib_dir, Settings(), opener)
+    except (BuildFailed, FolderError, OSError) as exc:
+        raise install.InstallError(f"building the int8 detector from {calib_dir} failed: {exc}; "
+                                   "the f32 one is installed and the service makes the int8 one "
+                                   "from its cameras (or rerun with another --calib-dir)") from None
+    sib = Sibling(f32)
+    for path in (sib.int8, sib.int8.with_suffix(".bin"), sib.int8.with_name(sib.int8.name + ".json")):
+        installer.record(install.ENGINES_DIR / path.name)  # uninstall removes them too
+    if result.passed:
+        print(f"int8: built {sib.int8.name} and checked it: {result.reason}; the service uses it")
+    else:
+        print(f"warning: int8: {sib.int8.name} refused: {result.reason}; the service runs the f32 "
+              "detector and tries again from its cameras' frames later", file=sys.stderr)
 
 
 def _example_config(install, deploy: Path) -> str:

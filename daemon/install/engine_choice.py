@@ -10,11 +10,13 @@ The rule follows the measurements in docs/BENCHMARKS.md (same accuracy is the co
   or AMX (1.7-1.9x ONNX Runtime) and, in f32 elsewhere, is on par with ONNX Runtime alone and
   costs 1.2-1.3x less CPU per frame in the pipeline; the enhancer stays on ONNX Runtime, which
   ran it 2.3-2.6x faster than OpenVINO (docs/BENCHMARKS.md, "Engine choice"); ONNX Runtime for
-  both when OpenVINO is not installed. NNCF's int8 IR (``export yolo --format openvino
-  --int8``, the stem convolution float) is 1.5x f32 per CPU second on a VNNI CPU without bf16
-  and within 0.004 AP50 of it, but it needs calibration frames of the box's cameras, which the
-  installer does not gather yet, so it is built on request only (docs/BENCHMARKS.md, "int8 on
-  a CPU without bf16").
+  both when OpenVINO is not installed;
+- a CPU box without bf16 but with VNNI (AVX-512 VNNI or AVX-VNNI: int8 dot products) and NNCF: the
+  detector in OpenVINO int8 (NNCF, the stem convolution and the head's decoding float), 1.5-1.8x
+  f32 per CPU second and within 0.005 AP50 of it (docs/BENCHMARKS.md, "int8 on a CPU without
+  bf16"). It needs frames of the box's own cameras: the installer builds the f32 IR, and the
+  daemon calibrates, checks and switches to the int8 one once its cameras stream
+  (:mod:`daemon.int8`; ``engines.int8: auto``). ``EngineChoice.int8`` says so.
 
 :func:`probe_box` gathers the facts (cheaply: nothing is imported that the answer does not
 need); :func:`choose_engines` is a pure function of them, so tests feed it any box. Run as
@@ -57,6 +59,8 @@ class BoxFacts:
     torch_cuda: bool = False  # torch imports and sees a CUDA device
     openvino: bool = False
     cpu_bf16: bool = False  # AVX-512 BF16 or AMX: OpenVINO's CPU plugin computes in bf16
+    cpu_vnni: bool = False  # AVX-512 VNNI or AVX-VNNI: int8 dot products (OpenVINO int8 gains)
+    nncf: bool = False  # NNCF importable: the int8 IR can be built here (the export extra)
 
     @property
     def gpu(self) -> bool:
@@ -70,6 +74,9 @@ class EngineChoice:
     detector: str  # export yolo --format
     enhancer: str  # export denoiser --format
     reason: str
+    #: the detector is to run in int8, calibrated on this box's cameras (an OpenVINO IR built
+    #: f32 first; the daemon's :mod:`daemon.int8` makes the int8 sibling once cameras stream)
+    int8: bool = False
 
     @property
     def detector_suffix(self) -> str:
@@ -80,7 +87,8 @@ class EngineChoice:
         return ENHANCER_SUFFIX[self.enhancer]
 
     def describe(self) -> str:
-        return (f"detector {self.detector} ({RUNTIME_NAME[self.detector]}), enhancer "
+        int8 = " int8, calibrated on this box's cameras" if self.int8 else ""
+        return (f"detector {self.detector} ({RUNTIME_NAME[self.detector]}{int8}), enhancer "
                 f"{self.enhancer} ({RUNTIME_NAME[self.enhancer]}): {self.reason}")
 
 
@@ -107,15 +115,26 @@ def _cpu_choice(facts: BoxFacts) -> EngineChoice:
     if not facts.openvino:
         return EngineChoice("onnx", "onnx", "no GPU and OpenVINO is not installed (pip install "
                             "openvino for the faster CPU detector): ONNX Runtime on the CPU")
-    precision = ("in bf16 (this CPU has AVX-512 BF16 or AMX), 1.7x ONNX Runtime's speed at the "
-                 "same accuracy" if facts.cpu_bf16 else
-                 "in f32 (this CPU has no bf16), on par with ONNX Runtime alone and at less CPU "
-                 "per frame in the pipeline (NNCF int8 is 1.5x faster per CPU second at the same "
-                 "accuracy: build it with `export yolo --format openvino --int8 --calib-dir DIR`, "
-                 "frames of these cameras)")
-    return EngineChoice("openvino", "onnx", f"no GPU: OpenVINO runs the detector {precision}; the "
-                        "enhancer stays on ONNX Runtime, which runs it faster than OpenVINO "
-                        "(docs/BENCHMARKS.md, 'Engine choice')")
+    enhancer = ("; the enhancer stays on ONNX Runtime, which runs it faster than OpenVINO "
+                "(docs/BENCHMARKS.md, 'Engine choice')")
+    if facts.cpu_bf16:
+        return EngineChoice("openvino", "onnx", "no GPU: OpenVINO runs the detector in bf16 (this "
+                            "CPU has AVX-512 BF16 or AMX), 1.7x ONNX Runtime's speed at the same "
+                            "accuracy" + enhancer)
+    if facts.cpu_vnni and not facts.nncf:
+        return EngineChoice("openvino", "onnx", "no GPU: OpenVINO runs the detector in f32 (this "
+                            "CPU has VNNI but no bf16: int8 would be 1.5-1.8x faster, calibrated on "
+                            "this box's cameras, but NNCF is not installed: pip install "
+                            "'duskwatch[export]')" + enhancer)
+    if facts.cpu_vnni:
+        return EngineChoice("openvino", "onnx", "no GPU: OpenVINO runs the detector in int8, "
+                            "calibrated on this box's cameras (this CPU has no bf16 but has VNNI: "
+                            "NNCF int8 is 1.5-1.8x f32 per CPU second within 0.005 AP50; the f32 "
+                            "IR runs until the daemon has collected frames, built the int8 one and "
+                            "checked it against f32: engines.int8: auto)" + enhancer, int8=True)
+    return EngineChoice("openvino", "onnx", "no GPU: OpenVINO runs the detector in f32 (this CPU "
+                        "has no bf16 and no VNNI, so int8 gains little), on par with ONNX Runtime "
+                        "alone and at less CPU per frame in the pipeline" + enhancer)
 
 
 def engine_kind(path: str | Path) -> str | None:
@@ -145,12 +164,28 @@ def kind_warnings(detector: str | Path, enhancer: str | Path | None, facts: BoxF
     return out
 
 
+def int8_warnings(detector: str | Path, int8_mode: str, facts: BoxFacts,
+                  device: str = "auto") -> list[str]:
+    """check-config's warning: the detector is an OpenVINO IR on a box whose choice is int8, and
+    ``engines.int8`` is off (the daemon will not calibrate and switch to int8)."""
+    from daemon.int8.sibling import is_f32_ir
+
+    best = choose_engines(facts, device)
+    if not best.int8 or int8_mode != "off" or not is_f32_ir(detector):
+        return []
+    return [f"engines.int8 is off and engines.detector {detector} is an OpenVINO IR: this box's "
+            f"choice is int8 ({best.reason}). Set engines.int8: auto (the default) and the daemon "
+            "builds and checks the int8 IR from its own cameras' frames, or build it now with "
+            f"`duskwatch export openvino-int8 --ir {detector} --calib-dir DIR`"]
+
+
 # -- probing ----------------------------------------------------------------------------------
 def probe_box() -> BoxFacts:
     """The facts about the box this Python runs on."""
     return BoxFacts(tensorrt=_importable("tensorrt"), ort_cuda=_ort_cuda(),
                     torch_cuda=_torch_cuda(), openvino=_importable("openvino"),
-                    cpu_bf16=cpu_has_bf16())
+                    cpu_bf16=cpu_has_bf16(), cpu_vnni=cpu_has_vnni(),
+                    nncf=_importable("nncf"))
 
 
 def probe_box_in(python: str = sys.executable, runner: Runner | None = None) -> BoxFacts:
@@ -190,18 +225,26 @@ def _torch_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """True when the CPU flags include AVX-512 BF16 or AMX BF16 (OpenVINO then computes in bf16)."""
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The first CPU's flags in ``cpuinfo`` (empty when it cannot be read)."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return False
-    flags = set()
+        return set()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-            break
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """True when the CPU flags include AVX-512 BF16 or AMX BF16 (OpenVINO then computes in bf16)."""
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """True when the CPU has int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI)."""
+    return bool(cpu_flags(cpuinfo) & {"avx512_vnni", "avx_vnni"})
 
 
 if __name__ == "__main__":

@@ -46,14 +46,22 @@ class Engines:
 def load_engines(cfg: Config, metrics: Metrics, *, detector: Detector | None,
                  enhancer: Enhancer | None, detector_factory: DetectorFactory,
                  enhancer_factory: EnhancerFactory, checkpoint: Callable[[], None],
-                 status: Callable[[str], None]) -> Engines:
-    """Open the engines (unless ``detector`` was adopted), warm them, export what they are."""
+                 status: Callable[[str], None], detector_path: Any = None,
+                 open_enhancer: bool | None = None) -> Engines:
+    """Open the engines (unless ``detector`` was adopted), warm them, export what they are.
+    ``detector_path``: open this file instead of ``engines.detector`` (the checked int8 IR of
+    :mod:`daemon.int8`); ``open_enhancer``: open the enhancer too (default: when the detector
+    was not adopted)."""
     ecfg = cfg.engines
     t0 = time.monotonic()
+    det_cfg = ecfg if detector_path is None else ecfg.model_copy(update={"detector": detector_path})
+    if open_enhancer is None:
+        open_enhancer = detector is None
     if detector is None:
-        detector = detector_factory(ecfg, cfg.scheduler.max_batch)
+        detector = detector_factory(det_cfg, cfg.scheduler.max_batch)
+    if open_enhancer:
         enhancer = enhancer_factory(ecfg)
-    names = {"detector": engine_name(ecfg.detector),
+    names = {"detector": engine_name(det_cfg.detector),
              "enhancer": engine_name(ecfg.enhancer) if ecfg.enhancer else None}
     checkpoint()
     if enhancer is None:
@@ -64,7 +72,7 @@ def load_engines(cfg: Config, metrics: Metrics, *, detector: Detector | None,
         _warm(enhancer, lambda e: e.warmup())
     metrics.set_classes(detector.names.values())
     metrics.set_build_info(version(), detector.backend, names["detector"], names["enhancer"] or "")
-    _report_placement(cfg, metrics, detector, enhancer)
+    report_placement(cfg, metrics, detector, enhancer)
     log.info("engines loaded and warmed in %.1f s", time.monotonic() - t0)
     return Engines(detector, enhancer, names, _inference(detector, enhancer))
 
@@ -80,7 +88,7 @@ def _inference(detector: Any, enhancer: Any) -> tuple[tuple[str, Callable[[], st
     return tuple(out)
 
 
-def _report_placement(cfg: Config, metrics: Metrics, detector: Any, enhancer: Any) -> None:
+def report_placement(cfg: Config, metrics: Metrics, detector: Any, enhancer: Any) -> None:
     """Log and export (``duskwatch_engine_info``) where each engine really runs."""
     for role, wrapper in (("detector", detector), ("enhancer", enhancer)):
         placement = getattr(getattr(wrapper, "engine", None), "placement", None)

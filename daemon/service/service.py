@@ -37,6 +37,7 @@ from engines.about import version
 from daemon.config import Config, ConfigError, secrets_of, sink_secret
 from daemon.events.homeassistant import HomeAssistant
 from daemon.events.sinks import make_event_sink
+from daemon.int8 import upgrader as int8
 from daemon.metrics import Metrics
 from daemon.pipeline.cameras import state_of, stop_sources
 from daemon.pipeline.frames import CameraState, SourceFactory
@@ -48,7 +49,7 @@ from daemon.service.engines import (  # noqa: F401 - the default factories, re-e
     default_detector_factory, default_enhancer_factory, default_source_factory)
 from daemon.service.http import HttpServer
 from daemon.service.reloads import ReloadWorker
-from daemon.service.runtime import Runtime, Seams, load_engines
+from daemon.service.runtime import Runtime, Seams, load_engines, report_placement
 from daemon.service.secrets import SecretsFilter
 from daemon.service.systemd import Notifier
 from daemon.service.validation import validate
@@ -95,6 +96,7 @@ class Service:
         count_source_skips: bool = True,
         count_seq_gaps: bool = False,
         listen: str | None = None,
+        int8_settings: int8.Settings | None = None,
     ):
         self._published = Published(cfg)
         self._listen = listen
@@ -104,6 +106,11 @@ class Service:
         self.detector_factory = detector_factory or default_detector_factory
         self.enhancer_factory = enhancer_factory or default_enhancer_factory
         self.metrics = Metrics(registry)
+        self.int8_settings = int8_settings or int8.Settings()
+        self.int8_metrics = int8.Int8Metrics(self.metrics.registry)
+        self.int8: int8.Upgrader | None = None  # running while the detector may go int8
+        self._swap_lock = threading.Lock()
+        self._swaps_closed = False  # set by stop(): no detector swap applies after it
         self.notifier = notifier or Notifier()
         self.secrets_filter = secrets_filter
         self._count_source_skips = count_source_skips
@@ -171,11 +178,17 @@ class Service:
                      "authentication required" if self._auth else "no authentication")
         self._checkpoint()
         self.notifier.status("loading engines")
+        adopted = self.detector is not None
+        int8_plan = self._int8_plan()
         with _StartupPings(self.notifier):
+            if int8_plan.use_int8:
+                int8_plan = self._open_int8(int8_plan)
             engines = load_engines(
                 self.cfg, self.metrics, detector=self.detector, enhancer=self.enhancer,
                 detector_factory=self.detector_factory, enhancer_factory=self.enhancer_factory,
-                checkpoint=self._checkpoint, status=self.notifier.status)
+                checkpoint=self._checkpoint, status=self.notifier.status,
+                detector_path=int8_plan.sibling.int8 if int8_plan.use_int8 else None,
+                open_enhancer=not adopted)
         self.detector, self.enhancer = engines.detector, engines.enhancer
         self._publish(engines=MappingProxyType(engines.names), inference=engines.inference)
         self._checkpoint()
@@ -189,6 +202,7 @@ class Service:
         self._publish(heartbeat=rt.scheduler.heartbeat, frames=rt.pipeline.snapshots,
                       events=rt.events)
         rt.scheduler.start()
+        self._start_int8(int8_plan)
         self.home_assistant = HomeAssistant(self.metrics.registry, self._latest_snapshot, version())
         self.home_assistant.apply(self.cfg.sinks, self.cfg.cameras)
         with self._lock:  # cancel_start() takes this lock too: READY=1 never follows SIGTERM
@@ -216,6 +230,8 @@ class Service:
         """STOPPING=1, then stop the scheduler, the cameras (in parallel), HTTP, sinks, engines.
         A scheduler inside an engine call is waited for ``engine_grace`` s more, after the rest."""
         self.cancel_start()
+        if self.int8 is not None:
+            self.int8.request_stop()  # a build subprocess ends while the rest stops
         self.notifier.stopping("stopping")
         self._publish(ready=False)
         self.metrics.ready.set(0)
@@ -242,6 +258,7 @@ class Service:
             loop_ended = rt.scheduler.stop(engine_grace)
             log.warning("scheduler %s", "stopped after its engine call" if loop_ended else
                         f"still in an engine call after {engine_grace:.1f} s more; engines left open")
+        self._stop_int8(engine_grace)
         if loop_ended and rt is not None:
             rt.close((self.detector, self.enhancer))
         self.notifier.close()
@@ -295,6 +312,122 @@ class Service:
                 log.warning("supervisor: the restart is not applied within %.0f s (an engine "
                             "call in progress); it applies after it", RESTART_SYNC_S)
             self._publish()
+
+    # -- int8 ----------------------------------------------------------------------------------
+    def _int8_plan(self) -> int8.Plan:
+        """Whether the detector goes int8 (:mod:`daemon.int8`); a probe that fails means no."""
+        ecfg = self.cfg.engines
+        try:
+            found = int8.plan(ecfg, self.int8_settings)
+        except Exception as exc:  # noqa: BLE001 - the f32 detector runs whatever happens here
+            log.warning("int8: cannot decide about the int8 detector (%s); keeping %s", exc,
+                        ecfg.detector)
+            self.int8_metrics.failures.labels("load").inc()
+            return int8.Plan(None, False, str(exc))
+        if found.use_int8:
+            log.info("detector: %s instead of %s: %s", found.sibling.int8, ecfg.detector,
+                     found.reason)
+        return found
+
+    def _open_int8(self, found: int8.Plan) -> int8.Plan:
+        """Open the checked int8 sibling in place of the f32 detector (closing the one that
+        validation opened); one that will not open leaves the f32 one, logged and counted."""
+        try:
+            detector = self._open_detector(found.sibling.int8, None)
+        except Exception as exc:  # noqa: BLE001 - f32 is there: the daemon starts with it
+            log.error("int8: cannot open %s (%s: %s); starting with the f32 detector %s",
+                      found.sibling.int8, type(exc).__name__, exc, self.cfg.engines.detector)
+            self.int8_metrics.failures.labels("load").inc()
+            return int8.Plan(found.sibling, False, f"the int8 IR would not open: {exc}")
+        if self.detector is not None:
+            _close_quietly(self.detector)
+        self.detector = detector
+        return found
+
+    def _start_int8(self, found: int8.Plan) -> None:
+        if found.use_int8:
+            self.int8_metrics.set_state("active")
+            return
+        if found.sibling is None:
+            if str(self.cfg.engines.detector).endswith(".xml"):
+                log.info("int8: the detector stays as configured: %s", found.reason)
+            return
+        log.info("int8: the detector %s runs in f32 until the int8 one is built from these "
+                 "cameras' frames and checked (%s)", self.cfg.engines.detector,
+                 self.int8_settings.describe(len(self.cfg.cameras)))
+        self.int8 = int8.Upgrader(found.sibling, self.int8_settings, self.int8_metrics,
+                                  self._open_detector, self._int8_frames, self._swap_detector,
+                                  max_batch=self.cfg.scheduler.max_batch,
+                                  cameras=lambda: len(self._published.cameras))
+        self.int8.start()
+
+    def _stop_int8(self, timeout: float) -> None:
+        """End the upgrade thread (it kills a build subprocess); no swap applies after this."""
+        with self._swap_lock:
+            self._swaps_closed = True
+        if self.int8 is not None and not self.int8.stop(timeout):
+            log.warning("int8: the upgrade thread did not end within %.1f s", timeout)
+
+    def _open_detector(self, path: Path, conf: float | None) -> Detector:
+        update: dict[str, Any] = {"detector": path}
+        if conf is not None:
+            update["conf"] = conf
+        return self.detector_factory(self.cfg.engines.model_copy(update=update),
+                                     self.cfg.scheduler.max_batch)
+
+    def _int8_frames(self):
+        """(camera, seq, decoded frame) of each camera's newest processed frame."""
+        rt = self.runtime
+        if rt is None:
+            return
+        for name in list(self._published.cameras):
+            snap = rt.pipeline.snapshots.get(name)
+            if snap is not None:
+                yield name, snap.result.seq, snap.picture("raw")
+
+    def _swap_detector(self, new: Detector, path: Path, stop: threading.Event) -> bool:
+        """Put ``new`` in the running detector's place between two batches (a scheduler
+        command: no engine call is interrupted, no frame lost), then close the old one. False
+        (nothing changed) when the service stops first or the classes differ."""
+        rt = self.runtime
+        if rt is None or dict(new.names) != dict(self.detector.names):
+            log.error("int8: the int8 detector's classes differ from the running one's; keeping it")
+            self.int8_metrics.failures.labels("load").inc()
+            return False
+        swapped: list[Detector] = []
+        done = threading.Event()
+
+        def swap() -> None:
+            with self._swap_lock:
+                if self._swaps_closed:
+                    return
+                swapped.append(rt.pipeline.detector)
+                rt.pipeline.detector = self.detector = new
+                done.set()
+
+        rt.scheduler.submit(swap)
+        while not done.wait(0.2):  # the scheduler may be inside an engine call: it comes back
+            if stop.is_set() or self._swaps_closed:  # stopping: the command must not apply later
+                with self._swap_lock:
+                    self._swaps_closed = True
+                    if not done.is_set():
+                        return False
+        _close_quietly(swapped[0])
+        self._detector_swapped(new, path)
+        return True
+
+    def _detector_swapped(self, new: Detector, path: Path) -> None:
+        from daemon.config import engine_name
+
+        name = engine_name(path)
+        names = dict(self._published.engines or {})
+        names["detector"] = name
+        self._publish(engines=MappingProxyType(names))
+        enhancer = names.get("enhancer") or ""
+        self.metrics.set_build_info(version(), new.backend, name, enhancer)
+        report_placement(self.cfg, self.metrics, new, None)
+        log.info("detector: switched to the int8 IR %s without a restart (the f32 one is closed)",
+                 path)
 
     # -- reload --------------------------------------------------------------------------------
     def reload_from_file(self) -> bool:
@@ -404,6 +537,13 @@ class Service:
         cams = list(self._published.cameras.values())
         up = sum(1 for c in cams if state_of(c.source) == CameraState.STREAMING)
         return f"{up}/{len(cams)} cameras streaming"
+
+
+def _close_quietly(engine: Any) -> None:
+    try:
+        engine.close()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("closing engine failed: %s", exc)
 
 
 class _StartupPings:
