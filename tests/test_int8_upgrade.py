@@ -240,8 +240,8 @@ def test_a_disagreeing_int8_is_refused_and_f32_keeps_running(f32_ir, caplog):
         svc.stop()
 
 
-def test_a_restart_loads_the_checked_sibling_directly_and_not_one_of_another_f32(f32_ir, caplog):
-    caplog.set_level(logging.INFO, logger="duskwatch")
+def upgrade_once(f32_ir) -> None:
+    """Run a service until its detector went int8 (built, checked, swapped), then stop it."""
     svc, sources = service(f32_ir, Factory(), settings())
     svc.start()
     try:
@@ -249,6 +249,11 @@ def test_a_restart_loads_the_checked_sibling_directly_and_not_one_of_another_f32
             assert wait_for(lambda: state(svc) == "active", timeout=30)
     finally:
         svc.stop()
+
+
+def test_a_restart_loads_the_checked_sibling_directly_and_not_one_of_another_f32(f32_ir, caplog):
+    caplog.set_level(logging.INFO, logger="duskwatch")
+    upgrade_once(f32_ir)
     factory = Factory()
     again, _ = service(f32_ir, factory, settings())
     again.start()
@@ -358,13 +363,7 @@ def test_frames_of_a_real_rtsp_camera_reach_the_calibration_folder(rtsp_server, 
 
 def test_a_checked_sibling_that_will_not_open_leaves_f32_running(f32_ir, caplog):
     caplog.set_level(logging.INFO, logger="duskwatch")
-    svc, sources = service(f32_ir, Factory(), settings())
-    svc.start()
-    try:
-        with Feeder(sources):
-            assert wait_for(lambda: state(svc) == "active", timeout=30)
-    finally:
-        svc.stop()
+    upgrade_once(f32_ir)
 
     def broken():
         raise RuntimeError("truncated .bin")
