@@ -377,14 +377,31 @@ class LowLightConfig(_Section):
     # 6 Dec, scored as mAP is defined, YOLO11n on ExDark val: raw 0.502, [raw, mirror] 0.517
     # (chosen: the best at two passes), [raw, clahe, mirror] 0.522 (three passes); the enhancer's
     # picture, made for people, adds nothing as a view (-0.001) and is left out.
-    views: tuple[Literal["raw", "enhanced", "clahe", "mirror"], ...] = Field(
+    views: tuple[Literal["raw", "enhanced", "clahe", "mirror", "zoom"], ...] = Field(
         ("raw", "mirror"),
         min_length=1,
         description="What the detector looks at for a frame the gate picks (enhance: auto or "
         "always): 'raw' (as decoded), 'enhanced' (the enhancer's output), 'clahe' (CLAHE on "
-        "luma), 'mirror' (flipped left to right, boxes flipped back). All go through the "
-        "detector in one batch and their boxes are merged, so each view costs one detector "
-        "pass. Without an enhancer 'enhanced' is left out.",
+        "luma), 'mirror' (flipped left to right, boxes flipped back), 'zoom' (the frame "
+        "detected at lowlight.zoom times the detector's input size, for small, dim objects; "
+        "needs a detector exported with --dynamic). All go through the detector and their "
+        "boxes are merged (lowlight.merge); each view costs one detector pass, 'zoom' "
+        "lowlight.zoom squared. Without an enhancer 'enhanced' is left out.",
+    )
+    merge: Literal["nms", "wbf"] = Field(
+        "nms",
+        description="How the views' boxes become one: 'nms' (class-wise NMS, the best box of "
+        "each object) or 'wbf' (weighted box fusion: boxes of one class that overlap by "
+        "merge_iou are averaged, and the score is the mean over the views, so a box every view "
+        "saw outranks one a single view saw).",
+    )
+    merge_iou: float = Field(
+        0.5, gt=0, lt=1, description="IoU at which boxes of one class from different views are "
+        "the same object (merge).",
+    )
+    zoom: float = Field(
+        1.5, ge=1, le=3, description="Input size of the 'zoom' view, in multiples of the "
+        "detector's own (1.5: a 640 detector sees the frame at 960 on its long side).",
     )
 
     @field_validator("views")

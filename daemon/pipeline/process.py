@@ -33,7 +33,7 @@ from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
 from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
-from daemon.pipeline.views import in_frame, merge, picture
+from daemon.pipeline.views import SCALED, in_frame, merge, picture
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
@@ -82,7 +82,7 @@ class Pipeline:
         enhanced = self._enhance(frames, views, shown, ok)
         live = [i for i in range(len(frames)) if ok[i]]
         pictures = {i: self._pictures(frames[i].image, views[i], enhanced.get(i)) for i in live}
-        dets = self._detect(frames, pictures, live)
+        dets = self._detect(frames, pictures, live, gates)
         if dets is None:
             return []
         return [self._finish(frames[i], enhanced.get(i) if shown[i] else None, views[i] != ("raw",),
@@ -159,20 +159,29 @@ class Pipeline:
         made = enhanced.image() if enhanced is not None and "enhanced" in views else None
         return {v: picture(v, raw, made) for v in views}
 
-    def _detect(self, frames, pictures, live) -> list[Detections] | None:
-        """Every picture of every live frame in one detector call; one merged result per frame."""
+    def _detect(self, frames, pictures, live, gates) -> list[Detections] | None:
+        """Every picture of every live frame through the detector: one call for the pictures at
+        the detector's own size, one per other scale (the 'zoom' view: lowlight.zoom); one
+        merged result per frame (lowlight.merge)."""
         if not live:
             return None
         owners = [(i, view) for i in live for view in pictures[i]]
-        batch = [pictures[i][view] for i, view in owners]
+        calls: dict[float, list[int]] = {}  # input scale -> indices into owners
+        for k, (i, view) in enumerate(owners):
+            calls.setdefault(gates[i].cfg.zoom if view in SCALED else 1.0, []).append(k)
         t0 = self.clock()
+        dets: list[Detections | None] = [None] * len(owners)
         try:
-            dets = list(self.detector(batch))
-            if len(dets) != len(batch):
-                raise ValueError(f"detector returned {len(dets)} results for {len(batch)} images")
-            bad = next((type(d).__name__ for d in dets if not isinstance(d, Detections)), None)
-            if bad is not None:
-                raise TypeError(f"detector returned {bad}, not engines.detections.Detections")
+            for scale, ks in calls.items():
+                batch = [pictures[owners[k][0]][owners[k][1]] for k in ks]
+                got = list(self.detector(batch) if scale == 1.0 else self.detector(batch, scale=scale))
+                if len(got) != len(batch):
+                    raise ValueError(f"detector returned {len(got)} results for {len(batch)} images")
+                bad = next((type(d).__name__ for d in got if not isinstance(d, Detections)), None)
+                if bad is not None:
+                    raise TypeError(f"detector returned {bad}, not engines.detections.Detections")
+                for k, d in zip(ks, got):
+                    dets[k] = d
         except Exception as exc:  # noqa: BLE001
             self._engine_failed("detect", [frames[i] for i in live], exc)
             return None
@@ -180,7 +189,7 @@ class Pipeline:
         found: dict[int, list[Detections]] = {i: [] for i in live}
         for (i, view), d in zip(owners, dets):
             found[i].append(in_frame(view, d, frames[i].image.shape[1]))
-        return [merge(found[i]) for i in live]
+        return [merge(found[i], gates[i].cfg.merge_iou, how=gates[i].cfg.merge) for i in live]
 
     def _finish(self, frame: Frame, picture: Picture | None, lowlight: bool, enhanced: bool,
                 dets: Detections) -> Result:

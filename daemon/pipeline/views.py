@@ -18,10 +18,14 @@ from typing import Sequence
 
 import numpy as np
 
+from daemon.pipeline.fusion import fuse
 from engines.detections import Detections
 from engines.nms import MAX_DET, batched_nms_numpy
 
-VIEWS = ("raw", "enhanced", "clahe", "mirror")
+VIEWS = ("raw", "enhanced", "clahe", "mirror", "zoom")
+# Views the detector sees at a larger input size (lowlight.zoom times its own), in a call of
+# their own: the picture is the raw frame, the detector scales it up.
+SCALED = frozenset({"zoom"})
 
 # Chosen on exdark_dev/train (never on val, where the gate is tuned): raw + enhanced + CLAHE with
 # YOLO11n, AP50 0.473 at 0.5, 0.471 at 0.6, 0.465 at 0.7 (the detector's own NMS IoU). Measured
@@ -60,7 +64,7 @@ def picture(view: str, raw: np.ndarray, enhanced: np.ndarray | None) -> np.ndarr
         if enhanced is None:
             raise ValueError("the enhanced view needs the enhancer's output")
         return enhanced
-    return {"raw": lambda im: im, "clahe": clahe_luma, "mirror": mirror}[view](raw)
+    return {"raw": lambda im: im, "zoom": lambda im: im, "clahe": clahe_luma, "mirror": mirror}[view](raw)
 
 
 def in_frame(view: str, dets: Detections, width: int) -> Detections:
@@ -68,13 +72,20 @@ def in_frame(view: str, dets: Detections, width: int) -> Detections:
     return unmirror(dets, width) if view == "mirror" else dets
 
 
-def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX_DET) -> Detections:
-    """The boxes of several pictures of one frame as one :class:`Detections`: pooled, then
-    class-wise NMS at ``iou``, best score first, at most ``max_det`` boxes."""
+def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX_DET,
+          how: str = "nms") -> Detections:
+    """The boxes of several pictures of one frame as one :class:`Detections`, best score first,
+    at most ``max_det`` boxes: pooled, then class-wise NMS at ``iou`` (``how="nms"``), or fused
+    (``how="wbf"``, :func:`daemon.pipeline.fusion.fuse`: matched boxes averaged, scores
+    averaged over the views)."""
     if len(dets) == 1:
         return dets[0]
     if not dets:
         return Detections.empty()
+    if how == "wbf":
+        return fuse(dets, iou, max_det)
+    if how != "nms":
+        raise ValueError(f"merge {how!r}: choose nms or wbf")
     boxes = np.concatenate([d.boxes for d in dets])
     scores = np.concatenate([d.scores for d in dets])
     class_ids = np.concatenate([d.class_ids for d in dets])
