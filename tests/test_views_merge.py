@@ -191,3 +191,32 @@ def test_zoom_view_on_a_fixed_size_engine_says_how_to_fix_it():
     with Detector(FIXED, conf=0.25) as det:
         with pytest.raises(EngineError, match="--dynamic"):
             det([np.zeros((64, 64, 3), np.uint8)], scale=1.5)
+
+
+class FixedSize(ScaleRecorder):
+    def scaled_size(self, scale: float):
+        from engines.base import EngineError
+
+        raise EngineError("fixed.onnx: its input size is fixed at 640x640 (export it with --dynamic)")
+
+
+def test_pipeline_leaves_the_zoom_view_out_for_a_fixed_size_detector_and_says_so(caplog):
+    from daemon.metrics import Metrics
+    from daemon.pipeline.frames import Frame
+    from daemon.pipeline.gate import LowLightGate
+    from daemon.pipeline.process import Pipeline
+    from daemon.pipeline.sinks import SinkSet
+
+    det = FixedSize()
+    metrics = Metrics()
+    metrics.add_camera("c")
+    pipe = Pipeline(det, metrics, SinkSet([]))
+    cfg = LowLightConfig(views=["raw", "zoom"], merge="wbf")
+    dark = np.full((120, 160, 3), 10, np.uint8)
+    gate = LowLightGate(cfg, "always", picture="raw")
+    for seq in range(2):
+        out = pipe.process([Frame("c", dark, seq, 0.0, 0.0)], [gate])
+        assert len(out) == 1 and len(out[0].detections) == 1
+    assert det.calls == [(1, 1.0), (1, 1.0)]
+    said = [r.getMessage() for r in caplog.records if "'zoom' is left out" in r.getMessage()]
+    assert len(said) == 1 and "--dynamic" in said[0]

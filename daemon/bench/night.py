@@ -486,6 +486,10 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
         for det_name, det in engines["detectors"]:
             run_ = SetRun(set_name, labelled, grey, stats)
             for m in plain:
+                if m == "zoom" and not can_zoom(det, lowlight.zoom):
+                    print(f"{det_name}: no zoom method: its input size is fixed (export it with "
+                          "--dynamic)", file=sys.stderr)
+                    continue
                 run_.add(m, run_pipeline(m, images, det, engines["enhancer"], lowlight,
                                          progress_bar(f"{det_name} {set_name} {m}")))
             runs[det_name][set_name] = run_
@@ -519,6 +523,17 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
                     "gated", images, det, engines["enhancer"], lowlight,
                     progress_bar(f"{det_name} {set_name} gated")))
     return runs
+
+
+def can_zoom(detector: Any, scale: float) -> bool:
+    """Whether ``detector`` can look at photos ``scale`` times its input size (the zoom view)."""
+    from engines.base import EngineError
+
+    try:
+        detector.scaled_size(scale)
+    except EngineError:
+        return False
+    return True
 
 
 # -- reporting ------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class Pipeline:
         self.events = events
         self._errors = RateLimitedLog(log)
         self._taken: dict[str, int] = {}  # frames per camera handed to process()
+        self._zoom_ok: dict[float, bool] = {}  # lowlight.zoom -> whether the detector can take it
 
     # public ---------------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], gates: Sequence[LowLightGate]) -> list[Result]:
@@ -122,11 +123,27 @@ class Pipeline:
         self.snapshots.put_gate(frame.camera, GateView(gate.lowlight, gate.luma, taken))
         if not want:
             return ("raw",)
-        views = tuple(v for v in gate.cfg.views if v != "enhanced" or self.enhancer is not None) or ("raw",)
+        views = tuple(v for v in gate.cfg.views if (v != "enhanced" or self.enhancer is not None)
+                      and (v not in SCALED or self._can_zoom(gate.cfg.zoom))) or ("raw",)
         if frame.behind and len(views) > 1:  # overloaded: fewer detector passes, not fewer frames
             self.metrics.count_views_shed(frame.camera, len(views) - 1)
             views = views[:1]
         return views
+
+    def _can_zoom(self, scale: float) -> bool:
+        """Whether the detector can look at a frame ``scale`` times its input size (an engine
+        exported with dynamic height and width); when not, the 'zoom' view is left out, said
+        once in the log."""
+        if scale not in self._zoom_ok:
+            sized = getattr(self.detector, "scaled_size", None)
+            try:
+                if sized is not None:
+                    sized(scale)
+                self._zoom_ok[scale] = True
+            except Exception as exc:  # noqa: BLE001 - engines.base.EngineError, said once
+                log.warning("lowlight.views: 'zoom' is left out: %s", exc)
+                self._zoom_ok[scale] = False
+        return self._zoom_ok[scale]
 
     def _enhance(self, frames, views, shown, ok) -> dict[int, Picture]:
         """The enhancer's picture of each frame that wants it (as a view or to be shown): every
