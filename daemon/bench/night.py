@@ -52,7 +52,7 @@ import numpy as np
 from engines.errors import UserError
 
 HELP = "detection AP on labelled photos: raw, enhanced, gated, gamma, CLAHE, mirror (JSON summary)"
-METHODS = ("raw", "always", "gated", "gamma", "clahe", "mirror", "zoom")
+METHODS = ("raw", "always", "gated", "gamma", "clahe", "mirror", "zoom", "zoom_mirror")
 BINS = (("all", 0.0, 256.0), ("grey<25", 0.0, 25.0), ("grey25-50", 25.0, 50.0), ("grey>50", 50.0, 256.0))
 DEFAULT_EXPOSURES = (0.02, 0.05, 0.2)
 CAMERA = "bench"
@@ -173,14 +173,17 @@ def gamma(image: np.ndarray, g: float = 0.5) -> np.ndarray:
 
 
 PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
-    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None, "mirror": None, "zoom": None}
+    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None, "mirror": None, "zoom": None,
+    "zoom_mirror": None}
 GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "always",
-             "mirror": "always", "zoom": "always"}
+             "mirror": "always", "zoom": "always", "zoom_mirror": "always"}
 # One view each: what 'always', 'clahe' and 'mirror' show the detector ('gated': the config's).
-METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",), "mirror": ("mirror",), "zoom": ("zoom",)}
-VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe", "mirror": "mirror", "zoom": "zoom"}
+METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",), "mirror": ("mirror",), "zoom": ("zoom",),
+                "zoom_mirror": ("zoom_mirror",)}
+VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe", "mirror": "mirror", "zoom": "zoom",
+               "zoom_mirror": "zoom_mirror"}
 MERGES = ("nms", "wbf")  # what --tune tries for lowlight.merge, each at MERGE_IOUS
-MERGE_IOUS = {"nms": (0.5,), "wbf": (0.55, 0.7)}
+MERGE_IOUS = {"nms": (0.5,), "wbf": (0.55,)}
 
 
 def mean_grey(image: np.ndarray) -> float:
@@ -316,21 +319,31 @@ def mixed_score(run: SetRun, picks: np.ndarray, views: tuple[str, ...],
     return summarize(mixed, run.labelled.classes)
 
 
+MAX_VIEWS = 4  # --tune tries at most this many views together
+
+
 def view_sets(run: SetRun) -> list[tuple[str, ...]]:
-    """Every set of views whose single-view results ``run`` has, but the raw frame alone."""
+    """The sets of views --tune tries, among those whose single-view results ``run`` has: each
+    view alone (but the raw frame), and the raw frame with up to ``MAX_VIEWS - 1`` others."""
     from itertools import combinations
 
     from daemon.pipeline.views import VIEWS
 
     have = [v for v in VIEWS if VIEW_METHOD[v] in run.results]
-    return [c for n in range(1, len(have) + 1) for c in combinations(have, n) if c != ("raw",)]
+    others = [v for v in have if v != "raw"]
+    alone = [(v,) for v in others]
+    with_raw = [("raw",) + c for n in range(1, MAX_VIEWS) for c in combinations(others, n)] if "raw" in have else []
+    return alone + with_raw
 
 
 def view_cost(views: Sequence[str], enhancer_cost: float = ENHANCER_COST, zoom: float = 1.5) -> float:
     """Detector passes a picked frame costs with ``views``, the enhancer counted in passes and
     the 'zoom' view as the pixels it is seen at (``zoom`` squared passes)."""
-    return (len(views) + (enhancer_cost if "enhanced" in views else 0.0)
-            + (zoom * zoom - 1 if "zoom" in views else 0.0))
+    from daemon.pipeline.views import SCALED
+
+    scaled = sum(v in SCALED for v in views)
+    return (len(views) - scaled + zoom * zoom * scaled
+            + (enhancer_cost if "enhanced" in views else 0.0))
 
 
 def merges(views: Sequence[str]) -> list[tuple[str, float]]:
@@ -486,7 +499,7 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
         for det_name, det in engines["detectors"]:
             run_ = SetRun(set_name, labelled, grey, stats)
             for m in plain:
-                if m == "zoom" and not can_zoom(det, lowlight.zoom):
+                if m in ("zoom", "zoom_mirror") and not can_zoom(det, lowlight.zoom):
                     print(f"{det_name}: no zoom method: its input size is fixed (export it with "
                           "--dynamic)", file=sys.stderr)
                     continue

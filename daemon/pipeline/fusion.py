@@ -6,7 +6,8 @@ no higher than one a single view saw. Fusion (after Solovyev et al., "Weighted b
 
 * boxes are grouped per class around the boxes class-wise NMS would keep at ``iou`` (each box
   joins the kept box of its class it overlaps most; boxes of different classes never fuse);
-* the fused box is the score-weighted mean of its group's boxes;
+* the fused box is the score-weighted mean of the group's boxes, one per view: each view's best
+  (a view's own near-duplicates, left by its NMS, do not pull the box);
 * the fused score is the mean over the views of each view's best score in the group, a view
   that saw nothing there counting 0: an object every view saw keeps its score, one seen by one
   view of three keeps a third of it.
@@ -52,13 +53,14 @@ def fuse(dets: Sequence[Detections], iou: float, max_det: int = MAX_DET) -> Dete
     overlap[classes[:, None] != classes[heads][None, :]] = -1.0
     group = overlap.argmax(axis=1)
     group[heads] = np.arange(len(heads))  # a head leads its own group
-    weight = np.zeros(len(heads))
-    np.add.at(weight, group, scores)
-    fused = np.zeros((len(heads), 4))
-    np.add.at(fused, group, boxes * scores[:, None])
-    fused /= np.maximum(weight, 1e-12)[:, None]
     best = np.zeros((len(heads), len(dets)))
     np.maximum.at(best, (group, view), scores)
+    weight = np.where(scores >= best[group, view], scores, 0.0)  # each view's best box of a group
+    total = np.zeros(len(heads))
+    np.add.at(total, group, weight)
+    fused = np.zeros((len(heads), 4))
+    np.add.at(fused, group, boxes * weight[:, None])
+    fused /= np.maximum(total, 1e-12)[:, None]
     fused_scores = best.mean(axis=1)
     order = np.argsort(-fused_scores, kind="stable")[:max_det]
     kept = heads[order]

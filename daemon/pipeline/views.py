@@ -22,10 +22,11 @@ from daemon.pipeline.fusion import fuse
 from engines.detections import Detections
 from engines.nms import MAX_DET, batched_nms_numpy
 
-VIEWS = ("raw", "enhanced", "clahe", "mirror", "zoom")
-# Views the detector sees at a larger input size (lowlight.zoom times its own), in a call of
-# their own: the picture is the raw frame, the detector scales it up.
-SCALED = frozenset({"zoom"})
+VIEWS = ("raw", "enhanced", "clahe", "mirror", "zoom", "zoom_mirror")
+# Views the detector sees at another input size (lowlight.zoom times its own), in a call of
+# their own: the picture is the raw frame (mirrored for zoom_mirror), the detector rescales it.
+SCALED = frozenset({"zoom", "zoom_mirror"})
+MIRRORED = frozenset({"mirror", "zoom_mirror"})
 
 # Chosen on exdark_dev/train (never on val, where the gate is tuned): raw + enhanced + CLAHE with
 # YOLO11n, AP50 0.473 at 0.5, 0.471 at 0.6, 0.465 at 0.7 (the detector's own NMS IoU). Measured
@@ -64,12 +65,14 @@ def picture(view: str, raw: np.ndarray, enhanced: np.ndarray | None) -> np.ndarr
         if enhanced is None:
             raise ValueError("the enhanced view needs the enhancer's output")
         return enhanced
-    return {"raw": lambda im: im, "zoom": lambda im: im, "clahe": clahe_luma, "mirror": mirror}[view](raw)
+    return {"raw": lambda im: im, "zoom": lambda im: im, "clahe": clahe_luma, "mirror": mirror,
+            "zoom_mirror": mirror}[view](raw)
 
 
 def in_frame(view: str, dets: Detections, width: int) -> Detections:
-    """A view's detections in the frame's own pixels (only ``mirror`` moves them)."""
-    return unmirror(dets, width) if view == "mirror" else dets
+    """A view's detections in the frame's own pixels (only the mirrored views move them; the
+    detector maps a rescaled view's boxes back itself)."""
+    return unmirror(dets, width) if view in MIRRORED else dets
 
 
 def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX_DET,
