@@ -14,7 +14,9 @@ photo sets, each photo processed five ways:
 * ``gamma``: gamma 0.5 (``255 * (x / 255) ** 0.5``), a cheap baseline;
 * ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one;
 * ``mirror``: the photo flipped left to right (boxes flipped back): no light added, only a second
-  look; merged with raw it is the control for what merging views gains by looking twice.
+  look; merged with raw it is the control for what merging views gains by looking twice;
+* ``zoom``, ``zoom_mirror``: the photo (mirrored) seen at ``lowlight.zoom`` times the detector's
+  input size (detectors exported with ``--dynamic``; skipped for the others).
 
 Every method runs through the same Pipeline, one photo per call: ``raw`` and ``gamma`` with the
 gate in ``never`` mode, ``always``, ``clahe`` and ``mirror`` in ``always`` mode with that single
@@ -26,11 +28,12 @@ subprocess, since the daemon never imports the export tools, and cached under ``
 Each set is reported whole and in brightness bins of the raw photo's mean grey level
 (< 25, 25-50, > 50).
 
-``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``)
-and its views (``lowlight.views``) on one set (``--tune-on``, default ``exdark_val``; never a
-training set) from the single-view results (raw, always, clahe, mirror) of the first detector
-(views are merged offline exactly as the pipeline merges them), prints them, and runs ``gated``
-with them.
+``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``),
+its views (``lowlight.views``) and their merge (``lowlight.merge``, ``lowlight.merge_iou``) on one
+set (``--tune-on``, default ``exdark_val``; ``exdark_train`` with ``--set``, so that val stays for
+reporting) from the single-view results (raw, always, clahe, mirror, zoom, zoom_mirror: those
+that ran) of the first detector (views are merged offline exactly as the pipeline merges them),
+prints them, and runs ``gated`` with them.
 
 Output: a table on stdout, a bar chart PNG (``--chart``), progress bars on stderr, and the JSON
 summary as the last stdout line.

@@ -2,10 +2,14 @@
 are merged.
 
 A dark frame can be shown to the detector more than once: as decoded (``raw``), after the
-enhancer (``enhanced``), with CLAHE on its luma (``clahe``) and mirrored left to right
-(``mirror``, its boxes flipped back). Each picture finds some objects the others miss, so the
-boxes of all of them are pooled and merged by class-wise NMS at :data:`MERGE_IOU`: one object
-seen in two pictures stays one box, with the better score. ``mirror`` adds no light, only a
+enhancer (``enhanced``), with CLAHE on its luma (``clahe``), mirrored left to right
+(``mirror``, its boxes flipped back), and at another input size (``zoom``, ``zoom_mirror``:
+``lowlight.zoom`` times the detector's own, the detector maps the boxes back; below 1 the frame
+is seen smaller, which costs ``zoom`` squared of a pass). Each picture finds some objects the
+others miss, so the boxes of all of them are pooled and merged (``lowlight.merge``): by
+class-wise NMS at ``lowlight.merge_iou`` (one object seen in two pictures stays one box, with
+the better score) or by weighted box fusion (:mod:`daemon.pipeline.fusion`: one object's boxes
+averaged, its score the mean over the views, so agreement ranks a box higher). ``mirror`` adds no light, only a
 second look: it is the control that tells what a brightened picture adds beyond looking twice.
 ``lowlight.views`` in the config names the pictures; all of them go through the detector in the
 same batch. What this buys and costs is measured, not assumed (docs/DENOISER.md, "Gate"):
