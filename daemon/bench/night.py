@@ -374,10 +374,14 @@ def tune_gate(run: SetRun, base: Any, enhancer_cost: float = ENHANCER_COST,
     for views in view_sets(run):
         cost = view_cost(views, enhancer_cost, base.zoom)
         for how, iou in merges(views):
+            scored: dict[bytes, dict[str, float]] = {}  # thresholds that pick the same photos score alike
             for (eb, mh), picks in decided.items():
                 cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh, "views": views,
                                               "merge": how, "merge_iou": iou})
-                scores = {k: mixed_score(run, picks, views, sel, how, iou).ap50 for k, sel in bins.items()}
+                if picks.tobytes() not in scored:
+                    scored[picks.tobytes()] = {k: mixed_score(run, picks, views, sel, how, iou).ap50
+                                               for k, sel in bins.items()}
+                scores = scored[picks.tobytes()]
                 ok = all(np.isnan(raw_bins[k]) or scores[k] >= raw_bins[k] - 0.005 for k in bins)
                 table.append({"enhance_below": eb, "max_highlight": mh, "views": list(views),
                               "merge": how, "merge_iou": iou, "cost_passes": round(cost, 2),
