@@ -114,6 +114,9 @@ class ScaleRecorder:
     def __init__(self):
         self.calls: list[tuple[int, float]] = []
 
+    def scaled_size(self, scale: float):
+        return (int(640 * scale), int(640 * scale))
+
     def __call__(self, images, scale: float = 1.0):
         self.calls.append((len(images), scale))
         shift = 0.0 if scale == 1.0 else 2.0
@@ -218,5 +221,5 @@ def test_pipeline_leaves_the_zoom_view_out_for_a_fixed_size_detector_and_says_so
         out = pipe.process([Frame("c", dark, seq, 0.0, 0.0)], [gate])
         assert len(out) == 1 and len(out[0].detections) == 1
     assert det.calls == [(1, 1.0), (1, 1.0)]
-    said = [r.getMessage() for r in caplog.records if "'zoom' is left out" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "zoom views are left out" in r.getMessage()]
     assert len(said) == 1 and "--dynamic" in said[0]

@@ -137,11 +137,13 @@ class Pipeline:
         if scale not in self._zoom_ok:
             sized = getattr(self.detector, "scaled_size", None)
             try:
-                if sized is not None:
-                    sized(scale)
+                if sized is None:
+                    raise TypeError(f"the detector ({type(self.detector).__name__}) cannot rescale "
+                                    "its input (it has no scaled_size)")
+                sized(scale)
                 self._zoom_ok[scale] = True
             except Exception as exc:  # noqa: BLE001 - engines.base.EngineError, said once
-                log.warning("lowlight.views: 'zoom' is left out: %s", exc)
+                log.warning("lowlight.views: the zoom views are left out: %s", exc)
                 self._zoom_ok[scale] = False
         return self._zoom_ok[scale]
 
