@@ -100,7 +100,7 @@ def test_gated_photos_get_exactly_raw_or_enhanced_results(enhancer):
     for m in ("raw", "always", "clahe"):
         run.add(m, res[m])
     run.add("gated", fused)
-    offline = run.fused(("raw", "enhanced", "clahe"))
+    offline = run.fused(("raw", "enhanced", "clahe"), fused_cfg.merge, fused_cfg.merge_iou)
     for i in range(len(images)):
         want = offline[i] if expect[i] else run.matches["raw"][i]
         np.testing.assert_array_equal(run.matches["gated"][i].tp, want.tp)
