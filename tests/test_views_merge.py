@@ -223,3 +223,20 @@ def test_pipeline_leaves_the_zoom_view_out_for_a_fixed_size_detector_and_says_so
     assert det.calls == [(1, 1.0), (1, 1.0)]
     said = [r.getMessage() for r in caplog.records if "zoom views are left out" in r.getMessage()]
     assert len(said) == 1 and "--dynamic" in said[0]
+
+
+# -- what --tune tries and what it charges --------------------------------------------------------
+def test_tune_charges_a_zoom_view_its_pixels_and_tries_raw_with_up_to_three_others():
+    from daemon.bench import night
+
+    assert night.view_cost(("raw", "mirror"), zoom=0.65) == 2
+    assert night.view_cost(("raw", "mirror", "zoom", "zoom_mirror"), zoom=0.65) == pytest.approx(2 + 2 * 0.4225)
+    assert night.view_cost(("raw", "zoom"), zoom=1.5) == pytest.approx(3.25)
+
+    class Run:
+        results = {m: [] for m in ("raw", "clahe", "mirror", "zoom", "zoom_mirror")}
+
+    sets = night.view_sets(Run())
+    assert ("raw",) not in sets and ("zoom",) in sets and ("raw", "mirror", "zoom", "zoom_mirror") in sets
+    assert all(len(s) <= night.MAX_VIEWS for s in sets) and len(sets) == len(set(sets)) == 4 + 4 + 6 + 4
+    assert night.merges(("raw",)) == [("nms", 0.5)] and ("wbf", 0.55) in night.merges(("raw", "zoom"))
