@@ -240,3 +240,22 @@ def test_tune_charges_a_zoom_view_its_pixels_and_tries_raw_with_up_to_three_othe
     assert ("raw",) not in sets and ("zoom",) in sets and ("raw", "mirror", "zoom", "zoom_mirror") in sets
     assert all(len(s) <= night.MAX_VIEWS for s in sets) and len(sets) == len(set(sets)) == 4 + 4 + 6 + 4
     assert night.merges(("raw",)) == [("nms", 0.5)] and ("wbf", 0.55) in night.merges(("raw", "zoom"))
+
+
+def test_a_swapped_in_detector_is_asked_again_whether_it_can_zoom():
+    from daemon.metrics import Metrics
+    from daemon.pipeline.frames import Frame
+    from daemon.pipeline.gate import LowLightGate
+    from daemon.pipeline.process import Pipeline
+    from daemon.pipeline.sinks import SinkSet
+
+    metrics = Metrics()
+    metrics.add_camera("c")
+    first, fixed = ScaleRecorder(), FixedSize()
+    pipe = Pipeline(first, metrics, SinkSet([]))
+    gate = LowLightGate(LowLightConfig(views=["raw", "zoom"]), "always", picture="raw")
+    dark = np.full((120, 160, 3), 10, np.uint8)
+    assert len(pipe.process([Frame("c", dark, 0, 0.0, 0.0)], [gate])) == 1
+    pipe.detector = fixed  # as the service swaps in a checked int8 sibling
+    assert len(pipe.process([Frame("c", dark, 1, 0.0, 0.0)], [gate])) == 1
+    assert first.calls == [(1, 1.0), (1, 0.65)] and fixed.calls == [(1, 1.0)]

@@ -69,6 +69,7 @@ class Pipeline:
         self._errors = RateLimitedLog(log)
         self._taken: dict[str, int] = {}  # frames per camera handed to process()
         self._zoom_ok: dict[float, bool] = {}  # lowlight.zoom -> whether the detector can take it
+        self._zoom_of: object = detector  # the detector _zoom_ok is about (it may be swapped)
 
     # public ---------------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], gates: Sequence[LowLightGate]) -> list[Result]:
@@ -133,7 +134,9 @@ class Pipeline:
     def _can_zoom(self, scale: float) -> bool:
         """Whether the detector can look at a frame ``scale`` times its input size (an engine
         exported with dynamic height and width); when not, the 'zoom' view is left out, said
-        once in the log."""
+        once in the log (again after the detector is replaced, e.g. by its int8 sibling)."""
+        if self._zoom_of is not self.detector:
+            self._zoom_ok, self._zoom_of = {}, self.detector
         if scale not in self._zoom_ok:
             sized = getattr(self.detector, "scaled_size", None)
             try:
