@@ -377,19 +377,39 @@ class LowLightConfig(_Section):
         "gain too).",
     )
 
-    # Which pictures of a picked frame the detector sees; their boxes are merged (class-wise NMS).
-    # Tuned with the thresholds above by `duskwatch bench night --tune` (docs/DENOISER.md, "Gate").
-    # 6 Dec, scored as mAP is defined, YOLO11n on ExDark val: raw 0.502, [raw, mirror] 0.517
-    # (chosen: the best at two passes), [raw, clahe, mirror] 0.522 (three passes); the enhancer's
-    # picture, made for people, adds nothing as a view (-0.001) and is left out.
-    views: tuple[Literal["raw", "enhanced", "clahe", "mirror"], ...] = Field(
-        ("raw", "mirror"),
+    # Which pictures of a picked frame the detector sees, and how their boxes are merged. Tuned
+    # with the thresholds above by `duskwatch bench night --tune` on ExDark *train* (YOLO11n,
+    # docs/BENCHMARKS.md, "Seeing the dark frame smaller too"): the frame and its mirror, each
+    # also seen at 0.65 of the detector's size, fused (WBF 0.55): 2.85 detector passes. ExDark
+    # val AP50: YOLO11n 0.502 -> 0.523, YOLOv8n 0.497 -> 0.527 (6 Dec). The enhancer's picture,
+    # made for people, added nothing as a view (-0.001) and is left out.
+    views: tuple[Literal["raw", "enhanced", "clahe", "mirror", "zoom", "zoom_mirror"], ...] = Field(
+        ("raw", "mirror", "zoom", "zoom_mirror"),
         min_length=1,
         description="What the detector looks at for a frame the gate picks (enhance: auto or "
         "always): 'raw' (as decoded), 'enhanced' (the enhancer's output), 'clahe' (CLAHE on "
-        "luma), 'mirror' (flipped left to right, boxes flipped back). All go through the "
-        "detector in one batch and their boxes are merged, so each view costs one detector "
-        "pass. Without an enhancer 'enhanced' is left out.",
+        "luma), 'mirror' (flipped left to right, boxes flipped back), 'zoom' and 'zoom_mirror' "
+        "(the frame, or its mirror, detected at lowlight.zoom times the detector's input size, "
+        "boxes mapped back; needs a detector exported with --dynamic, else they are left out "
+        "and the log says so once). All go through the detector and their boxes are merged "
+        "(lowlight.merge); each view costs one detector pass, a zoom view lowlight.zoom "
+        "squared. Without an enhancer 'enhanced' is left out.",
+    )
+    merge: Literal["nms", "wbf"] = Field(
+        "wbf",
+        description="How the views' boxes become one: 'nms' (class-wise NMS, the best box of "
+        "each object) or 'wbf' (weighted box fusion: boxes of one class that overlap by "
+        "merge_iou are averaged, and the score is the mean over the views, so a box every view "
+        "saw outranks one a single view saw).",
+    )
+    merge_iou: float = Field(
+        0.55, gt=0, lt=1, description="IoU at which boxes of one class from different views are "
+        "the same object (merge).",
+    )
+    zoom: float = Field(
+        0.65, ge=0.25, le=3, description="Input size of the zoom views, in multiples of the "
+        "detector's own (0.65: a 640 detector sees the frame at 416 on its long side, 0.42 of a "
+        "pass; above 1 it looks closer).",
     )
 
     @field_validator("views")

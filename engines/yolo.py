@@ -68,24 +68,43 @@ class Detector:
         limits = getattr(self.engine, "batch_limits", None)
         return self.engine.max_batch or (limits[1] if limits else DEFAULT_DYNAMIC_BATCH)
 
-    def __call__(self, images: Sequence[Any]) -> list[Detections]:
+    def __call__(self, images: Sequence[Any], scale: float = 1.0) -> list[Detections]:
+        """One :class:`Detections` per image, boxes in the image's pixels. ``scale``: look at
+        the images at ``scale`` times the engine's input size (:meth:`scaled_size`)."""
         for i, img in enumerate(images):
             _check_image(img, i)
+        imgsz = self.scaled_size(scale)
         out: list[Detections] = []
         for chunk in _chunks(list(images), self.batch_size):
-            out.extend(self._detect_chunk(chunk))
+            out.extend(self._detect_chunk(chunk, imgsz))
         return out
 
-    def input_size_for(self, images: Sequence[Any]) -> tuple[int, int]:
-        """The engine input (height, width) for this batch: ``imgsz``, or the smallest
-        stride-multiple rectangle when the engine takes any height and width."""
-        if self.rect_stride is None:
+    def scaled_size(self, scale: float) -> tuple[int, int]:
+        """The input (height, width) at ``scale`` times ``imgsz``, in multiples of the stride
+        (1.5 at 640: 960). Only an engine whose input height and width are dynamic can take it."""
+        if scale == 1.0:
             return self.imgsz
-        return rect_size((tuple(im.shape[:2]) for im in images), self.imgsz, self.rect_stride)
+        if self.rect_stride is None or self._torch_pipeline:
+            raise EngineError(
+                f"{self.engine.path}: its input size is fixed at {self.imgsz[0]}x{self.imgsz[1]}, "
+                f"so it cannot look at a frame {scale:g}x larger (the 'zoom' view); export the "
+                "detector with `duskwatch export yolo --dynamic` for ONNX Runtime, or drop 'zoom' "
+                "from lowlight.views")
+        stride = self.rect_stride
+        return tuple(max(int(round(v * scale / stride)), 1) * stride for v in self.imgsz)  # type: ignore[return-value]
 
-    def _detect_chunk(self, images: list[Any]) -> list[Detections]:
+    def input_size_for(self, images: Sequence[Any], imgsz: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The engine input (height, width) for this batch: ``imgsz`` (default the engine's),
+        or the smallest stride-multiple rectangle when the engine takes any height and width."""
+        imgsz = imgsz or self.imgsz
+        if self.rect_stride is None:
+            return imgsz
+        return rect_size((tuple(im.shape[:2]) for im in images), imgsz, self.rect_stride)
+
+    def _detect_chunk(self, images: list[Any], imgsz: tuple[int, int] | None = None) -> list[Detections]:
         static = self.engine.max_batch
-        size = self.imgsz if self.val_stride else self.input_size_for(images)
+        imgsz = imgsz or self.imgsz
+        size = imgsz if self.val_stride else self.input_size_for(images, imgsz)
         if self._torch_pipeline:
             device = getattr(self.engine, "device", None)
             batch, boxes = letterbox_torch(images, size, static, device)

@@ -100,7 +100,7 @@ def test_gated_photos_get_exactly_raw_or_enhanced_results(enhancer):
     for m in ("raw", "always", "clahe"):
         run.add(m, res[m])
     run.add("gated", fused)
-    offline = run.fused(("raw", "enhanced", "clahe"))
+    offline = run.fused(("raw", "enhanced", "clahe"), fused_cfg.merge, fused_cfg.merge_iou)
     for i in range(len(images)):
         want = offline[i] if expect[i] else run.matches["raw"][i]
         np.testing.assert_array_equal(run.matches["gated"][i].tp, want.tp)
@@ -145,7 +145,10 @@ def test_tuning_enhances_only_where_it_helps():
     # add its misses (false boxes) and cost a second detector pass
     assert cfg.views == ("enhanced",)
     grid = len(night.ENHANCE_BELOW_GRID) * len(night.MAX_HIGHLIGHT_GRID)
-    assert any(row["ok"] for row in table) and len(table) == 2 * grid  # views: enhanced, raw+enhanced
+    # views: enhanced (no merge), raw+enhanced (each merge --tune tries)
+    rules = grid * (1 + len(night.merges(("raw", "enhanced"))))
+    assert any(row["ok"] for row in table) and len(table) == rules
+    assert {(r["merge"], r["merge_iou"]) for r in table if len(r["views"]) == 2} == set(night.merges(("raw", "enhanced")))
 
 
 def test_tuning_merges_views_when_each_finds_what_the_other_misses():

@@ -14,7 +14,9 @@ photo sets, each photo processed five ways:
 * ``gamma``: gamma 0.5 (``255 * (x / 255) ** 0.5``), a cheap baseline;
 * ``clahe``: CLAHE on the luma channel (YCrCb, clip 2.0, 8x8 tiles), another one;
 * ``mirror``: the photo flipped left to right (boxes flipped back): no light added, only a second
-  look; merged with raw it is the control for what merging views gains by looking twice.
+  look; merged with raw it is the control for what merging views gains by looking twice;
+* ``zoom``, ``zoom_mirror``: the photo (mirrored) seen at ``lowlight.zoom`` times the detector's
+  input size (detectors exported with ``--dynamic``; skipped for the others).
 
 Every method runs through the same Pipeline, one photo per call: ``raw`` and ``gamma`` with the
 gate in ``never`` mode, ``always``, ``clahe`` and ``mirror`` in ``always`` mode with that single
@@ -26,11 +28,12 @@ subprocess, since the daemon never imports the export tools, and cached under ``
 Each set is reported whole and in brightness bins of the raw photo's mean grey level
 (< 25, 25-50, > 50).
 
-``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``)
-and its views (``lowlight.views``) on one set (``--tune-on``, default ``exdark_val``; never a
-training set) from the single-view results (raw, always, clahe, mirror) of the first detector
-(views are merged offline exactly as the pipeline merges them), prints them, and runs ``gated``
-with them.
+``--tune`` chooses the gate's thresholds (``lowlight.enhance_below``, ``lowlight.max_highlight``),
+its views (``lowlight.views``) and their merge (``lowlight.merge``, ``lowlight.merge_iou``) on one
+set (``--tune-on``, default ``exdark_val``; ``exdark_train`` with ``--set``, so that val stays for
+reporting) from the single-view results (raw, always, clahe, mirror, zoom, zoom_mirror: those
+that ran) of the first detector (views are merged offline exactly as the pipeline merges them),
+prints them, and runs ``gated`` with them.
 
 Output: a table on stdout, a bar chart PNG (``--chart``), progress bars on stderr, and the JSON
 summary as the last stdout line.
@@ -52,7 +55,7 @@ import numpy as np
 from engines.errors import UserError
 
 HELP = "detection AP on labelled photos: raw, enhanced, gated, gamma, CLAHE, mirror (JSON summary)"
-METHODS = ("raw", "always", "gated", "gamma", "clahe", "mirror")
+METHODS = ("raw", "always", "gated", "gamma", "clahe", "mirror", "zoom", "zoom_mirror")
 BINS = (("all", 0.0, 256.0), ("grey<25", 0.0, 25.0), ("grey25-50", 25.0, 50.0), ("grey>50", 50.0, 256.0))
 DEFAULT_EXPOSURES = (0.02, 0.05, 0.2)
 CAMERA = "bench"
@@ -173,12 +176,17 @@ def gamma(image: np.ndarray, g: float = 0.5) -> np.ndarray:
 
 
 PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
-    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None, "mirror": None}
+    "raw": None, "always": None, "gated": None, "gamma": gamma, "clahe": None, "mirror": None, "zoom": None,
+    "zoom_mirror": None}
 GATE_MODE = {"raw": "never", "always": "always", "gated": "auto", "gamma": "never", "clahe": "always",
-             "mirror": "always"}
+             "mirror": "always", "zoom": "always", "zoom_mirror": "always"}
 # One view each: what 'always', 'clahe' and 'mirror' show the detector ('gated': the config's).
-METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",), "mirror": ("mirror",)}
-VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe", "mirror": "mirror"}
+METHOD_VIEWS = {"always": ("enhanced",), "clahe": ("clahe",), "mirror": ("mirror",), "zoom": ("zoom",),
+                "zoom_mirror": ("zoom_mirror",)}
+VIEW_METHOD = {"raw": "raw", "enhanced": "always", "clahe": "clahe", "mirror": "mirror", "zoom": "zoom",
+               "zoom_mirror": "zoom_mirror"}
+MERGES = ("nms", "wbf")  # what --tune tries for lowlight.merge, each at MERGE_IOUS
+MERGE_IOUS = {"nms": (0.5,), "wbf": (0.55,)}
 
 
 def mean_grey(image: np.ndarray) -> float:
@@ -243,17 +251,19 @@ class SetRun:
         """Photos that got the low-light views with ``method``."""
         return sum(r.enhanced for r in self.results[method])
 
-    def fused(self, views: tuple[str, ...]) -> list[Any]:
-        """Per-photo matches of the pictures ``views`` merged as the pipeline merges them,
-        from the single-view methods' results (``enhanced`` = always, ``clahe`` = clahe)."""
+    def fused(self, views: tuple[str, ...], how: str = "nms", iou: float = 0.5) -> list[Any]:
+        """Per-photo matches of the pictures ``views`` merged as the pipeline merges them
+        (``how`` at ``iou``: lowlight.merge, lowlight.merge_iou), from the single-view methods'
+        results (``enhanced`` = always, ``clahe`` = clahe, ...)."""
         from daemon.pipeline.views import merge
 
-        if views not in self._fused:
+        key = (views, how, iou)
+        if key not in self._fused:
             per_view = [self.results[VIEW_METHOD[v]] for v in views]
-            merged = [PhotoResult(merge([r[k].dets for r in per_view]), True)
+            merged = [PhotoResult(merge([r[k].dets for r in per_view], iou, how=how), True)
                       for k in range(len(self.labelled))]
-            self._fused[views] = match_all(self.labelled, merged)
-        return self._fused[views]
+            self._fused[key] = match_all(self.labelled, merged)
+        return self._fused[key]
 
     def score(self, method: str, select: np.ndarray | None = None) -> Any:
         from engines.evaluation import summarize
@@ -301,38 +311,59 @@ def gate_picks(lowlight: Any, stats: Sequence[Any]) -> np.ndarray:
 
 
 def mixed_score(run: SetRun, picks: np.ndarray, views: tuple[str, ...],
-                select: np.ndarray | None = None) -> Any:
-    """AP of the gate's outcome: picked photos detected on ``views`` (merged), the rest raw."""
+                select: np.ndarray | None = None, how: str = "nms", iou: float = 0.5) -> Any:
+    """AP of the gate's outcome: picked photos detected on ``views`` (merged ``how`` at
+    ``iou``), the rest raw."""
     from engines.evaluation import summarize
 
-    mixed = [f if p else r for r, f, p in zip(run.matches["raw"], run.fused(views), picks)]
+    mixed = [f if p else r for r, f, p in zip(run.matches["raw"], run.fused(views, how, iou), picks)]
     if select is not None:
         mixed = [m for m, s in zip(mixed, select) if s]
     return summarize(mixed, run.labelled.classes)
 
 
+MAX_VIEWS = 4  # --tune tries at most this many views together
+
+
 def view_sets(run: SetRun) -> list[tuple[str, ...]]:
-    """Every set of views whose single-view results ``run`` has, but the raw frame alone."""
+    """The sets of views --tune tries, among those whose single-view results ``run`` has: each
+    view alone (but the raw frame), and the raw frame with up to ``MAX_VIEWS - 1`` others."""
     from itertools import combinations
 
     from daemon.pipeline.views import VIEWS
 
     have = [v for v in VIEWS if VIEW_METHOD[v] in run.results]
-    return [c for n in range(1, len(have) + 1) for c in combinations(have, n) if c != ("raw",)]
+    others = [v for v in have if v != "raw"]
+    alone = [(v,) for v in others]
+    with_raw = [("raw",) + c for n in range(1, MAX_VIEWS) for c in combinations(others, n)] if "raw" in have else []
+    return alone + with_raw
 
 
-def view_cost(views: Sequence[str], enhancer_cost: float = ENHANCER_COST) -> float:
-    """Detector passes a picked frame costs with ``views``, the enhancer counted in passes."""
-    return len(views) + (enhancer_cost if "enhanced" in views else 0.0)
+def view_cost(views: Sequence[str], enhancer_cost: float = ENHANCER_COST, zoom: float = 1.5) -> float:
+    """Detector passes a picked frame costs with ``views``, the enhancer counted in passes and
+    the 'zoom' view as the pixels it is seen at (``zoom`` squared passes)."""
+    from daemon.pipeline.views import SCALED
+
+    scaled = sum(v in SCALED for v in views)
+    return (len(views) - scaled + zoom * zoom * scaled
+            + (enhancer_cost if "enhanced" in views else 0.0))
+
+
+def merges(views: Sequence[str]) -> list[tuple[str, float]]:
+    """The (lowlight.merge, lowlight.merge_iou) pairs --tune tries for ``views`` (one view
+    needs no merge)."""
+    if len(views) == 1:
+        return [("nms", MERGE_IOUS["nms"][0])]
+    return [(how, iou) for how in MERGES for iou in MERGE_IOUS[how]]
 
 
 def tune_gate(run: SetRun, base: Any, enhancer_cost: float = ENHANCER_COST,
               pass_cost: float = PASS_COST) -> tuple[Any, list[dict]]:
-    """Grid search of (enhance_below, max_highlight, views) on ``run``: among the rules whose
-    AP50 is >= raw - 0.005 in every brightness bin, the one with the best AP50 of the whole set
-    less ``pass_cost`` per detector pass beyond the first (:func:`view_cost`: a view, the
-    enhancer included, must pay for itself); a rule that treats anything must beat treating
-    nothing by :data:`MIN_GAIN`, else nothing is."""
+    """Grid search of (enhance_below, max_highlight, views, merge) on ``run``: among the rules
+    whose AP50 is >= raw - 0.005 in every brightness bin, the one with the best AP50 of the
+    whole set less ``pass_cost`` per detector pass beyond the first (:func:`view_cost`: a view,
+    the enhancer included, must pay for itself); a rule that treats anything must beat
+    treating nothing by :data:`MIN_GAIN`, else nothing is."""
     raw_bins = {k: v.ap50 for k, v in run.bins("raw").items()}
     bins = run.bin_masks()
     table, best, best_key = [], base.model_copy(update={"enhance_below": 0.0}), None
@@ -341,16 +372,22 @@ def tune_gate(run: SetRun, base: Any, enhancer_cost: float = ENHANCER_COST,
                                     run.stats)
                for eb in ENHANCE_BELOW_GRID for mh in MAX_HIGHLIGHT_GRID}
     for views in view_sets(run):
-        for eb in ENHANCE_BELOW_GRID:
-            for mh in MAX_HIGHLIGHT_GRID:
-                cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh, "views": views})
-                picks = decided[eb, mh]
-                scores = {k: mixed_score(run, picks, views, sel).ap50 for k, sel in bins.items()}
+        cost = view_cost(views, enhancer_cost, base.zoom)
+        for how, iou in merges(views):
+            scored: dict[bytes, dict[str, float]] = {}  # thresholds that pick the same photos score alike
+            for (eb, mh), picks in decided.items():
+                cfg = base.model_copy(update={"enhance_below": eb, "max_highlight": mh, "views": views,
+                                              "merge": how, "merge_iou": iou})
+                if picks.tobytes() not in scored:
+                    scored[picks.tobytes()] = {k: mixed_score(run, picks, views, sel, how, iou).ap50
+                                               for k, sel in bins.items()}
+                scores = scored[picks.tobytes()]
                 ok = all(np.isnan(raw_bins[k]) or scores[k] >= raw_bins[k] - 0.005 for k in bins)
                 table.append({"enhance_below": eb, "max_highlight": mh, "views": list(views),
+                              "merge": how, "merge_iou": iou, "cost_passes": round(cost, 2),
                               "enhanced": int(picks.sum()), "ap50": round(scores["all"], 4),
                               "bins": {k: round(v, 4) for k, v in scores.items() if k != "all"}, "ok": ok})
-                key = (scores["all"] - pass_cost * (view_cost(views, enhancer_cost) - 1), -int(picks.sum()))
+                key = (scores["all"] - pass_cost * (cost - 1), -int(picks.sum()))
                 if ok and picks.any() and scores["all"] >= raw_bins["all"] + MIN_GAIN and (best_key is None or key > best_key):
                     best, best_key = cfg, key
     return best, table
@@ -362,10 +399,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise UserError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}", 2)
-    if args.enhancer is None:
-        methods = [m for m in methods if m not in ("always", "gated")]
-    if args.tune and not {"raw", "always"} <= set(methods):
-        raise UserError("--tune needs the raw and always methods and an --enhancer", exit_code=2)
+    if args.enhancer is None:  # gated still runs: its views without 'enhanced'
+        methods = [m for m in methods if m != "always"]
+    if args.tune and "raw" not in methods:
+        raise UserError("--tune needs the raw method (and the single-view methods whose views it may "
+                        "choose: always with an --enhancer, clahe, mirror, zoom)", exit_code=2)
     lowlight = load_lowlight(args.config)
     sets = [(name, read_set(name, path, args.limit)) for name, path in resolve_sets(args)]
     if args.tune and args.tune_on not in {n for n, _ in sets}:
@@ -468,6 +506,10 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
         for det_name, det in engines["detectors"]:
             run_ = SetRun(set_name, labelled, grey, stats)
             for m in plain:
+                if m in ("zoom", "zoom_mirror") and not can_zoom(det, lowlight.zoom):
+                    print(f"{det_name}: no zoom method: its input size is fixed (export it with "
+                          "--dynamic)", file=sys.stderr)
+                    continue
                 run_.add(m, run_pipeline(m, images, det, engines["enhancer"], lowlight,
                                          progress_bar(f"{det_name} {set_name} {m}")))
             runs[det_name][set_name] = run_
@@ -478,14 +520,17 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
                                     args.pass_cost)
         args.tuned = {"on": args.tune_on, "detector": first, "enhance_below": lowlight.enhance_below,
                       "max_highlight": lowlight.max_highlight, "views": list(lowlight.views),
+                      "merge": lowlight.merge, "merge_iou": lowlight.merge_iou,
+                      "cost_passes": view_cost(lowlight.views, args.enhancer_cost, lowlight.zoom),
                       "pass_cost": args.pass_cost, "enhancer_cost": args.enhancer_cost, "grid": table}
-        chosen = [r for r in table if (r["enhance_below"], r["max_highlight"], r["views"]) == (
-            lowlight.enhance_below, lowlight.max_highlight, list(lowlight.views))]
+        chosen = [r for r in table if (r["enhance_below"], r["max_highlight"], r["views"], r["merge"],
+                                       r["merge_iou"]) == (lowlight.enhance_below, lowlight.max_highlight,
+                                                           list(lowlight.views), lowlight.merge, lowlight.merge_iou)]
         if chosen:  # what the offline merge predicts; the gated run below measures it
             args.tuned["predicted_ap50"] = chosen[0]["ap50"]
-        args.tuned["by_views"] = {  # the chosen thresholds with each set of views: the trade-off
-            "+".join(r["views"]): {"ap50": r["ap50"], "bins": r["bins"],
-                                   "cost_passes": view_cost(r["views"], args.enhancer_cost)}
+        args.tuned["by_views"] = {  # the chosen thresholds with each set of views and merge: the trade-off
+            "+".join(r["views"]) + f" {r['merge']}@{r['merge_iou']:g}": {
+                "ap50": r["ap50"], "bins": r["bins"], "cost_passes": r["cost_passes"]}
             for r in table if (r["enhance_below"], r["max_highlight"]) == (
                 lowlight.enhance_below, lowlight.max_highlight)}
         print_tuned(args.tuned)
@@ -498,6 +543,17 @@ def score_all(args, methods, sets, engines, lowlight) -> dict[str, dict[str, Set
                     "gated", images, det, engines["enhancer"], lowlight,
                     progress_bar(f"{det_name} {set_name} gated")))
     return runs
+
+
+def can_zoom(detector: Any, scale: float) -> bool:
+    """Whether ``detector`` can look at photos ``scale`` times its input size (the zoom view)."""
+    from engines.base import EngineError
+
+    try:
+        detector.scaled_size(scale)
+    except EngineError:
+        return False
+    return True
 
 
 # -- reporting ------------------------------------------------------------------------------------
@@ -543,8 +599,9 @@ def enhancer_share(run_: SetRun, lowlight: Any) -> dict | None:
     else:
         with_e, without = tuple(dict.fromkeys(views + ("enhanced",))), views
     bins = run_.bin_masks()
-    a = {b: mixed_score(run_, picks, with_e, sel).ap50 for b, sel in bins.items()}
-    z = {b: mixed_score(run_, picks, without, sel).ap50 for b, sel in bins.items()}
+    how, iou = lowlight.merge, lowlight.merge_iou
+    a = {b: mixed_score(run_, picks, with_e, sel, how, iou).ap50 for b, sel in bins.items()}
+    z = {b: mixed_score(run_, picks, without, sel, how, iou).ap50 for b, sel in bins.items()}
     return {"rule_has_enhanced": "enhanced" in views, "with": list(with_e), "without": list(without),
             "picked": int(picks.sum()),
             "ap50_with": {b: round(v, 4) for b, v in a.items()},
@@ -615,10 +672,13 @@ def print_tuned(t: dict) -> None:
     ok = [row for row in t["grid"] if row["ok"]]
     for row in sorted(t["grid"], key=lambda r: -r["ap50"])[:12]:
         print(f"  enhance_below {row['enhance_below']:5.1f}  max_highlight {row['max_highlight']:6.3f}  "
-              f"views {'+'.join(row['views']):20s} enhanced {row['enhanced']:4d}  AP50 {row['ap50']:.4f}  "
+              f"views {'+'.join(row['views']):20s} {row['merge']}@{row['merge_iou']:g}  "
+              f"enhanced {row['enhanced']:4d}  AP50 {row['ap50']:.4f}  "
               f"{'ok' if row['ok'] else 'worse than raw in a bin'}", file=sys.stderr)
     print(f"chosen: lowlight.enhance_below {t['enhance_below']}, lowlight.max_highlight {t['max_highlight']}, "
-          f"lowlight.views {t['views']} ({len(ok)} of {len(t['grid'])} rules never worse than raw)")
+          f"lowlight.views {t['views']}, lowlight.merge {t['merge']}, lowlight.merge_iou {t['merge_iou']:g}; "
+          f"{t['cost_passes']:g} detector passes per picked frame ({len(ok)} of {len(t['grid'])} rules "
+          "never worse than raw)")
 
 
 def draw_chart(summary: dict, path: Path) -> None:

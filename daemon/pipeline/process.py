@@ -33,7 +33,7 @@ from daemon.pipeline.ratelog import RateLimitedLog
 from daemon.pipeline.seams import Detector, Enhancer
 from daemon.pipeline.sinks import SinkSet
 from daemon.pipeline.snapshots import GateView, Snapshot, SnapshotStore
-from daemon.pipeline.views import in_frame, merge, picture
+from daemon.pipeline.views import SCALED, in_frame, merge, picture
 from daemon.metrics import Metrics
 from engines.detections import Detections
 
@@ -68,6 +68,8 @@ class Pipeline:
         self.events = events
         self._errors = RateLimitedLog(log)
         self._taken: dict[str, int] = {}  # frames per camera handed to process()
+        self._zoom_ok: dict[float, bool] = {}  # lowlight.zoom -> whether the detector can take it
+        self._zoom_of: object = detector  # the detector _zoom_ok is about (it may be swapped)
 
     # public ---------------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], gates: Sequence[LowLightGate]) -> list[Result]:
@@ -82,7 +84,7 @@ class Pipeline:
         enhanced = self._enhance(frames, views, shown, ok)
         live = [i for i in range(len(frames)) if ok[i]]
         pictures = {i: self._pictures(frames[i].image, views[i], enhanced.get(i)) for i in live}
-        dets = self._detect(frames, pictures, live)
+        dets = self._detect(frames, pictures, live, gates)
         if dets is None:
             return []
         return [self._finish(frames[i], enhanced.get(i) if shown[i] else None, views[i] != ("raw",),
@@ -122,11 +124,31 @@ class Pipeline:
         self.snapshots.put_gate(frame.camera, GateView(gate.lowlight, gate.luma, taken))
         if not want:
             return ("raw",)
-        views = tuple(v for v in gate.cfg.views if v != "enhanced" or self.enhancer is not None) or ("raw",)
+        views = tuple(v for v in gate.cfg.views if (v != "enhanced" or self.enhancer is not None)
+                      and (v not in SCALED or self._can_zoom(gate.cfg.zoom))) or ("raw",)
         if frame.behind and len(views) > 1:  # overloaded: fewer detector passes, not fewer frames
             self.metrics.count_views_shed(frame.camera, len(views) - 1)
             views = views[:1]
         return views
+
+    def _can_zoom(self, scale: float) -> bool:
+        """Whether the detector can look at a frame ``scale`` times its input size (an engine
+        exported with dynamic height and width); when not, the 'zoom' view is left out, said
+        once in the log (again after the detector is replaced, e.g. by its int8 sibling)."""
+        if self._zoom_of is not self.detector:
+            self._zoom_ok, self._zoom_of = {}, self.detector
+        if scale not in self._zoom_ok:
+            sized = getattr(self.detector, "scaled_size", None)
+            try:
+                if sized is None:
+                    raise TypeError(f"the detector ({type(self.detector).__name__}) cannot rescale "
+                                    "its input (it has no scaled_size)")
+                sized(scale)
+                self._zoom_ok[scale] = True
+            except Exception as exc:  # noqa: BLE001 - engines.base.EngineError, said once
+                log.warning("lowlight.views: the zoom views are left out: %s", exc)
+                self._zoom_ok[scale] = False
+        return self._zoom_ok[scale]
 
     def _enhance(self, frames, views, shown, ok) -> dict[int, Picture]:
         """The enhancer's picture of each frame that wants it (as a view or to be shown): every
@@ -159,20 +181,29 @@ class Pipeline:
         made = enhanced.image() if enhanced is not None and "enhanced" in views else None
         return {v: picture(v, raw, made) for v in views}
 
-    def _detect(self, frames, pictures, live) -> list[Detections] | None:
-        """Every picture of every live frame in one detector call; one merged result per frame."""
+    def _detect(self, frames, pictures, live, gates) -> list[Detections] | None:
+        """Every picture of every live frame through the detector: one call for the pictures at
+        the detector's own size, one per other scale (the 'zoom' view: lowlight.zoom); one
+        merged result per frame (lowlight.merge)."""
         if not live:
             return None
         owners = [(i, view) for i in live for view in pictures[i]]
-        batch = [pictures[i][view] for i, view in owners]
+        calls: dict[float, list[int]] = {}  # input scale -> indices into owners
+        for k, (i, view) in enumerate(owners):
+            calls.setdefault(gates[i].cfg.zoom if view in SCALED else 1.0, []).append(k)
         t0 = self.clock()
+        dets: list[Detections | None] = [None] * len(owners)
         try:
-            dets = list(self.detector(batch))
-            if len(dets) != len(batch):
-                raise ValueError(f"detector returned {len(dets)} results for {len(batch)} images")
-            bad = next((type(d).__name__ for d in dets if not isinstance(d, Detections)), None)
-            if bad is not None:
-                raise TypeError(f"detector returned {bad}, not engines.detections.Detections")
+            for scale, ks in calls.items():
+                batch = [pictures[owners[k][0]][owners[k][1]] for k in ks]
+                got = list(self.detector(batch) if scale == 1.0 else self.detector(batch, scale=scale))
+                if len(got) != len(batch):
+                    raise ValueError(f"detector returned {len(got)} results for {len(batch)} images")
+                bad = next((type(d).__name__ for d in got if not isinstance(d, Detections)), None)
+                if bad is not None:
+                    raise TypeError(f"detector returned {bad}, not engines.detections.Detections")
+                for k, d in zip(ks, got):
+                    dets[k] = d
         except Exception as exc:  # noqa: BLE001
             self._engine_failed("detect", [frames[i] for i in live], exc)
             return None
@@ -180,7 +211,7 @@ class Pipeline:
         found: dict[int, list[Detections]] = {i: [] for i in live}
         for (i, view), d in zip(owners, dets):
             found[i].append(in_frame(view, d, frames[i].image.shape[1]))
-        return [merge(found[i]) for i in live]
+        return [merge(found[i], gates[i].cfg.merge_iou, how=gates[i].cfg.merge) for i in live]
 
     def _finish(self, frame: Frame, picture: Picture | None, lowlight: bool, enhanced: bool,
                 dets: Detections) -> Result:

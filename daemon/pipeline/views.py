@@ -2,10 +2,14 @@
 are merged.
 
 A dark frame can be shown to the detector more than once: as decoded (``raw``), after the
-enhancer (``enhanced``), with CLAHE on its luma (``clahe``) and mirrored left to right
-(``mirror``, its boxes flipped back). Each picture finds some objects the others miss, so the
-boxes of all of them are pooled and merged by class-wise NMS at :data:`MERGE_IOU`: one object
-seen in two pictures stays one box, with the better score. ``mirror`` adds no light, only a
+enhancer (``enhanced``), with CLAHE on its luma (``clahe``), mirrored left to right
+(``mirror``, its boxes flipped back), and at another input size (``zoom``, ``zoom_mirror``:
+``lowlight.zoom`` times the detector's own, the detector maps the boxes back; below 1 the frame
+is seen smaller, which costs ``zoom`` squared of a pass). Each picture finds some objects the
+others miss, so the boxes of all of them are pooled and merged (``lowlight.merge``): by
+class-wise NMS at ``lowlight.merge_iou`` (one object seen in two pictures stays one box, with
+the better score) or by weighted box fusion (:mod:`daemon.pipeline.fusion`: one object's boxes
+averaged, its score the mean over the views, so agreement ranks a box higher). ``mirror`` adds no light, only a
 second look: it is the control that tells what a brightened picture adds beyond looking twice.
 ``lowlight.views`` in the config names the pictures; all of them go through the detector in the
 same batch. What this buys and costs is measured, not assumed (docs/DENOISER.md, "Gate"):
@@ -18,10 +22,15 @@ from typing import Sequence
 
 import numpy as np
 
+from daemon.pipeline.fusion import fuse
 from engines.detections import Detections
 from engines.nms import MAX_DET, batched_nms_numpy
 
-VIEWS = ("raw", "enhanced", "clahe", "mirror")
+VIEWS = ("raw", "enhanced", "clahe", "mirror", "zoom", "zoom_mirror")
+# Views the detector sees at another input size (lowlight.zoom times its own), in a call of
+# their own: the picture is the raw frame (mirrored for zoom_mirror), the detector rescales it.
+SCALED = frozenset({"zoom", "zoom_mirror"})
+MIRRORED = frozenset({"mirror", "zoom_mirror"})
 
 # Chosen on exdark_dev/train (never on val, where the gate is tuned): raw + enhanced + CLAHE with
 # YOLO11n, AP50 0.473 at 0.5, 0.471 at 0.6, 0.465 at 0.7 (the detector's own NMS IoU). Measured
@@ -60,21 +69,30 @@ def picture(view: str, raw: np.ndarray, enhanced: np.ndarray | None) -> np.ndarr
         if enhanced is None:
             raise ValueError("the enhanced view needs the enhancer's output")
         return enhanced
-    return {"raw": lambda im: im, "clahe": clahe_luma, "mirror": mirror}[view](raw)
+    return {"raw": lambda im: im, "zoom": lambda im: im, "clahe": clahe_luma, "mirror": mirror,
+            "zoom_mirror": mirror}[view](raw)
 
 
 def in_frame(view: str, dets: Detections, width: int) -> Detections:
-    """A view's detections in the frame's own pixels (only ``mirror`` moves them)."""
-    return unmirror(dets, width) if view == "mirror" else dets
+    """A view's detections in the frame's own pixels (only the mirrored views move them; the
+    detector maps a rescaled view's boxes back itself)."""
+    return unmirror(dets, width) if view in MIRRORED else dets
 
 
-def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX_DET) -> Detections:
-    """The boxes of several pictures of one frame as one :class:`Detections`: pooled, then
-    class-wise NMS at ``iou``, best score first, at most ``max_det`` boxes."""
+def merge(dets: Sequence[Detections], iou: float = MERGE_IOU, max_det: int = MAX_DET,
+          how: str = "nms") -> Detections:
+    """The boxes of several pictures of one frame as one :class:`Detections`, best score first,
+    at most ``max_det`` boxes: pooled, then class-wise NMS at ``iou`` (``how="nms"``), or fused
+    (``how="wbf"``, :func:`daemon.pipeline.fusion.fuse`: matched boxes averaged, scores
+    averaged over the views)."""
     if len(dets) == 1:
         return dets[0]
     if not dets:
         return Detections.empty()
+    if how == "wbf":
+        return fuse(dets, iou, max_det)
+    if how != "nms":
+        raise ValueError(f"merge {how!r}: choose nms or wbf")
     boxes = np.concatenate([d.boxes for d in dets])
     scores = np.concatenate([d.scores for d in dets])
     class_ids = np.concatenate([d.class_ids for d in dets])
