@@ -211,7 +211,8 @@ class Service:
             self.notifier.ready(self._status_line())
         self.metrics.ready.set(1)
         self.metrics.reload_success_time.set(time.time())
-        log.info("ready: %d cameras", len(self._published.cameras))
+        count = len(self._published.cameras)
+        log.info("ready: %d camera%s", count, "" if count == 1 else "s")
 
     def cancel_start(self) -> None:
         """SIGTERM during :meth:`start`: it stops at its next step and never sends READY=1."""
