@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from daemon.config import LowLightConfig
-from daemon.pipeline.fusion import fuse, pairwise_iou
+from daemon.pipeline.fusion import fuse
+from engines.evaluation import box_iou
 from daemon.pipeline.views import merge
 from engines.detections import Detections
 
@@ -87,10 +88,10 @@ def test_merge_names_its_methods():
         merge([a, a], how="mean")
 
 
-def test_pairwise_iou():
+def test_box_iou_as_fusion_uses_it():
     a = np.array([[0, 0, 10, 10], [0, 0, 5, 10]], float)
     b = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
-    np.testing.assert_allclose(pairwise_iou(a, b), [[1.0, 0.0], [0.5, 0.0]])
+    np.testing.assert_allclose(box_iou(a, b), [[1.0, 0.0], [0.5, 0.0]])
 
 
 # -- config ---------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def test_zoom_view_maps_boxes_back_to_the_frame(dynamic_detector):
     h, w = image.shape[:2]
     for boxes in (small.boxes, big.boxes):
         assert boxes[:, [0, 2]].max() <= w + 1 and boxes[:, [1, 3]].max() <= h + 1
-    iou = pairwise_iou(small.boxes.astype(float), big.boxes.astype(float))
+    iou = box_iou(small.boxes.astype(float), big.boxes.astype(float))
     same = iou.max(axis=1) > 0.7
     assert same.sum() >= max(1, len(small) // 2), f"boxes at 2x do not land on those at 1x: {iou.max(axis=1)}"
 

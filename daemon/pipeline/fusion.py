@@ -23,17 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from engines.detections import Detections
+from engines.evaluation import box_iou
 from engines.nms import MAX_DET, batched_nms_numpy
-
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every xyxy box in ``a`` (N, 4) with every one in ``b`` (K, 4): (N, K)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def fuse(dets: Sequence[Detections], iou: float, max_det: int = MAX_DET) -> Detections:
@@ -49,7 +40,7 @@ def fuse(dets: Sequence[Detections], iou: float, max_det: int = MAX_DET) -> Dete
     view = np.repeat(np.arange(len(dets)), [len(d.scores) for d in dets])
     names = [n for d in dets for n in d.names]
     heads = batched_nms_numpy(boxes, scores, classes, iou)
-    overlap = pairwise_iou(boxes, boxes[heads])
+    overlap = box_iou(boxes, boxes[heads])
     overlap[classes[:, None] != classes[heads][None, :]] = -1.0
     group = overlap.argmax(axis=1)
     group[heads] = np.arange(len(heads))  # a head leads its own group
