@@ -34,6 +34,31 @@ def test_split_is_stable_and_disjoint(photos):
     assert y.mean() < x.mean()
 
 
+def test_the_shots_of_one_scene_stay_on_one_side_of_the_split(tmp_path):
+    """LOL shoots most scenes several times: a pair in validation whose scene is in training
+    measures memory. Ten scenes, three shots each (other noise, other exposure, a small object
+    moved): ten groups, and no scene on both sides."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for d in ("low", "high"):
+        (tmp_path / d).mkdir()
+    for scene in range(10):
+        base = cv2.resize(rng.uniform(0, 255, (6, 8, 3)), (96, 72), interpolation=cv2.INTER_CUBIC)
+        for shot in range(3):
+            high = base * rng.uniform(0.8, 1.2) + rng.normal(0, 4, base.shape)
+            high[30:34, 10 + 20 * shot:16 + 20 * shot] = 220
+            name = f"{scene * 7 + shot * 31}.png"  # shots of a scene are not neighbours by name
+            cv2.imwrite(str(tmp_path / "high" / name), np.clip(high, 0, 255).astype(np.uint8))
+            cv2.imwrite(str(tmp_path / "low" / name), np.clip(high * 0.1, 0, 255).astype(np.uint8))
+    photos = data.load_photos(tmp_path, 512)
+    assert len(set(data.scene_groups(photos))) == 10
+    train, val = data.load_split(tmp_path, 0.3)
+    assert train and val and len(train) + len(val) == 30
+    scene_of = {f"{s * 7 + k * 31}.png": s for s in range(10) for k in range(3)}
+    assert not {scene_of[p.name] for p in train} & {scene_of[p.name] for p in val}
+
+
 def test_train_resume_and_distill(photos, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "teacher.pt"
