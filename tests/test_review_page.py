@@ -143,6 +143,24 @@ def test_page_shows_the_camera_new_events_plays_clips_and_filters(
             const img = document.getElementById('detail-snapshot');
             return img.src.endsWith('?picture=raw') && img.complete && img.naturalWidth === 64;"""),
             10)
+        js(browser, "document.getElementById('detail').close()")
+        # an event whose snapshot is not written (the writer behind, or its job dropped): the
+        # list says so instead of a broken image
+        unwritten = dict(event, id="0000000000000bad", epoch=event["epoch"] + 0.002,
+                         snapshot_url="/events/0000000000000bad/snapshot.jpg", clip_url=None,
+                         snapshot=str(tmp_path / "never-written.jpg"), clip=None)
+        svc.events.recent.add(unwritten)
+        assert _status(svc, unwritten["snapshot_url"]) == 404
+        row = f'#events [data-id="{unwritten["id"]}"]'
+        assert wait_for(lambda: js(browser, f"""
+            const r = document.querySelector('{row}');
+            return r && !r.querySelector('img') && r.querySelector('.thumb-missing')?.textContent;"""),
+            20) == "no picture"
+        # the zone's name is drawn low in the zone, clear of the snapshot's caption at the top
+        label_y, height = js(browser, """
+            const svg = document.querySelector('[data-camera="street"] svg');
+            return [Number(svg.querySelector('text').getAttribute('y')), svg.viewBox.baseVal.height];""")
+        assert label_y > 0.5 * height
     finally:
         svc.stop()
 

@@ -54,7 +54,9 @@ function shapesSvg(cam) {
   for (const z of cam.zones || []) {
     const p = pts(z);
     svg.append(svgEl("polygon", { points: p.map((q) => q.join(",")).join(" ") }));
-    const label = svgEl("text", { x: p[0][0] + h / 60, y: p[0][1] + h / 16, "font-size": h / 18 });
+    // the name in the zone's lower left corner: the upper left of the frame holds the snapshot's caption
+    const xs = p.map((q) => q[0]), ys = p.map((q) => q[1]);
+    const label = svgEl("text", { x: Math.min(...xs) + h / 60, y: Math.max(...ys) - h / 40, "font-size": h / 18 });
     label.textContent = z.name;
     svg.append(label);
   }
@@ -131,8 +133,10 @@ function where(ev) {
 }
 
 function eventRow(ev, index) {
-  const thumb = ev.snapshot_url ? el("img", { src: at(ev.snapshot_url), alt: "", loading: "lazy" })
-                                : el("img", { alt: "" });
+  const pending = () => el("div", { class: "thumb-missing", text: "no picture",
+                                    title: "its snapshot is not written (yet, or the writer was behind)" });
+  const thumb = ev.snapshot_url ? el("img", { src: at(ev.snapshot_url), alt: "", loading: "lazy" }) : pending();
+  if (ev.snapshot_url) thumb.addEventListener("error", () => thumb.replaceWith(pending()));
   const row = el("li", { class: "event", tabindex: "0", "data-id": ev.id },
     thumb,
     el("div", {},
