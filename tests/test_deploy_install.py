@@ -87,6 +87,28 @@ def test_uninstall_keeps_an_edited_config_until_purge(tmp_path):
                               "/etc/duskwatch/credentials/gate"]
 
 
+def test_uninstall_takes_what_the_daemon_made_from_an_installed_ir(tmp_path):
+    """The daemon makes its int8 IR and calibration frames beside the f32 IR install-service
+    built (daemon.int8): they go with it; a file of the operator's in the same folder stays."""
+    inst = install.Installer(tmp_path, say=lambda m: None)
+    inst.make_dir(install.ENGINES_DIR)
+    engines = install.under(tmp_path, install.ENGINES_DIR)
+    for name in ("yolo11n.xml", "yolo11n.bin", "yolo11n.xml.json"):
+        (engines / name).write_text(name)
+        inst.record(install.ENGINES_DIR / name)
+    for name in ("yolo11n.int8.xml", "yolo11n.int8.bin", "yolo11n.int8.xml.json"):
+        (engines / name).write_text("made by the daemon")
+    (engines / "yolo11n.int8-frames" / "calib").mkdir(parents=True)
+    (engines / "yolo11n.int8-frames" / "calib" / "000001.jpg").write_bytes(b"jpeg")
+    (engines / "notes.txt").write_text("the operator's")
+    said: list[str] = []
+    report = install.uninstall(tmp_path, say=said.append)
+    assert sorted(p.name for p in engines.iterdir()) == ["notes.txt"]
+    assert "/var/lib/duskwatch/engines/yolo11n.int8-frames/" in report.removed
+    assert any("made by the daemon from /var/lib/duskwatch/engines/yolo11n.xml" in m for m in said)
+    assert "/var/lib/duskwatch/engines/" in report.kept  # not empty: the operator's file
+
+
 def test_existing_files_are_not_overwritten(tmp_path):
     unit = install.under(tmp_path, install.UNIT_PATH)
     unit.parent.mkdir(parents=True)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -414,6 +415,7 @@ def uninstall(root: Path, purge: bool = False, say: Say = print) -> UninstallRep
     report = UninstallReport()
     for target in sorted(manifest.files):
         _remove_file(manifest, PurePosixPath(target), purge, report, say)
+    _remove_derived(manifest, report, say)
     if report.kept:  # keep the record of what is left, so that --purge can finish the job
         manifest.files = {t: d for t, d in manifest.files.items() if t in report.kept}
         manifest.save()
@@ -435,6 +437,28 @@ def _remove_file(manifest: Manifest, target: PurePosixPath, purge: bool,
         say(f"kept {target} (changed since install; remove it yourself, or pass --purge)")
         return
     _remove_file_plain(path, str(target), report, say)
+
+
+def _remove_derived(manifest: Manifest, report: UninstallReport, say: Say) -> None:
+    """What the daemon made from an installed detector IR that uninstall removed (its int8
+    sibling and calibration frames, ``daemon.int8.sibling``) goes with it: nothing the operator
+    wrote, and useless without the IR it was made from."""
+    from daemon.int8.sibling import Sibling
+
+    installed = {under(manifest.root, t) for t in manifest.files}
+    for target in manifest.files:
+        if not target.endswith(".xml") or target not in report.removed:
+            continue
+        for path in Sibling(under(manifest.root, target)).derived():
+            if path in installed:
+                continue  # install-service built it (--calib-dir): the manifest decided
+            shown = "/" + str(path.relative_to(manifest.root)) + ("/" if path.is_dir() else "")
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            report.removed.append(shown)
+            say(f"removed {shown} (made by the daemon from {target})")
 
 
 def _remove_file_plain(path: Path, shown: str, report: UninstallReport, say: Say) -> None:

@@ -48,6 +48,12 @@ class Sibling:
     def build_log(self) -> Path:
         return self.frames / "build.log"
 
+    def derived(self) -> list[Path]:
+        """Everything the daemon makes from ``f32``: the int8 IR, its weights and sidecar, and
+        its frames folder (whichever exist). They go when the f32 IR goes."""
+        paths = [self.int8, self.int8.with_suffix(".bin"), sidecar_path(self.int8), self.frames]
+        return [p for p in paths if p.exists()]
+
     def meta(self) -> dict[str, Any]:
         """The int8 IR's sidecar, ``{}`` when there is none or it is unreadable."""
         try:
