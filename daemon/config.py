@@ -562,7 +562,8 @@ class EvidenceConfig(_Section):
     queue_size: int = Field(64, ge=1, le=10_000,
                             description="Snapshots and clips waiting for the writer thread; "
                             "beyond that they are dropped and counted "
-                            "(duskwatch_sink_events_dropped_total{sink=\"evidence\"}).")
+                            "(duskwatch_sink_events_dropped_total{sink=\"evidence\"}), and the "
+                            "event names no such file.")
 
 
 class EventsConfig(_Section):

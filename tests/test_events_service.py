@@ -208,3 +208,47 @@ def test_a_dark_cameras_event_snapshot_shows_the_enhanced_picture_and_keeps_the_
         assert cv2.imread(evs["raw"]["snapshot"]).mean() < 60
     finally:
         svc.stop()
+
+
+def test_an_event_never_names_a_snapshot_or_clip_whose_job_was_dropped(tmp_path):
+    """The writer's queue full (it is busy: here, not started), new events' snapshot and clip
+    jobs are dropped and counted; their records then name no file, so neither /events, MQTT nor
+    the review page point at a file that will never exist. Once the writer runs, every file a
+    record names exists."""
+    from daemon.config import parse_config
+    from daemon.events.sinks import EventSinkSet
+    from daemon.events.stage import EventStage
+    from daemon.pipeline.frames import Frame, Result
+    from engines.detections import Detections
+
+    raw = config(tmp_path, [], [])
+    raw["events"]["evidence"].update(queue_size=1, clip_types=["appeared"], pre_s=0)
+    cfg = parse_config(raw)
+    metrics = Metrics()
+    metrics.add_camera("gate")
+    stage = EventStage(cfg.events, metrics, EventSinkSet([]), classes=["person"])
+    stage.configure_camera(cfg.cameras[0])
+    image = np.full((120, 160, 3), 90, np.uint8)
+    boxes = []
+    for seq in range(5):  # a new person in each of the first four frames: an 'appeared' each
+        if seq < 4:
+            boxes.append([10 + 30 * seq, 10, 30 + 30 * seq, 60])
+        dets = Detections(np.array(boxes, np.float32), np.full(len(boxes), 0.9, np.float32),
+                          np.zeros(len(boxes), np.int64), ("person",) * len(boxes))
+        now = time.monotonic()
+        frame = Frame("gate", image, seq, now, time.time())
+        stage.observe(frame, image, Result("gate", seq, frame.captured_wall, False, dets))
+    records = list(reversed(stage.recent.list(type_="appeared")))  # oldest first
+    dropped = metrics.registry.get_sample_value("duskwatch_sink_events_dropped_total", {"sink": "evidence"})
+    # the queue holds one job: the first event's snapshot; every clip open and later snapshot
+    # was dropped and counted, and no record names them
+    assert len(records) == 4 and dropped == 3 + 4
+    assert records[0]["snapshot_url"] and records[0]["pictures"] == ["raw"]
+    assert all(e["snapshot_url"] is None and e["pictures"] == [] for e in records[1:])
+    assert all(e["clip_url"] is None for e in records)
+    stage.start()
+    stage.close(timeout=20)
+    for e in records:
+        for kind in ("snapshot", "clip"):
+            if e.get(kind):
+                assert Path(e[kind]).is_file(), (kind, e[kind])

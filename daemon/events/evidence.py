@@ -137,13 +137,16 @@ class Evidence:
         return self._path(camera, event_id, wall, ".jpg") if self.cfg.snapshots else None
 
     def write_snapshot(self, path: Path, image: Image, box, label: str,
-                       shapes: Shapes = ()) -> None:
-        self.writer.submit(SnapshotJob(path, image, box, label, self.cfg.jpeg_quality, list(shapes)))
+                       shapes: Shapes = ()) -> bool:
+        """Queue the snapshot; False when the queue was full (the job dropped and counted: the
+        file will not exist, so the event must not name it)."""
+        return self.writer.submit(SnapshotJob(path, image, box, label, self.cfg.jpeg_quality, list(shapes)))
 
     def clip_for(self, camera: str, event_type: str, event_id: str, t: float, wall: float,
                  shapes: Shapes = ()) -> Path | None:
         """The clip an event at ``t`` belongs to: the camera's open one (extended), or a new one
-        with the ring's pre-roll; None when clips are off for this type."""
+        with the ring's pre-roll; None when clips are off for this type, or when the writer's
+        queue was full and dropped the new clip (the next event tries again)."""
         if not self.cfg.clips or event_type not in self.cfg.clip_types:
             return None
         clip = self._open.get(camera)
@@ -155,8 +158,9 @@ class Evidence:
         key = f"{camera}:{event_id}"
         pre = self._rings[camera].frames() if camera in self._rings else []
         started = pre[0].t if pre else t
+        if not self.writer.submit(ClipOpen(key, path, pre, self._fps.get(camera, 10.0), list(shapes))):
+            return None
         self._open[camera] = _OpenClip(path, started, t + self.cfg.post_s, key)
-        self.writer.submit(ClipOpen(key, path, pre, self._fps.get(camera, 10.0), list(shapes)))
         return path
 
     def push_frame(self, camera: str, t: float, image: Image, boxes: Boxes) -> None:

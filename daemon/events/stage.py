@@ -149,16 +149,17 @@ class EventStage:
     def _emit(self, ev: Event, t: float, state: CameraEvents) -> None:
         shapes = state.shapes()
         if ev.evidence is not None:
+            # a file is named in the event only when its job was queued: a dropped one (counted
+            # in duskwatch_sink_events_dropped_total{sink="evidence"}) will never exist
             path = self.evidence.snapshot_path(ev.camera, ev.id, ev.wall)
-            if path is not None:
+            if path is not None and self.evidence.write_snapshot(
+                    path, ev.evidence.image, ev.evidence.box, ev.evidence.label, shapes):
                 ev.snapshot = str(path)
-                self.evidence.write_snapshot(path, ev.evidence.image, ev.evidence.box,
-                                             ev.evidence.label, shapes)
                 if ev.evidence.raw is not None:  # the decoded frame too, for ?picture=raw
                     raw_path = path.with_name(f"{path.stem}.raw{path.suffix}")
-                    ev.snapshot_raw = str(raw_path)
-                    self.evidence.write_snapshot(raw_path, ev.evidence.raw, ev.evidence.box,
-                                                 ev.evidence.label, shapes)
+                    if self.evidence.write_snapshot(raw_path, ev.evidence.raw, ev.evidence.box,
+                                                    ev.evidence.label, shapes):
+                        ev.snapshot_raw = str(raw_path)
         clip = self.evidence.clip_for(ev.camera, ev.type, ev.id, t, ev.wall, shapes)
         ev.clip = str(clip) if clip is not None else None
         payload = ev.to_dict()
