@@ -18,11 +18,11 @@ from pathlib import Path
 
 import cv2
 
-from daemon.bench.night import gate_picks
+from daemon.bench.night import PhotoResult, gate_picks, match_all
 from daemon.config import LowLightConfig
 from daemon.pipeline.gate import frame_stats
 from daemon.pipeline.views import merge, mirror, unmirror
-from engines.evaluation import match_image, read_labelled_set, summarize
+from engines.evaluation import read_labelled_set, summarize
 from engines.yolo import Detector
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "exdark_dev"
@@ -58,8 +58,7 @@ def main(engine: str, split: str) -> int:
     n, picks = len(labelled.images), res["picks"]
 
     def ap50(dets) -> float:
-        return summarize([match_image(d.boxes, d.scores, d.class_ids, im.boxes, im.classes, labelled.classes)
-                          for d, im in zip(dets, labelled.images)], labelled.classes).ap50
+        return summarize(match_all(labelled, [PhotoResult(d, True) for d in dets]), labelled.classes).ap50
 
     raw = [res[("raw", 1.0, i)] for i in range(n)]
     base = ap50(raw)
